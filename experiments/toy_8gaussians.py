@@ -1,0 +1,12 @@
+"""WGAN-GP on the 8gaussians toy set (the WGAN-GP paper's toy experiment)."""
+import ml_collections
+
+from experiments import _toy
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = _toy.toy_config("8gaussians")
+  c.optimizer.lr = TOY_LR
+  c.num_generator_steps = TOY_STEPS
+  c.eval_every = 500
+  return c

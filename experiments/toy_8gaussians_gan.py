@@ -1,0 +1,19 @@
+"""The standard GAN (non-saturating -log D generator loss) on 8gaussians.
+
+Same MLPs as the WGAN-GP toy; one discriminator update per generator update,
+no gradient penalty.
+"""
+import ml_collections
+
+from experiments import _toy
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = _toy.toy_config("8gaussians")
+  c.objective = "gan"
+  c.gan_generator_loss = "non-saturating"
+  c.n_critic = 1
+  c.optimizer.lr = TOY_LR
+  c.num_generator_steps = TOY_STEPS
+  c.eval_every = 500
+  return c

@@ -1,0 +1,153 @@
+"""Benchmark: generator iterations/s, examples/s, compile time and the share of
+this machine's matmul peak that the training step achieves.
+
+  python -m wgan_jax.bench --experiment=toy_8gaussians
+  python -m wgan_jax.bench --experiment=toy_8gaussians --torch_ref=../shared/bench/torch_ref.py
+
+FLOPs come from XLA's cost analysis. It counts a loop body once, so the scan
+over critic updates is not measured as a whole: one critic update and one
+generator update are compiled on their own and combined as
+n_critic * (critic update + generating its fake batch) + generator update. The peak is the best FLOP/s of
+a chain of square matmuls compiled by the same XLA in the same process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+
+from wgan_jax import configs, steps, trainer
+from wgan_jax.data import toy
+from wgan_jax.train import parse_flags, usage_error
+
+_ITERS = flags.DEFINE_integer("iters", 30, "Timed generator iterations per repeat.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timing repeats (medians are reported).")
+_TORCH_REF = flags.DEFINE_string(
+    "torch_ref", None, "Path to torch_ref.py: time it in the same run, alternating "
+    "with JAX, and print the ratio.")
+_JSON = flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
+
+# torch_ref.py's name for the workload an experiment matches.
+_TORCH_CASES = {"mlp": "toy"}
+
+
+def _flops(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float(analysis["flops"])
+
+
+def matmul_peak(sizes=(1024, 2048), chain: int = 16, repeats: int = 3) -> float:
+  """Best FLOP/s of a chain of n x n matmuls in one XLA program."""
+  best = 0.0
+  for n in sizes:
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32) / n ** 0.5
+    fn = jax.jit(lambda x, a=a: jax.lax.scan(lambda c, _: (c @ a, None), x, None,
+                                              length=chain)[0])
+    fn(a).block_until_ready()
+    for _ in range(repeats):
+      t = time.perf_counter()
+      fn(a).block_until_ready()
+      best = max(best, 2 * n ** 3 * chain / (time.perf_counter() - t))
+  return best
+
+
+def iteration_flops(spec: steps.GanSpec, state, n_critic: int, batch: int,
+                    data_shape: tuple[int, ...]) -> dict[str, float]:
+  """FLOPs of one generator iteration: n_critic critic updates + generator update."""
+  real = jnp.zeros((batch, *data_shape), jnp.float32)
+  key = jax.random.PRNGKey(0)
+  generate = jax.jit(lambda g, k: steps.generate(spec, g, k, batch)[0])
+  critic = jax.jit(lambda c, r, f, k: steps.critic_step(spec, c, r, f, k))
+  generator = jax.jit(lambda g, c, k: steps.generator_step(spec, g, c, k, batch))
+  fake = generate(state.generator, key)
+  f_gen = _flops(generate.lower(state.generator, key).compile())
+  f_critic = _flops(critic.lower(state.critic, real, fake, key).compile())
+  f_generator = _flops(generator.lower(state.generator, state.critic, key).compile())
+  return {"critic_step": f_critic, "generate": f_gen, "generator_step": f_generator,
+          "iteration": n_critic * (f_critic + f_gen) + f_generator}
+
+
+def time_jax(iteration: Callable, state, iters: int) -> tuple[float, Any]:
+  t = time.perf_counter()
+  for _ in range(iters):
+    state, _ = iteration(state)
+  jax.block_until_ready(state)
+  return iters / (time.perf_counter() - t), state
+
+
+def time_torch(script: str, case: str, iters: int) -> float:
+  out = subprocess.run([sys.executable, script, case, str(iters), "cpu"], check=True,
+                       capture_output=True, text=True).stdout.split()
+  return float(out[-1])
+
+
+def main(parsed) -> None:
+  name, overrides, remaining = parsed
+  if len(remaining) > 1:
+    usage_error(f"unexpected arguments: {' '.join(remaining[1:])}")
+  try:
+    config = configs.from_command_line(name, overrides)
+  except configs.ConfigError as e:
+    usage_error(str(e))
+  torch_script = _TORCH_REF.value
+  if torch_script and not os.path.isfile(torch_script):
+    usage_error(f"--torch_ref={torch_script} does not exist; pass the path of torch_ref.py")
+
+  dataset = toy.get_toy_dataset(config.data.name)
+  spec = trainer.make_spec(config, dataset.shape)
+  state = trainer.create_train_state(spec, dataset.shape, config.seed)
+  n_critic, batch = config.n_critic, config.batch_size
+  iteration = trainer.compile_iterations(spec, dataset.sample, batch)(n_critic)
+
+  t = time.perf_counter()
+  state, _ = iteration(state)  # Compiles.
+  jax.block_until_ready(state)
+  compile_s = time.perf_counter() - t
+  state, _ = time_jax(iteration, state, 2)  # Warm-up.
+
+  flops = iteration_flops(spec, state, n_critic, batch, dataset.shape)
+  peak = matmul_peak()
+  case = _TORCH_CASES.get(config.model.generator.name)
+  jax_rates, torch_rates = [], []
+  for _ in range(_REPEATS.value):  # Alternate, so both see the same machine load.
+    rate, state = time_jax(iteration, state, _ITERS.value)
+    jax_rates.append(rate)
+    if torch_script and case:
+      torch_rates.append(time_torch(torch_script, case, _ITERS.value))
+
+  rate = statistics.median(jax_rates)
+  result = {
+      "experiment": config.experiment, "backend": jax.default_backend(),
+      "devices": jax.device_count(), "batch_size": batch, "n_critic": n_critic,
+      "compile_s": round(compile_s, 2),
+      "generator_iters_per_s": round(rate, 3),
+      "real_examples_per_s": round(rate * n_critic * batch, 1),
+      "gflop_per_iteration": round(flops["iteration"] / 1e9, 3),
+      "achieved_gflop_per_s": round(rate * flops["iteration"] / 1e9, 1),
+      "matmul_peak_gflop_per_s": round(peak / 1e9, 1),
+      "share_of_matmul_peak": round(rate * flops["iteration"] / peak, 3),
+  }
+  if torch_rates:
+    torch_rate = statistics.median(torch_rates)
+    result["torch_ref_case"] = case
+    result["torch_ref_iters_per_s"] = round(torch_rate, 3)
+    result["speedup_vs_torch_ref"] = round(rate / torch_rate, 2)
+  for k, v in result.items():
+    print(f"{k:28s} {v}")
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

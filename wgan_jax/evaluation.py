@@ -1,0 +1,62 @@
+"""Evaluation during and after training (toy sets: exact W1, modes, figure)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wgan_jax import plots, steps
+from wgan_jax.data.toy import ToyDataset
+from wgan_jax.metrics import toy as toy_metrics
+from wgan_jax.state import TrainState
+
+GRID_SIZE = 128
+
+
+class ToyEvaluator:
+  """Exact W1 against a fixed real sample, its floor, mode statistics, figure.
+
+  Reference samples, the noise batch and the plotting grid are fixed at
+  construction, so evaluations at different steps compare like with like.
+  """
+
+  def __init__(self, spec: steps.GanSpec, dataset: ToyDataset, num_samples: int,
+               key: jax.Array):
+    k_real, k_floor, k_noise = jax.random.split(key, 3)
+    self.spec, self.dataset = spec, dataset
+    self.real = np.asarray(dataset.sample(k_real, num_samples))
+    # W1 between two independent real samples: what sampling noise alone gives.
+    self.w1_floor = toy_metrics.exact_w1(self.real, np.asarray(dataset.sample(k_floor, num_samples)))
+    self.noise = steps.sample_noise(spec, k_noise, num_samples)
+    lim = float(np.abs(self.real).max()) * 1.15
+    self.grid_x, self.grid_y = np.meshgrid(np.linspace(-lim, lim, GRID_SIZE),
+                                           np.linspace(-lim, lim, GRID_SIZE))
+    grid = jnp.asarray(np.stack([self.grid_x.ravel(), self.grid_y.ravel()], 1), jnp.float32)
+    self._generate = jax.jit(lambda g: steps.apply_net(
+        spec.generator, g.params, g.batch_stats, self.noise, train=False)[0])
+    self._critic_on_grid = jax.jit(lambda c: steps.apply_net(
+        spec.critic, c.params, c.batch_stats, grid, train=False)[0])
+
+  def generate(self, state: TrainState) -> np.ndarray:
+    return np.asarray(self._generate(state.generator))
+
+  def metrics(self, fake: np.ndarray) -> dict[str, float]:
+    w1 = toy_metrics.exact_w1(fake, self.real)
+    out = {"w1": w1, "w1_floor": self.w1_floor, "w1_over_floor": w1 / self.w1_floor}
+    if self.dataset.centers is not None:
+      out.update(toy_metrics.mode_stats(fake, self.dataset.centers, self.dataset.std))
+    return out
+
+  def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of the current generator and the figure, saved as `toy_{tag}.png`."""
+    fake = self.generate(state)
+    metrics = self.metrics(fake)
+    values = np.asarray(self._critic_on_grid(state.critic)).reshape(GRID_SIZE, GRID_SIZE)
+    title = f"{self.dataset.name}, step {int(state.step)}: W1 {metrics['w1']:.4f} " \
+            f"(floor {self.w1_floor:.4f})"
+    image = plots.toy_figure(os.path.join(workdir, f"toy_{tag}.png"), self.real, fake,
+                             self.grid_x, self.grid_y, values, title)
+    return metrics, image

@@ -1,0 +1,28 @@
+"""Training state as pure pytrees: nothing hides in Python objects."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class NetState:
+  """One network: its parameters, batch-norm statistics and optimizer state."""
+  params: PyTree
+  batch_stats: PyTree  # {} for a network without batch norm
+  opt_state: PyTree
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Generator and critic, the number of generator iterations done, and the
+  base RNG key (each iteration folds in `step`, so the stream is a function of
+  the step alone and resumes exactly)."""
+  step: jax.Array
+  rng: jax.Array
+  generator: NetState
+  critic: NetState
