@@ -23,5 +23,6 @@ def toy_config(data: str) -> ml_collections.ConfigDict:
   c.optimizer.name = "adam"
   c.optimizer.b1 = 0.5
   c.optimizer.b2 = 0.9
+  c.optimizer.schedule = "linear"
   c.log_every = 100
   return c

@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.objective = "wgan"
   c.clip = 0.01
   c.optimizer.name = "rmsprop"
-  c.optimizer.lr = TOY_LR
-  c.num_generator_steps = TOY_STEPS
+  c.optimizer.lr = 5e-5
+  c.num_generator_steps = 2000
   c.eval_every = 500
   return c

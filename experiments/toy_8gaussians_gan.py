@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.objective = "gan"
   c.gan_generator_loss = "non-saturating"
   c.n_critic = 1
-  c.optimizer.lr = TOY_LR
-  c.num_generator_steps = TOY_STEPS
+  c.optimizer.lr = 1e-3
+  c.num_generator_steps = 2000
   c.eval_every = 500
   return c

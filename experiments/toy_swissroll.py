@@ -6,7 +6,7 @@ from experiments import _toy
 
 def get_config() -> ml_collections.ConfigDict:
   c = _toy.toy_config("swissroll")
-  c.optimizer.lr = TOY_LR
-  c.num_generator_steps = TOY_STEPS
+  c.optimizer.lr = 1e-3
+  c.num_generator_steps = 2000
   c.eval_every = 500
   return c

@@ -20,7 +20,7 @@ def toy_figure(path: str, real: np.ndarray, fake: np.ndarray, grid_x: np.ndarray
   ax.set_xlim(grid_x.min(), grid_x.max())
   ax.set_ylim(grid_y.min(), grid_y.max())
   ax.set_aspect("equal")
-  ax.legend(loc="upper right", markerscale=4)
+  ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=2, markerscale=4)
   ax.set_title(title)
   fig.tight_layout()
   fig.savefig(path)

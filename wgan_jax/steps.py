@@ -61,6 +61,7 @@ def _apply_updates(tx: optax.GradientTransformation, net: NetState, grads: PyTre
 def clipped_fraction(params: PyTree, clip: float) -> jax.Array:
   """Share of the weights sitting at ±clip (saturated by the projection)."""
   leaves = jax.tree.leaves(params)
+  # The projection lands two ulps inside the bound (see optim.clip_weights).
   at_bound = sum(jnp.sum(jnp.abs(p) >= clip * (1 - 1e-6)) for p in leaves)
   return at_bound / sum(p.size for p in leaves)
 
@@ -103,7 +104,7 @@ def critic_step(spec: GanSpec, critic: NetState, real: jax.Array, fake: jax.Arra
 
   (loss, (stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(critic.params)
   critic = _apply_updates(spec.critic_tx, critic, grads, stats)
-  return critic, {"critic_loss": loss, "critic_grad_norm": optax.global_norm(grads), **aux}
+  return critic, {"critic_loss": loss, "critic_grad_norm": optax.tree.norm(grads), **aux}
 
 
 def generator_step(spec: GanSpec, generator: NetState, critic: NetState,
@@ -124,7 +125,7 @@ def generator_step(spec: GanSpec, generator: NetState, critic: NetState,
   (loss, (gen_stats, critic_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(generator.params)
   generator = _apply_updates(spec.generator_tx, generator, grads, gen_stats)
-  metrics = {"generator_loss": loss, "generator_grad_norm": optax.global_norm(grads)}
+  metrics = {"generator_loss": loss, "generator_grad_norm": optax.tree.norm(grads)}
   return generator, critic_stats, metrics
 
 

@@ -1,0 +1,109 @@
+"""Experiments by name, type-checked overrides, and the CLI's one-line errors."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from wgan_jax import configs
+from wgan_jax.train import split_experiment_args
+
+TOY_EXPERIMENTS = ["toy_25gaussians", "toy_8gaussians", "toy_8gaussians_clip",
+                   "toy_8gaussians_gan", "toy_swissroll"]
+
+
+def test_known_experiments():
+  assert set(TOY_EXPERIMENTS) <= set(configs.known_experiments())
+
+
+@pytest.mark.parametrize("name", TOY_EXPERIMENTS)
+def test_every_experiment_loads_and_validates(name):
+  c = configs.load(name)
+  configs.validate(c)
+  assert c.experiment == name
+  assert c.batch_size == 256 and c.model.noise_dim == 2
+  assert c.model.generator.features == 512 and c.model.generator.depth == 3
+
+
+def test_toy_experiments_follow_the_papers():
+  assert configs.load("toy_8gaussians").gp_weight == 0.1
+  clip = configs.load("toy_8gaussians_clip")
+  assert (clip.objective, clip.clip, clip.optimizer.name) == ("wgan", 0.01, "rmsprop")
+  assert configs.load("toy_8gaussians_gan").objective == "gan"
+
+
+def test_overrides_are_type_checked():
+  c = configs.load("toy_8gaussians")
+  configs.override(c, "optimizer.lr", "3e-4")
+  configs.override(c, "n_critic", "2")
+  configs.override(c, "optimizer.name", "rmsprop")
+  assert (c.optimizer.lr, c.n_critic, c.optimizer.name) == (3e-4, 2, "rmsprop")
+  configs.override(c, "optimizer.lr", "1")  # An int is a fine float.
+  assert isinstance(c.optimizer.lr, float) and c.optimizer.lr == 1.0
+  with pytest.raises(configs.ConfigError, match="'n_critic': '2.5' is not a int"):
+    configs.override(c, "n_critic", "2.5")
+  with pytest.raises(configs.ConfigError, match="'optimizer.lr': 'fast' is not a float"):
+    configs.override(c, "optimizer.lr", "fast")
+  with pytest.raises(configs.ConfigError, match="unknown config key 'optimizer.lrr'; keys "
+                     "under 'optimizer': b1, b2, decay, eps, lr, name, schedule"):
+    configs.override(c, "optimizer.lrr", "1")
+  with pytest.raises(configs.ConfigError, match="unknown config key 'nope'"):
+    configs.override(c, "nope", "1")
+  with pytest.raises(configs.ConfigError, match="is a section"):
+    configs.override(c, "optimizer", "adam")
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("n_critic", "0", "n_critic=0 must be at least 1"),
+    ("clip", "-0.01", "clip=-0.01 must be positive"),
+    ("objective", "hinge", "objective='hinge' is unknown"),
+    ("data.name", "mnist", "data.name='mnist' is unknown"),
+    ("optimizer.schedule", "cosine", "optimizer.schedule='cosine' is unknown"),
+])
+def test_contradictory_settings_are_rejected(key, value, message):
+  with pytest.raises(configs.ConfigError, match=message):
+    configs.from_command_line("toy_8gaussians", [(key, value)])
+
+
+def test_split_experiment_args():
+  name, overrides, rest = split_experiment_args(
+      ["--experiment=toy_swissroll", "--experiment.optimizer.lr=1e-4", "--workdir=/x",
+       "--experiment.n_critic", "3"])
+  assert name == "toy_swissroll"
+  assert overrides == [("optimizer.lr", "1e-4"), ("n_critic", "3")]
+  assert rest == ["--workdir=/x"]
+
+
+def _train(*args, cwd=None):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  return subprocess.run([sys.executable, "-m", "wgan_jax.train", *args], capture_output=True,
+                        text=True, cwd=cwd or ROOT, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--experiment=nope"], "error: unknown experiment 'nope'; known experiments: "
+                            "toy_25gaussians, toy_8gaussians"),
+    (["--experiment.optimizer.lrr=1"], "error: unknown config key 'optimizer.lrr'"),
+    (["--experiment.n_critic=five"], "error: bad value for 'n_critic': 'five' is not a int"),
+    (["--experiment.n_critic=0"], "error: n_critic=0 must be at least 1"),
+    (["--bogus=1"], "error: Unknown command line flag 'bogus'"),
+    (["--experiment.seed"], "error: --experiment.seed needs a value"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+  result = _train(*args, f"--workdir={tmp_path / 'w'}")
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith(message)
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "w").exists()  # Nothing written for a bad command line.
+
+
+def test_cli_workdir_that_is_a_file(tmp_path):
+  path = tmp_path / "file"
+  path.write_text("keep me")
+  result = _train("--experiment.num_generator_steps=1", f"--workdir={path}")
+  assert result.returncode == 2
+  assert result.stderr.strip() == f"error: --workdir={path} is a file; pass a directory"
+  assert path.read_text() == "keep me"
