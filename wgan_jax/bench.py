@@ -12,6 +12,7 @@ a chain of square matmuls compiled by the same XLA in the same process.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -29,7 +30,7 @@ from wgan_jax.data import toy
 from wgan_jax.train import parse_flags, usage_error
 
 _ITERS = flags.DEFINE_integer("iters", 30, "Timed generator iterations per repeat.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timing repeats (medians are reported).")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timing repeats (medians are reported).")
 _TORCH_REF = flags.DEFINE_string(
     "torch_ref", None, "Path to torch_ref.py: time it in the same run, alternating "
     "with JAX, and print the ratio.")
@@ -46,14 +47,19 @@ def _flops(compiled) -> float:
   return float(analysis["flops"])
 
 
-def matmul_peak(sizes=(1024, 2048), chain: int = 16, repeats: int = 3) -> float:
+@functools.cache
+def _matmul_chain(n: int, chain: int) -> tuple[Callable, jax.Array]:
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32) / n ** 0.5
+  fn = jax.jit(lambda x: jax.lax.scan(lambda c, _: (c @ a, None), x, None, length=chain)[0])
+  fn(a).block_until_ready()  # Compile and warm up once.
+  return fn, a
+
+
+def matmul_peak(sizes=(1024, 2048), chain: int = 16, repeats: int = 2) -> float:
   """Best FLOP/s of a chain of n x n matmuls in one XLA program."""
   best = 0.0
   for n in sizes:
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32) / n ** 0.5
-    fn = jax.jit(lambda x, a=a: jax.lax.scan(lambda c, _: (c @ a, None), x, None,
-                                              length=chain)[0])
-    fn(a).block_until_ready()
+    fn, a = _matmul_chain(n, chain)
     for _ in range(repeats):
       t = time.perf_counter()
       fn(a).block_until_ready()
@@ -113,15 +119,19 @@ def main(parsed) -> None:
   state, _ = iteration(state)  # Compiles.
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t
-  state, _ = time_jax(iteration, state, 2)  # Warm-up.
+  _, state = time_jax(iteration, state, 2)  # Warm-up.
 
-  flops = iteration_flops(spec, state, n_critic, batch, dataset.shape)
-  peak = matmul_peak()
   case = _TORCH_CASES.get(config.model.generator.name)
-  jax_rates, torch_rates = [], []
-  for _ in range(_REPEATS.value):  # Alternate, so both see the same machine load.
+  flops = iteration_flops(spec, state, n_critic, batch, dataset.shape)["iteration"]
+  # Alternate JAX, the matmul peak and PyTorch in every repeat, so that all
+  # three see the same machine load; report medians of per-repeat figures.
+  jax_rates, shares, peaks, torch_rates = [], [], [], []
+  for _ in range(_REPEATS.value):
     rate, state = time_jax(iteration, state, _ITERS.value)
+    peak = matmul_peak()
     jax_rates.append(rate)
+    peaks.append(peak)
+    shares.append(rate * flops / peak)
     if torch_script and case:
       torch_rates.append(time_torch(torch_script, case, _ITERS.value))
 
@@ -132,16 +142,16 @@ def main(parsed) -> None:
       "compile_s": round(compile_s, 2),
       "generator_iters_per_s": round(rate, 3),
       "real_examples_per_s": round(rate * n_critic * batch, 1),
-      "gflop_per_iteration": round(flops["iteration"] / 1e9, 3),
-      "achieved_gflop_per_s": round(rate * flops["iteration"] / 1e9, 1),
-      "matmul_peak_gflop_per_s": round(peak / 1e9, 1),
-      "share_of_matmul_peak": round(rate * flops["iteration"] / peak, 3),
+      "gflop_per_iteration": round(flops / 1e9, 3),
+      "achieved_gflop_per_s": round(rate * flops / 1e9, 1),
+      "matmul_peak_gflop_per_s": round(statistics.median(peaks) / 1e9, 1),
+      "share_of_matmul_peak": round(statistics.median(shares), 3),
   }
   if torch_rates:
-    torch_rate = statistics.median(torch_rates)
     result["torch_ref_case"] = case
-    result["torch_ref_iters_per_s"] = round(torch_rate, 3)
-    result["speedup_vs_torch_ref"] = round(rate / torch_rate, 2)
+    result["torch_ref_iters_per_s"] = round(statistics.median(torch_rates), 3)
+    result["speedup_vs_torch_ref"] = round(
+        statistics.median(j / t for j, t in zip(jax_rates, torch_rates)), 2)
   for k, v in result.items():
     print(f"{k:28s} {v}")
   if _JSON.value:
