@@ -85,5 +85,5 @@ def test_non_finite_loss_stops_with_one_line_error(tmp_path):
        f"--workdir={tmp_path}"], capture_output=True, text=True, env=env, timeout=300)
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: non-finite ") and "at generator step 2" in last, last
+  assert last.startswith("error: non-finite ") and "at generator step " in last, last
   assert "Traceback" not in result.stderr

@@ -1,14 +1,12 @@
 """Pure update functions: critic step, generator step, one generator iteration.
 
-Each takes the static `GanSpec` (modules, optimizers, objective) first; `bind`
-closes over it so what `jax.jit` sees is a function of arrays only:
-(state, real batches) -> (state, metrics).
+Each takes the static `GanSpec` (modules, optimizers, objective) first; the
+trainer closes over it (`functools.partial`), so what `jax.jit` sees is a
+function of arrays only: (state, real batches) -> (state, metrics).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -176,8 +174,3 @@ def generator_iteration(spec: GanSpec, state: TrainState,
     metrics["clipped_fraction"] = clipped_fraction(critic.params, spec.clip)
   new_state = state.replace(step=state.step + 1, generator=generator, critic=critic)
   return new_state, metrics
-
-
-def bind(fn: Callable, spec: GanSpec) -> Callable:
-  """`fn` with the static spec filled in, ready for `jax.jit`."""
-  return functools.partial(fn, spec)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import time
 from typing import Any, Callable
@@ -118,16 +117,18 @@ def compile_iterations(spec: steps.GanSpec, sample: toy.Sampler, batch: int
 # ----------------------------------------------------------------------------
 
 
-def _mean_metrics(history: list[steps.Metrics]) -> dict[str, float]:
-  stacked = jax.device_get(history)  # One host transfer per log interval.
-  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+def _summarize(history: list[steps.Metrics], first_step: int) -> dict[str, float]:
+  """Means over a log interval; stops at the first step with a non-finite value.
 
-
-def _check_finite(scalars: dict[str, float], step: int) -> None:
-  bad = [k for k, v in scalars.items() if not math.isfinite(v)]
-  if bad:
-    raise NonFiniteError(f"non-finite {', '.join(bad)} at generator step {step}; "
-                         "lower optimizer.lr or check the data")
+  `history[i]` holds the metrics of generator step `first_step + i` (1-based).
+  """
+  host = jax.device_get(history)  # One host transfer per log interval.
+  for i, metrics in enumerate(host):
+    bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
+    if bad:
+      raise NonFiniteError(f"non-finite {', '.join(bad)} at generator step {first_step + i}; "
+                           "lower optimizer.lr or check the data")
+  return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
 
 
 def _eval_and_report(evaluator: ToyEvaluator, state: TrainState, workdir: str, tag: str,
@@ -181,9 +182,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     done = step + 1
     report_progress(done)
     if done % config.log_every == 0 or done == total:
-      scalars = _mean_metrics(history)
+      scalars = _summarize(history, done - len(history) + 1)
       history.clear()
-      _check_finite(scalars, done)
       writer.write_scalars(done, {f"train/{k}": v for k, v in scalars.items()})
     if config.eval_every and done % config.eval_every == 0 and done != total:
       _eval_and_report(evaluator, state, workdir, f"{done:06d}", writer)

@@ -1,0 +1,285 @@
+"""Image pipelines: every source on tiny data the test writes or mocks, geometry, seeds, shards, errors."""
+import hashlib
+import io
+import logging
+import os
+
+import lmdb
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from wgan_jax.data import images
+
+LSUN_SIZES = [(60, 80), (90, 60), (60, 80), (90, 60), (64, 64), (70, 100)]  # (h, w)
+
+
+def data_config(name: str, image_size: int = 32, dir: str = "", split: str = "train",
+                shuffle_buffer: int = 16) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(name=name, image_size=image_size, dir=str(dir),
+                                        split=split, shuffle_buffer=shuffle_buffer))
+
+
+def first_batch(cfg, batch_size: int = 4, seed: int = 0, **kw) -> np.ndarray:
+  return next(images.numpy_batches(images.build_image_dataset(cfg, batch_size, seed, **kw)))
+
+
+def picture(h: int, w: int, i: int) -> np.ndarray:
+  """A gradient that differs from image to image."""
+  y, x = np.mgrid[0:h, 0:w]
+  rgb = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, (37 * i) % 256)], axis=-1)
+  return rgb.astype(np.uint8)
+
+
+def encode(array: np.ndarray, fmt: str) -> bytes:
+  out = io.BytesIO()
+  Image.fromarray(array).save(out, fmt)
+  return out.getvalue()
+
+
+def digests(batches) -> list[str]:
+  return [hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest()
+          for b in batches for x in b]
+
+
+@pytest.fixture(scope="module")
+def lsun_root(tmp_path_factory) -> str:
+  """A parent folder holding bedroom_train_lmdb: 5 JPEGs and 1 WebP under sha1 keys."""
+  root = tmp_path_factory.mktemp("lsun")
+  env = lmdb.open(str(root / "bedroom_train_lmdb"), map_size=1 << 24)
+  with env.begin(write=True) as txn:
+    for i, (h, w) in enumerate(LSUN_SIZES):
+      key = hashlib.sha1(str(i).encode()).hexdigest().encode()
+      txn.put(key, encode(picture(h, w, i), "WEBP" if i == 5 else "JPEG"))
+  env.close()
+  return str(root)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> str:
+  """Nested jpg / PNG / webp images, a corrupt .jpg and a text file."""
+  root = tmp_path_factory.mktemp("folder")
+  (root / "a" / "b").mkdir(parents=True)
+  (root / "c").mkdir()
+  Image.fromarray(picture(48, 40, 0)).save(root / "one.jpg")
+  Image.fromarray(picture(40, 64, 1)).save(root / "a" / "two.PNG")
+  Image.fromarray(picture(50, 50, 2)).save(root / "a" / "b" / "three.webp")
+  Image.fromarray(picture(36, 36, 3)).convert("L").save(root / "c" / "four.jpeg")
+  (root / "c" / "broken.jpg").write_bytes(b"not an image at all")
+  (root / "c" / "notes.txt").write_text("ignored")
+  return str(root)
+
+
+def test_image_shape_and_names():
+  assert images.IMAGE_DATASETS == ("lsun_bedroom", "cifar10", "mnist", "celeb_a",
+                                   "image_folder", "digits")
+  assert images.image_shape(data_config("mnist", 28)) == (28, 28, 1)
+  assert images.image_shape(data_config("digits", 16)) == (16, 16, 1)
+  assert images.image_shape(data_config("lsun_bedroom", 64)) == (64, 64, 3)
+
+
+def test_digits_batch_values():
+  b = first_batch(data_config("digits", 16), batch_size=8)
+  assert b.shape == (8, 16, 16, 1) and b.dtype == np.float32
+  assert b.min() == -1.0 and b.max() == 1.0
+  # At the native 8x8 the pixels are load_digits' values 0..16 mapped to [-1, 1].
+  b8 = first_batch(data_config("digits", 8), batch_size=8)
+  levels = (b8 + 1) * 8
+  np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)
+  reference = {x.tobytes() for x in load_digits().images.astype(np.int64)}
+  assert all(np.round(x[..., 0]).astype(np.int64).tobytes() in reference for x in levels)
+
+
+@pytest.mark.parametrize("name,size,channels", [("cifar10", 32, 3), ("mnist", 32, 1),
+                                                ("celeb_a", 24, 3)])
+def test_tfds_batches(name, size, channels, tmp_path):
+  # Mock pixels are uniform on 0..255: cifar10 at its native 32 keeps them exactly,
+  # mnist's 28 -> 32 upsampling stays near them, celeb_a's 218x178 -> 24 averages to grey.
+  cfg = data_config(name, size, dir=tmp_path)
+  with tfds.testing.mock_data(num_examples=12):
+    b = first_batch(cfg, batch_size=4)
+    again = first_batch(cfg, batch_size=4)
+    other = first_batch(cfg, batch_size=4, seed=1)
+  assert b.shape == (4, size, size, channels) and b.dtype == np.float32
+  assert -1.0 <= b.min() and b.max() <= 1.0
+  if name == "cifar10":
+    assert b.min() == -1.0 and b.max() > 0.99
+  elif name == "mnist":
+    assert b.min() < -0.9 and b.max() > 0.9
+  else:
+    assert abs(b.mean()) < 0.05 and 0.02 < b.std() < 0.3
+  np.testing.assert_array_equal(b, again)
+  assert not np.array_equal(b, other)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "celeb_a"])
+def test_tfds_not_prepared_is_one_line(name, tmp_path):
+  with pytest.raises(images.DataError) as err:
+    images.build_image_dataset(data_config(name, dir=tmp_path), 4, 0)
+  msg = str(err.value)
+  assert "\n" not in msg
+  assert f"`tfds build {name} --data_dir={tmp_path}`" in msg
+  assert f"--experiment.data.dir={tmp_path}" in msg
+
+
+def test_lsun_batch_from_parent_and_lmdb_dir(lsun_root):
+  b = first_batch(data_config("lsun_bedroom", 32, dir=lsun_root), batch_size=4)
+  assert b.shape == (4, 32, 32, 3) and b.dtype == np.float32
+  assert -1.0 <= b.min() < -0.8 and 0.8 < b.max() <= 1.0  # gradients run 0..~250
+  direct = first_batch(data_config("lsun_bedroom", 32,
+                                   dir=os.path.join(lsun_root, "bedroom_train_lmdb")), 4)
+  np.testing.assert_array_equal(b, direct)
+
+
+def test_lsun_missing_is_one_line(tmp_path):
+  with pytest.raises(images.DataError) as err:
+    images.build_image_dataset(data_config("lsun_bedroom", dir=tmp_path), 4, 0)
+  msg = str(err.value)
+  assert "\n" not in msg
+  assert msg.startswith(f"LSUN bedrooms not found at {tmp_path}: ")
+  assert "http://dl.yf.io/lsun/scenes/" in msg and "python download.py -c bedroom" in msg
+
+
+def test_folder_scan_and_batch(folder, caplog):
+  readable, skipped = images.scan_image_folder(folder)
+  assert [os.path.relpath(p, folder) for p in readable] == [
+      "a/b/three.webp", "a/two.PNG", "c/four.jpeg", "one.jpg"]
+  assert [os.path.relpath(p, folder) for p in skipped] == ["c/broken.jpg"]
+  with caplog.at_level(logging.WARNING):
+    b = first_batch(data_config("image_folder", 24, dir=folder), batch_size=6)
+  assert f"image_folder: skipped 1 unreadable files of 5 under {folder}" in caplog.text
+  assert b.shape == (6, 24, 24, 3) and b.dtype == np.float32
+  assert -1.0 <= b.min() and b.max() <= 1.0
+  # The grayscale JPEG comes out with three equal channels.
+  gray = [x for x in b if np.allclose(x[..., 0], x[..., 1]) and np.allclose(x[..., 1], x[..., 2])]
+  assert len(gray) >= 1
+
+
+def test_folder_survives_a_file_that_passes_verify_but_fails_to_decode(tmp_path):
+  Image.fromarray(picture(40, 40, 0)).save(tmp_path / "good.png")
+  jpeg = encode(picture(64, 64, 1), "JPEG")
+  (tmp_path / "truncated.jpg").write_bytes(jpeg[:jpeg.index(b"\xff\xda") + 40])  # mid-scan
+  readable, skipped = images.scan_image_folder(str(tmp_path))
+  assert len(readable) == 2 and skipped == []  # PIL's verify does not see the truncation
+  b = first_batch(data_config("image_folder", 16, dir=tmp_path), batch_size=3)
+  assert b.shape == (3, 16, 16, 3)
+  assert len(set(digests([b]))) == 1  # only good.png is left
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no_images", "unset"])
+def test_folder_errors_are_one_line(case, tmp_path):
+  root = tmp_path / "imgs"
+  if case != "missing":
+    root.mkdir()
+  if case == "no_images":
+    (root / "readme.txt").write_text("x")
+    (root / "bad.png").write_bytes(b"\x89PNG but not really")
+  cfg = data_config("image_folder", dir="" if case == "unset" else root)
+  with pytest.raises(images.DataError) as err:
+    images.build_image_dataset(cfg, 4, 0)
+  msg = str(err.value)
+  assert "\n" not in msg
+  assert "jpg/jpeg/png/webp" in msg and "--experiment.data.dir" in msg
+  if case != "unset":
+    assert str(root) in msg
+  if case == "no_images":
+    assert "(1 unreadable)" in msg
+
+
+def test_resize_short_side_and_centre_crop():
+  # 40 high, 80 wide, left half black, right half white -> 32x64 -> middle 32 columns.
+  wide = np.zeros((40, 80, 3), np.uint8)
+  wide[:, 40:] = 255
+  out = images.resize_and_crop(tf.constant(wide), 32).numpy()
+  assert out.shape == (32, 32, 3) and out.dtype == np.float32
+  # Area averaging at scale 0.8: resized column 31 covers source 38.75..40 (all black),
+  # column 32 covers 40..41.25 (all white); the crop keeps columns 16..47.
+  np.testing.assert_allclose(out[:, :16], -1.0, atol=1e-6)
+  np.testing.assert_allclose(out[:, 16:], 1.0, atol=1e-6)
+  # The transpose: top black, bottom white, cropped in the middle rows.
+  tall = np.transpose(wide, (1, 0, 2))
+  np.testing.assert_allclose(images.resize_and_crop(tf.constant(tall), 32).numpy(),
+                             np.transpose(out, (1, 0, 2)), atol=1e-6)
+  # A white right fifth (cols 64..79, resized 51.2..64) lies wholly outside the crop (16..48).
+  quarter = np.zeros((40, 80, 3), np.uint8)
+  quarter[:, 64:] = 255
+  np.testing.assert_allclose(images.resize_and_crop(tf.constant(quarter), 32).numpy(), -1.0,
+                             atol=1e-6)
+
+
+def test_growing_is_bilinear_not_nearest():
+  # 2x2, left black, right white -> 4x4: half-pixel bilinear gives 0, 63.75, 191.25, 255.
+  tiny = np.array([[0, 255], [0, 255]], np.uint8)[..., None]
+  out = images.resize_and_crop(tf.constant(tiny), 4).numpy()
+  assert out.shape == (4, 4, 1)
+  np.testing.assert_allclose(out[..., 0], np.tile([-1.0, -0.5, 0.5, 1.0], (4, 1)), atol=1e-6)
+
+
+def test_geometry_through_the_folder_pipeline(tmp_path):
+  wide = np.zeros((40, 80, 3), np.uint8)
+  wide[:, 40:] = 255
+  Image.fromarray(wide).save(tmp_path / "half.png")
+  b = first_batch(data_config("image_folder", 32, dir=tmp_path), batch_size=1)
+  np.testing.assert_array_equal(b[0], images.resize_and_crop(tf.constant(wide), 32).numpy())
+
+
+@pytest.mark.parametrize("name", ["digits", "lsun_bedroom", "image_folder"])
+def test_same_seed_same_batches_other_seed_differs(name, lsun_root, folder):
+  root = {"digits": "", "lsun_bedroom": lsun_root, "image_folder": folder}[name]
+  cfg = data_config(name, 16, dir=root)
+  a = first_batch(cfg, batch_size=4, seed=7)
+  b = first_batch(cfg, batch_size=4, seed=7)
+  c = first_batch(cfg, batch_size=4, seed=8)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def take(cfg, n_batches, batch_size, **kw):
+  it = images.numpy_batches(images.build_image_dataset(cfg, batch_size, 0, **kw))
+  return [next(it) for _ in range(n_batches)]
+
+
+@pytest.mark.parametrize("name,total", [("lsun_bedroom", 6), ("image_folder", 4)])
+def test_processes_read_disjoint_shares(name, total, lsun_root, folder):
+  cfg = data_config(name, 16, dir=lsun_root if name == "lsun_bedroom" else folder)
+  whole = set(digests(take(cfg, total, 1)))
+  assert len(whole) == total
+  # One epoch of each process's share: half the images each, no overlap, all covered.
+  shares = [set(digests(take(cfg, total // 2, 1, process_index=i, process_count=2)))
+            for i in range(2)]
+  assert [len(s) for s in shares] == [total // 2, total // 2]
+  assert not shares[0] & shares[1]
+  assert shares[0] | shares[1] == whole
+
+
+def test_digits_processes_read_disjoint_shares():
+  ref = load_digits().images.astype(np.int64)
+  cfg = data_config("digits", 8)
+  seen = []
+  for i, n in enumerate([899, 898]):  # 1,797 images split two ways
+    (b,) = take(cfg, 1, n, process_index=i, process_count=2)
+    seen.append({np.round((x[..., 0] + 1) * 8).astype(np.int64).tobytes() for x in b})
+    assert seen[-1] == {x.tobytes() for x in ref[i::2]}
+  assert len(seen[0] | seen[1]) == len({x.tobytes() for x in ref})
+
+
+def test_unknown_name_and_empty_share():
+  with pytest.raises(images.DataError, match="unknown image data set 'svhn'; use one of "
+                     "lsun_bedroom, cifar10, mnist, celeb_a, image_folder, digits"):
+    images.build_image_dataset(data_config("svhn"), 4, 0)
+
+
+def test_empty_share_is_a_data_error(tmp_path):
+  Image.fromarray(picture(20, 20, 0)).save(tmp_path / "only.png")
+  with pytest.raises(images.DataError, match="1 images under .* leave none for process 1 of 2"):
+    images.build_image_dataset(data_config("image_folder", dir=tmp_path), 1, 0,
+                               process_index=1, process_count=2)
+
+
+def test_decode_throughput_counts_images(lsun_root):
+  rate = images.decode_throughput(data_config("lsun_bedroom", 16, dir=lsun_root), 4, 0.3)
+  assert 10 < rate < 1e6

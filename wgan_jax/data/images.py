@@ -1,0 +1,248 @@
+"""One tf.data pipeline for every image data set.
+
+Each source gives encoded (or raw) images for this process's share; the shared
+tail decodes, resizes the short side to `image_size` (area averaging when
+shrinking, bilinear when growing), centre-crops a square, scales to [-1, 1], shuffles with the seed, repeats,
+batches and prefetches. Index-like sources (LSUN keys, folder paths, digits)
+are shuffled in full each epoch, which costs a few bytes an image; tfds
+sources shuffle files and then `shuffle_buffer` still-encoded examples, so the
+buffer holds bytes rather than decoded pixels.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import time
+from typing import Callable, Iterator
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+
+try:  # tf only feeds data: keep it off the accelerator the model trains on.
+  tf.config.set_visible_devices([], "GPU")
+except (RuntimeError, ValueError):  # already initialised by someone else
+  pass
+
+
+class DataError(RuntimeError):
+  """Missing or unusable data: the message is one line saying what is missing and how to get it."""
+
+  def __init__(self, message: str):
+    super().__init__(" ".join(message.split("\n")))
+
+
+IMAGE_DATASETS: tuple[str, ...] = (
+    "lsun_bedroom", "cifar10", "mnist", "celeb_a", "image_folder", "digits")
+GRAYSCALE = ("mnist", "digits")
+TFDS_DATASETS = ("cifar10", "mnist", "celeb_a")
+FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+# Formats PIL may recognise that tf.io.decode_image can also decode.
+_TF_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+DEFAULT_LSUN_DIR = "~/data/lsun"
+
+
+def image_shape(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """(image_size, image_size, channels) for data config `cfg` (channels 1 for mnist/digits, else 3)."""
+  return (cfg.image_size, cfg.image_size, 1 if cfg.name in GRAYSCALE else 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+  ds: tf.data.Dataset                    # this process's elements, one epoch, unshuffled
+  decode: Callable[[tf.Tensor], tf.Tensor]  # element -> [h, w, c] pixels in [0, 255]
+  shuffle_buffer: int
+  may_fail: bool = False                 # drop elements whose decode fails (logged by tf)
+
+
+# ---------------------------------------------------------------- geometry
+
+def resize_and_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+  """[h, w, c] pixels in [0, 255] -> [size, size, c] float32 in [-1, 1]: short side to size, centre crop."""
+  image = tf.cast(image, tf.float32)
+  h, w = tf.shape(image)[0], tf.shape(image)[1]
+  # Integer rounding of the long side, so the geometry is exact and testable.
+  nh = tf.where(h <= w, size, (h * size + w // 2) // w)
+  nw = tf.where(h <= w, (w * size + h // 2) // h, size)
+  shape = tf.stack([nh, nw])
+  # Area averaging is antialiased and twice as fast as antialiased bilinear when
+  # shrinking; it would be nearest-neighbour when growing, where bilinear is right.
+  image = tf.cond(tf.minimum(h, w) >= size,
+                  lambda: tf.image.resize(image, shape, method="area"),
+                  lambda: tf.image.resize(image, shape, method="bilinear"))
+  top, left = (nh - size) // 2, (nw - size) // 2
+  image = image[top:top + size, left:left + size]
+  image = tf.ensure_shape(image, [size, size, None])
+  return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
+
+
+def _decoder(channels: int) -> Callable[[tf.Tensor], tf.Tensor]:
+  def decode(data: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, channels])
+  return decode
+
+
+# ---------------------------------------------------------------- sources
+
+def _tfds_source(cfg, seed, process_index, process_count) -> _Source:
+  name = cfg.name
+  builder = tfds.builder(name, data_dir=cfg.dir or None)
+  split = tfds.even_splits(cfg.split, n=process_count)[process_index]
+  try:
+    ds = builder.as_dataset(
+        split=split, shuffle_files=True,
+        read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False),
+        decoders={"image": tfds.decode.SkipDecoding()})
+  except (AssertionError, tfds.core.registered.DatasetNotFoundError) as e:
+    data_dir = os.path.dirname(os.path.dirname(builder.data_dir))
+    raise DataError(
+        f"{name} is not prepared under {data_dir}: on a machine with internet run "
+        f"`tfds build {name} --data_dir={data_dir}` (or python -c \"import tensorflow_datasets "
+        f"as tfds; tfds.builder('{name}', data_dir='{data_dir}').download_and_prepare()\"), "
+        f"copy the folder here and pass --experiment.data.dir={data_dir}") from e
+  ds = ds.map(lambda ex: ex["image"], num_parallel_calls=tf.data.AUTOTUNE)
+  return _Source(ds, _decoder(image_shape(cfg)[2]), max(1, cfg.shuffle_buffer))
+
+
+def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where: str):
+  share = items[process_index::process_count]
+  if len(share) == 0:
+    raise DataError(f"{cfg.name}: {len(items)} images under {where} leave none for process "
+                    f"{process_index} of {process_count}; use more data or fewer processes")
+  return share
+
+
+def _lsun_source(cfg, seed, process_index, process_count) -> _Source:
+  del seed
+  from wgan_jax.data import lsun  # pylint: disable=import-outside-toplevel
+  root = os.path.abspath(os.path.expanduser(cfg.dir or DEFAULT_LSUN_DIR))
+  path = lsun.find_lmdb(root, "bedroom", cfg.split)
+  if path is None:
+    raise DataError(
+        f"LSUN bedrooms not found at {root}: download bedroom_train_lmdb.zip from "
+        "http://dl.yf.io/lsun/scenes/ (or with the LSUN download.py: python download.py "
+        "-c bedroom), unzip it, and pass --experiment.data.dir=/path/to/bedroom_train_lmdb")
+  keys = _shard(lsun.read_keys(path), cfg, process_index, process_count, path)
+  reader = lsun.LmdbReader(path, keys)
+  logging.info("lsun_bedroom: %d images for process %d of %d in %s",
+               len(keys), process_index, process_count, path)
+
+  def read(index: tf.Tensor) -> tf.Tensor:
+    data = tf.numpy_function(reader, [index], tf.string, stateful=False)
+    return tf.ensure_shape(data, [])
+
+  ds = tf.data.Dataset.range(len(keys)).map(read, num_parallel_calls=tf.data.AUTOTUNE)
+  return _Source(ds, _decoder(3), len(keys))
+
+
+def _scan_one(path: str) -> bool:
+  try:
+    with open(path, "rb") as f:
+      from PIL import Image  # pylint: disable=import-outside-toplevel
+      with Image.open(f) as image:
+        fmt = image.format
+        image.verify()
+    return fmt in _TF_FORMATS
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
+  """(readable, skipped) image paths under `root`, each sorted; skipped ones fail PIL's verify."""
+  paths = []
+  for folder, dirs, files in os.walk(root, followlinks=True):
+    dirs.sort()
+    paths.extend(os.path.join(folder, f) for f in files
+                 if f.lower().endswith(FOLDER_EXTENSIONS))
+  paths.sort()
+  with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+    ok = list(pool.map(_scan_one, paths))
+  readable = [p for p, good in zip(paths, ok) if good]
+  skipped = [p for p, good in zip(paths, ok) if not good]
+  return readable, skipped
+
+
+def _folder_source(cfg, seed, process_index, process_count) -> _Source:
+  del seed
+  accepted = "/".join(e[1:] for e in FOLDER_EXTENSIONS)
+  if not cfg.dir:
+    raise DataError(f"image_folder needs a folder of {accepted} images: pass "
+                    "--experiment.data.dir=/path/to/images")
+  root = os.path.abspath(os.path.expanduser(cfg.dir))
+  if not os.path.isdir(root):
+    raise DataError(f"image folder {root} does not exist: pass --experiment.data.dir=/path/to/"
+                    f"images, a folder holding {accepted} files (any nesting)")
+  readable, skipped = scan_image_folder(root)
+  if skipped:
+    logging.warning("image_folder: skipped %d unreadable files of %d under %s",
+                    len(skipped), len(readable) + len(skipped), root)
+  if not readable:
+    raise DataError(f"no readable images under {root} ({len(skipped)} unreadable): put "
+                    f"{accepted} files there (any nesting, any case) or point "
+                    "--experiment.data.dir elsewhere")
+  paths = _shard(np.array(readable), cfg, process_index, process_count, root)
+  ds = tf.data.Dataset.from_tensor_slices(paths)
+  decode = _decoder(3)
+  # PIL's verify does not catch every broken file (a truncated JPEG passes it).
+  return _Source(ds, lambda p: decode(tf.io.read_file(p)), len(paths), may_fail=True)
+
+
+def _digits_source(cfg, seed, process_index, process_count) -> _Source:
+  del seed
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  images = load_digits().images.astype(np.float32)[..., None] * (255.0 / 16.0)
+  images = _shard(images, cfg, process_index, process_count, "sklearn's load_digits")
+  return _Source(tf.data.Dataset.from_tensor_slices(images), lambda x: x, len(images))
+
+
+_SOURCES = {
+    "lsun_bedroom": _lsun_source,
+    "cifar10": _tfds_source,
+    "mnist": _tfds_source,
+    "celeb_a": _tfds_source,
+    "image_folder": _folder_source,
+    "digits": _digits_source,
+}
+
+
+# ---------------------------------------------------------------- pipeline
+
+def build_image_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int,
+                        process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+  """Infinite dataset of float32 batches [batch_size, H, W, C] scaled to [-1, 1]."""
+  if cfg.name not in _SOURCES:
+    raise DataError(f"unknown image data set {cfg.name!r}; use one of {', '.join(IMAGE_DATASETS)}")
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
+  source = _SOURCES[cfg.name](cfg, seed, process_index, process_count)
+  size = cfg.image_size
+  ds = source.ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat()
+  ds = ds.map(lambda x: resize_and_crop(source.decode(x), size),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  if source.may_fail:
+    ds = ds.ignore_errors(log_warning=True)
+  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = True
+  return ds.with_options(options)
+
+
+def numpy_batches(ds: tf.data.Dataset) -> Iterator[np.ndarray]:
+  """The batches of `ds` as numpy arrays."""
+  return ds.as_numpy_iterator()
+
+
+def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: float) -> float:
+  """Images/s of the input pipeline alone (read, decode, resize, crop, batch), after one batch."""
+  batches = numpy_batches(build_image_dataset(cfg, batch_size, seed=0))
+  next(batches)  # fills the shuffle buffer and starts the workers
+  count, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    next(batches)
+    count += batch_size
+  return count / (time.perf_counter() - start)

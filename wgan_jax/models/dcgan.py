@@ -1,0 +1,102 @@
+"""DCGAN generator and critic, as in the WGAN reference code (models/dcgan.py).
+
+Generator: a 4x4 map of ngf * isize / 8 channels from the noise, then 4x4
+stride-2 transposed convolutions halving the channels and doubling the size,
+batch norm and ReLU, `n_extra_layers` 3x3 convolutions, a last transposed
+convolution to the image channels and tanh. Critic: the mirror image with
+4x4 stride-2 convolutions, LeakyReLU(0.2), normalisation on every layer but
+the first, and a final 4x4 valid convolution to one value (no sigmoid).
+No biases; weights ~ N(0, 0.02), normalisation scales ~ N(1, 0.02).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from wgan_jax.models.layers import ConvTranspose, torch_padding
+
+NORMS = ("batch", "layer", "none")
+_W_INIT = nn.initializers.normal(0.02)
+
+
+def _scale_init(key, shape, dtype=jnp.float32):
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def _norm(kind: str, train: bool) -> nn.Module | None:
+  if kind == "batch":
+    # PyTorch's BatchNorm2d: momentum 0.1 (flax counts the other way), eps 1e-5.
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        scale_init=_scale_init)
+  if kind == "layer":
+    # WGAN-GP's critic layer norm: statistics over (H, W, C) of each example.
+    return nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1,
+                        scale_init=_scale_init)
+  if kind == "none":
+    return None
+  raise ValueError(f"unknown norm {kind!r}; expected one of {NORMS}")
+
+
+def _apply_norm(kind: str, x: jax.Array, train: bool) -> jax.Array:
+  norm = _norm(kind, train)
+  return x if norm is None else norm(x)
+
+
+def check_image_size(isize: int) -> None:
+  if isize < 16 or isize % 16:
+    raise ValueError(f"DCGAN image size must be a multiple of 16, got {isize}")
+
+
+class DCGANGenerator(nn.Module):
+  image_size: int = 64
+  channels: int = 3
+  ngf: int = 64
+  n_extra_layers: int = 0
+  norm: str = "batch"  # "batch" or "none" (the WGAN paper's no-BN generator)
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+    check_image_size(self.image_size)
+    cngf = self.ngf * self.image_size // 8
+    x = z.reshape(z.shape[0], 1, 1, -1)
+    # 1x1 -> 4x4: PyTorch's ConvTranspose2d(nz, cngf, 4, 1, 0).
+    x = ConvTranspose(cngf, (4, 4), (1, 1), torch_padding(4, 0), use_bias=False,
+                      kernel_init=_W_INIT)(x)
+    x = nn.relu(_apply_norm(self.norm, x, train))
+    size = 4
+    while size < self.image_size // 2:
+      cngf //= 2
+      x = ConvTranspose(cngf, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
+                        kernel_init=_W_INIT)(x)
+      x = nn.relu(_apply_norm(self.norm, x, train))
+      size *= 2
+    for _ in range(self.n_extra_layers):
+      x = nn.Conv(cngf, (3, 3), padding=1, use_bias=False, kernel_init=_W_INIT)(x)
+      x = nn.relu(_apply_norm(self.norm, x, train))
+    x = ConvTranspose(self.channels, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
+                      kernel_init=_W_INIT)(x)
+    return jnp.tanh(x)
+
+
+class DCGANCritic(nn.Module):
+  image_size: int = 64
+  ndf: int = 64
+  n_extra_layers: int = 0
+  norm: str = "batch"  # "batch", "layer" (WGAN-GP) or "none"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    check_image_size(self.image_size)
+    conv = lambda f, k, s, p: nn.Conv(f, (k, k), (s, s), padding=p, use_bias=False,
+                                      kernel_init=_W_INIT)
+    x = nn.leaky_relu(conv(self.ndf, 4, 2, 1)(x), 0.2)
+    cndf, size = self.ndf, self.image_size // 2
+    for _ in range(self.n_extra_layers):
+      x = nn.leaky_relu(_apply_norm(self.norm, conv(cndf, 3, 1, 1)(x), train), 0.2)
+    while size > 4:
+      cndf *= 2
+      x = nn.leaky_relu(_apply_norm(self.norm, conv(cndf, 4, 2, 1)(x), train), 0.2)
+      size //= 2
+    x = conv(1, 4, 1, 0)(x)  # 4x4 -> 1x1
+    return x.reshape(x.shape[0])
