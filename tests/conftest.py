@@ -1,4 +1,6 @@
 """Test set-up: 8 fake CPU devices and quiet, deterministic JAX, set before JAX starts."""
+import hashlib
+import io
 import os
 import sys
 
@@ -9,3 +11,39 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+
+# --- Tiny image data sets written by the tests (real JPEG/PNG/WebP bytes). ---
+
+import lmdb  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+LSUN_SIZES = [(60, 80), (90, 60), (60, 80), (90, 60), (64, 64), (70, 100)]  # (h, w)
+
+
+def picture(h: int, w: int, i: int) -> np.ndarray:
+  """A gradient that differs from image to image."""
+  y, x = np.mgrid[0:h, 0:w]
+  rgb = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, (37 * i) % 256)], axis=-1)
+  return rgb.astype(np.uint8)
+
+
+def encode(array: np.ndarray, fmt: str) -> bytes:
+  out = io.BytesIO()
+  Image.fromarray(array).save(out, fmt)
+  return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def lsun_root(tmp_path_factory) -> str:
+  """A parent folder holding bedroom_train_lmdb: 5 JPEGs and 1 WebP under sha1 keys."""
+  root = tmp_path_factory.mktemp("lsun")
+  env = lmdb.open(str(root / "bedroom_train_lmdb"), map_size=1 << 24)
+  with env.begin(write=True) as txn:
+    for i, (h, w) in enumerate(LSUN_SIZES):
+      key = hashlib.sha1(str(i).encode()).hexdigest().encode()
+      txn.put(key, encode(picture(h, w, i), "WEBP" if i == 5 else "JPEG"))
+  env.close()
+  return str(root)

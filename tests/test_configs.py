@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import ROOT
 from wgan_jax import configs
-from wgan_jax.train import split_experiment_args
+from wgan_jax.cli import split_experiment_args
 
 TOY_EXPERIMENTS = ["toy_25gaussians", "toy_8gaussians", "toy_8gaussians_clip",
                    "toy_8gaussians_gan", "toy_swissroll"]

@@ -13,14 +13,13 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from tests.conftest import LSUN_SIZES, encode, picture
 from wgan_jax.data import images
 
-LSUN_SIZES = [(60, 80), (90, 60), (60, 80), (90, 60), (64, 64), (70, 100)]  # (h, w)
 
-
-def data_config(name: str, image_size: int = 32, dir: str = "", split: str = "train",
+def data_config(name: str, image_size: int = 32, root: str = "", split: str = "train",
                 shuffle_buffer: int = 16) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(name=name, image_size=image_size, dir=str(dir),
+  return ml_collections.ConfigDict(dict(name=name, image_size=image_size, dir=str(root),
                                         split=split, shuffle_buffer=shuffle_buffer))
 
 
@@ -28,35 +27,12 @@ def first_batch(cfg, batch_size: int = 4, seed: int = 0, **kw) -> np.ndarray:
   return next(images.numpy_batches(images.build_image_dataset(cfg, batch_size, seed, **kw)))
 
 
-def picture(h: int, w: int, i: int) -> np.ndarray:
-  """A gradient that differs from image to image."""
-  y, x = np.mgrid[0:h, 0:w]
-  rgb = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, (37 * i) % 256)], axis=-1)
-  return rgb.astype(np.uint8)
-
-
-def encode(array: np.ndarray, fmt: str) -> bytes:
-  out = io.BytesIO()
-  Image.fromarray(array).save(out, fmt)
-  return out.getvalue()
-
-
 def digests(batches) -> list[str]:
   return [hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest()
           for b in batches for x in b]
 
 
-@pytest.fixture(scope="module")
-def lsun_root(tmp_path_factory) -> str:
-  """A parent folder holding bedroom_train_lmdb: 5 JPEGs and 1 WebP under sha1 keys."""
-  root = tmp_path_factory.mktemp("lsun")
-  env = lmdb.open(str(root / "bedroom_train_lmdb"), map_size=1 << 24)
-  with env.begin(write=True) as txn:
-    for i, (h, w) in enumerate(LSUN_SIZES):
-      key = hashlib.sha1(str(i).encode()).hexdigest().encode()
-      txn.put(key, encode(picture(h, w, i), "WEBP" if i == 5 else "JPEG"))
-  env.close()
-  return str(root)
+
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +75,7 @@ def test_digits_batch_values():
 def test_tfds_batches(name, size, channels, tmp_path):
   # Mock pixels are uniform on 0..255: cifar10 at its native 32 keeps them exactly,
   # mnist's 28 -> 32 upsampling stays near them, celeb_a's 218x178 -> 24 averages to grey.
-  cfg = data_config(name, size, dir=tmp_path)
+  cfg = data_config(name, size, root=tmp_path)
   with tfds.testing.mock_data(num_examples=12):
     b = first_batch(cfg, batch_size=4)
     again = first_batch(cfg, batch_size=4)
@@ -116,10 +92,10 @@ def test_tfds_batches(name, size, channels, tmp_path):
   assert not np.array_equal(b, other)
 
 
-@pytest.mark.parametrize("name", ["cifar10", "celeb_a"])
+@pytest.mark.parametrize("name", ["cifar10", "mnist", "celeb_a"])
 def test_tfds_not_prepared_is_one_line(name, tmp_path):
   with pytest.raises(images.DataError) as err:
-    images.build_image_dataset(data_config(name, dir=tmp_path), 4, 0)
+    images.build_image_dataset(data_config(name, root=tmp_path), 4, 0)
   msg = str(err.value)
   assert "\n" not in msg
   assert f"`tfds build {name} --data_dir={tmp_path}`" in msg
@@ -127,17 +103,17 @@ def test_tfds_not_prepared_is_one_line(name, tmp_path):
 
 
 def test_lsun_batch_from_parent_and_lmdb_dir(lsun_root):
-  b = first_batch(data_config("lsun_bedroom", 32, dir=lsun_root), batch_size=4)
+  b = first_batch(data_config("lsun_bedroom", 32, root=lsun_root), batch_size=4)
   assert b.shape == (4, 32, 32, 3) and b.dtype == np.float32
   assert -1.0 <= b.min() < -0.8 and 0.8 < b.max() <= 1.0  # gradients run 0..~250
   direct = first_batch(data_config("lsun_bedroom", 32,
-                                   dir=os.path.join(lsun_root, "bedroom_train_lmdb")), 4)
+                                   root=os.path.join(lsun_root, "bedroom_train_lmdb")), 4)
   np.testing.assert_array_equal(b, direct)
 
 
 def test_lsun_missing_is_one_line(tmp_path):
   with pytest.raises(images.DataError) as err:
-    images.build_image_dataset(data_config("lsun_bedroom", dir=tmp_path), 4, 0)
+    images.build_image_dataset(data_config("lsun_bedroom", root=tmp_path), 4, 0)
   msg = str(err.value)
   assert "\n" not in msg
   assert msg.startswith(f"LSUN bedrooms not found at {tmp_path}: ")
@@ -150,7 +126,7 @@ def test_folder_scan_and_batch(folder, caplog):
       "a/b/three.webp", "a/two.PNG", "c/four.jpeg", "one.jpg"]
   assert [os.path.relpath(p, folder) for p in skipped] == ["c/broken.jpg"]
   with caplog.at_level(logging.WARNING):
-    b = first_batch(data_config("image_folder", 24, dir=folder), batch_size=6)
+    b = first_batch(data_config("image_folder", 24, root=folder), batch_size=6)
   assert f"image_folder: skipped 1 unreadable files of 5 under {folder}" in caplog.text
   assert b.shape == (6, 24, 24, 3) and b.dtype == np.float32
   assert -1.0 <= b.min() and b.max() <= 1.0
@@ -165,7 +141,7 @@ def test_folder_survives_a_file_that_passes_verify_but_fails_to_decode(tmp_path)
   (tmp_path / "truncated.jpg").write_bytes(jpeg[:jpeg.index(b"\xff\xda") + 40])  # mid-scan
   readable, skipped = images.scan_image_folder(str(tmp_path))
   assert len(readable) == 2 and skipped == []  # PIL's verify does not see the truncation
-  b = first_batch(data_config("image_folder", 16, dir=tmp_path), batch_size=3)
+  b = first_batch(data_config("image_folder", 16, root=tmp_path), batch_size=3)
   assert b.shape == (3, 16, 16, 3)
   assert len(set(digests([b]))) == 1  # only good.png is left
 
@@ -178,7 +154,7 @@ def test_folder_errors_are_one_line(case, tmp_path):
   if case == "no_images":
     (root / "readme.txt").write_text("x")
     (root / "bad.png").write_bytes(b"\x89PNG but not really")
-  cfg = data_config("image_folder", dir="" if case == "unset" else root)
+  cfg = data_config("image_folder", root="" if case == "unset" else root)
   with pytest.raises(images.DataError) as err:
     images.build_image_dataset(cfg, 4, 0)
   msg = str(err.value)
@@ -223,14 +199,14 @@ def test_geometry_through_the_folder_pipeline(tmp_path):
   wide = np.zeros((40, 80, 3), np.uint8)
   wide[:, 40:] = 255
   Image.fromarray(wide).save(tmp_path / "half.png")
-  b = first_batch(data_config("image_folder", 32, dir=tmp_path), batch_size=1)
+  b = first_batch(data_config("image_folder", 32, root=tmp_path), batch_size=1)
   np.testing.assert_array_equal(b[0], images.resize_and_crop(tf.constant(wide), 32).numpy())
 
 
 @pytest.mark.parametrize("name", ["digits", "lsun_bedroom", "image_folder"])
 def test_same_seed_same_batches_other_seed_differs(name, lsun_root, folder):
   root = {"digits": "", "lsun_bedroom": lsun_root, "image_folder": folder}[name]
-  cfg = data_config(name, 16, dir=root)
+  cfg = data_config(name, 16, root=root)
   a = first_batch(cfg, batch_size=4, seed=7)
   b = first_batch(cfg, batch_size=4, seed=7)
   c = first_batch(cfg, batch_size=4, seed=8)
@@ -245,7 +221,7 @@ def take(cfg, n_batches, batch_size, **kw):
 
 @pytest.mark.parametrize("name,total", [("lsun_bedroom", 6), ("image_folder", 4)])
 def test_processes_read_disjoint_shares(name, total, lsun_root, folder):
-  cfg = data_config(name, 16, dir=lsun_root if name == "lsun_bedroom" else folder)
+  cfg = data_config(name, 16, root=lsun_root if name == "lsun_bedroom" else folder)
   whole = set(digests(take(cfg, total, 1)))
   assert len(whole) == total
   # One epoch of each process's share: half the images each, no overlap, all covered.
@@ -267,7 +243,7 @@ def test_digits_processes_read_disjoint_shares():
   assert len(seen[0] | seen[1]) == len({x.tobytes() for x in ref})
 
 
-def test_unknown_name_and_empty_share():
+def test_unknown_name():
   with pytest.raises(images.DataError, match="unknown image data set 'svhn'; use one of "
                      "lsun_bedroom, cifar10, mnist, celeb_a, image_folder, digits"):
     images.build_image_dataset(data_config("svhn"), 4, 0)
@@ -276,10 +252,10 @@ def test_unknown_name_and_empty_share():
 def test_empty_share_is_a_data_error(tmp_path):
   Image.fromarray(picture(20, 20, 0)).save(tmp_path / "only.png")
   with pytest.raises(images.DataError, match="1 images under .* leave none for process 1 of 2"):
-    images.build_image_dataset(data_config("image_folder", dir=tmp_path), 1, 0,
+    images.build_image_dataset(data_config("image_folder", root=tmp_path), 1, 0,
                                process_index=1, process_count=2)
 
 
 def test_decode_throughput_counts_images(lsun_root):
-  rate = images.decode_throughput(data_config("lsun_bedroom", 16, dir=lsun_root), 4, 0.3)
+  rate = images.decode_throughput(data_config("lsun_bedroom", 16, root=lsun_root), 4, 0.3)
   assert 10 < rate < 1e6

@@ -13,6 +13,7 @@ a chain of square matmuls compiled by the same XLA in the same process.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import statistics
@@ -24,10 +25,11 @@ from typing import Any, Callable
 from absl import app, flags
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from wgan_jax import configs, steps, trainer
 from wgan_jax.data import toy
-from wgan_jax.train import parse_flags, usage_error
+from wgan_jax.cli import flags_parser, usage_error
 
 _ITERS = flags.DEFINE_integer("iters", 30, "Timed generator iterations per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timing repeats (medians are reported).")
@@ -36,8 +38,8 @@ _TORCH_REF = flags.DEFINE_string(
     "with JAX, and print the ratio.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
 
-# torch_ref.py's name for the workload an experiment matches.
-_TORCH_CASES = {"mlp": "toy"}
+# torch_ref.py's name for the workload an experiment matches (its generator).
+_TORCH_CASES = {"mlp": "toy", "dcgan": "dcgan64"}
 
 
 def _flops(compiled) -> float:
@@ -72,11 +74,12 @@ def iteration_flops(spec: steps.GanSpec, state, n_critic: int, batch: int,
   """FLOPs of one generator iteration: n_critic critic updates + generator update."""
   real = jnp.zeros((batch, *data_shape), jnp.float32)
   key = jax.random.PRNGKey(0)
-  generate = jax.jit(lambda g, k: steps.generate(spec, g, k, batch)[0])
+  noise = steps.sample_noise(spec, key, batch)
+  generate = jax.jit(lambda g, z: steps.generate(spec, g, z)[0])
   critic = jax.jit(lambda c, r, f, k: steps.critic_step(spec, c, r, f, k))
   generator = jax.jit(lambda g, c, k: steps.generator_step(spec, g, c, k, batch))
-  fake = generate(state.generator, key)
-  f_gen = _flops(generate.lower(state.generator, key).compile())
+  fake = generate(state.generator, noise)
+  f_gen = _flops(generate.lower(state.generator, noise).compile())
   f_critic = _flops(critic.lower(state.critic, real, fake, key).compile())
   f_generator = _flops(generator.lower(state.generator, state.critic, key).compile())
   return {"critic_step": f_critic, "generate": f_gen, "generator_step": f_generator,
@@ -98,9 +101,7 @@ def time_torch(script: str, case: str, iters: int) -> float:
 
 
 def main(parsed) -> None:
-  name, overrides, remaining = parsed
-  if len(remaining) > 1:
-    usage_error(f"unexpected arguments: {' '.join(remaining[1:])}")
+  name, overrides, _ = parsed
   try:
     config = configs.from_command_line(name, overrides)
   except configs.ConfigError as e:
@@ -109,11 +110,21 @@ def main(parsed) -> None:
   if torch_script and not os.path.isfile(torch_script):
     usage_error(f"--torch_ref={torch_script} does not exist; pass the path of torch_ref.py")
 
-  dataset = toy.get_toy_dataset(config.data.name)
-  spec = trainer.make_spec(config, dataset.shape)
-  state = trainer.create_train_state(spec, dataset.shape, config.seed)
   n_critic, batch = config.n_critic, config.batch_size
-  iteration = trainer.compile_iterations(spec, dataset.sample, batch)(n_critic)
+  if config.data.name in toy.TOY_DATASETS:
+    dataset = toy.get_toy_dataset(config.data.name)
+    data_shape = dataset.shape
+    spec = trainer.make_spec(config, data_shape)
+    feed = trainer.ToyFeed(spec, n_critic, dataset, batch)
+  else:
+    # Random images: the benchmark needs no data set.
+    from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
+    data_shape = images.image_shape(config.data)
+    spec = trainer.make_spec(config, data_shape)
+    fixed = np.random.default_rng(0).uniform(-1, 1, (batch, *data_shape)).astype(np.float32)
+    feed = trainer.HostFeed(spec, n_critic, itertools.repeat(fixed))
+  state = trainer.create_train_state(spec, data_shape, config.seed)
+  iteration = lambda state: feed(state, n_critic)
 
   t = time.perf_counter()
   state, _ = iteration(state)  # Compiles.
@@ -122,7 +133,7 @@ def main(parsed) -> None:
   _, state = time_jax(iteration, state, 2)  # Warm-up.
 
   case = _TORCH_CASES.get(config.model.generator.name)
-  flops = iteration_flops(spec, state, n_critic, batch, dataset.shape)["iteration"]
+  flops = iteration_flops(spec, state, n_critic, batch, data_shape)["iteration"]
   # Alternate JAX, the matmul peak and PyTorch in every repeat, so that all
   # three see the same machine load; report medians of per-repeat figures.
   jax_rates, shares, peaks, torch_rates = [], [], [], []
@@ -160,4 +171,4 @@ def main(parsed) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=flags_parser())

@@ -62,7 +62,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.log_every = 100           # generator iterations between scalar logs
   c.eval_every = 1000         # ... between evaluations and figures (0: only at the end)
-  c.eval_samples = 2500       # generated and real points for exact W1
+  c.eval_samples = 2500       # toy: points for exact W1; images: samples in the grid
+  c.checkpoint_every = 1000   # generator iterations between checkpoints (0: only at the end)
+  c.keep_checkpoints = 3      # how many recent checkpoints to keep
   return c
 
 
@@ -144,9 +146,6 @@ def _check(ok: bool, message: str) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Rejects settings that cannot train, each with what to change."""
-  from wgan_jax import models  # pylint: disable=import-outside-toplevel
-  from wgan_jax.data import toy  # pylint: disable=import-outside-toplevel
-
   _check(config.objective in losses.OBJECTIVES,
          f"objective={config.objective!r} is unknown; use one of {', '.join(losses.OBJECTIVES)}")
   _check(config.gan_generator_loss in losses.GAN_GENERATOR_LOSSES,
@@ -164,6 +163,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.log_every >= 1, f"log_every={config.log_every} must be at least 1")
   _check(config.eval_every >= 0, f"eval_every={config.eval_every} must be non-negative")
   _check(config.eval_samples >= 2, f"eval_samples={config.eval_samples} must be at least 2")
+  _check(config.checkpoint_every >= 0,
+         f"checkpoint_every={config.checkpoint_every} must be non-negative")
+  _check(config.keep_checkpoints >= 1,
+         f"keep_checkpoints={config.keep_checkpoints} must be at least 1")
   _check(config.model.noise_dim >= 1, f"model.noise_dim={config.model.noise_dim} must be positive")
   _check(config.optimizer.name in optim.OPTIMIZERS,
          f"optimizer.name={config.optimizer.name!r} is unknown; use one of "
@@ -172,14 +175,67 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.optimizer.schedule in optim.LR_SCHEDULES,
          f"optimizer.schedule={config.optimizer.schedule!r} is unknown; use one of "
          f"{', '.join(optim.LR_SCHEDULES)}")
-  _check(config.data.name in toy.TOY_DATASETS,
-         f"data.name={config.data.name!r} is unknown; use one of {', '.join(toy.TOY_DATASETS)}")
-  _check(config.model.generator.name in models.GENERATORS,
-         f"model.generator.name={config.model.generator.name!r} is unknown; use one of "
-         f"{', '.join(models.GENERATORS)}")
-  _check(config.model.critic.name in models.CRITICS,
-         f"model.critic.name={config.model.critic.name!r} is unknown; use one of "
-         f"{', '.join(models.CRITICS)}")
+  _check_data_and_models(config)
+
+
+# Keys each architecture reads from its model section.
+_MODEL_KEYS = {
+    ("generator", "mlp"): ("features", "depth", "output_activation"),
+    ("critic", "mlp"): ("features", "depth"),
+    ("generator", "dcgan"): ("ngf", "n_extra_layers", "norm"),
+    ("critic", "dcgan"): ("ndf", "n_extra_layers", "norm"),
+    ("generator", "resnet"): ("dim", "multipliers"),
+    ("critic", "resnet"): ("dim", "multipliers"),
+}
+_IMAGE_DATA_KEYS = ("image_size", "dir", "split", "shuffle_buffer")
+
+
+def _check_data_and_models(config: ml_collections.ConfigDict) -> None:
+  from wgan_jax import data, models  # pylint: disable=import-outside-toplevel
+  from wgan_jax.models import dcgan  # pylint: disable=import-outside-toplevel
+
+  name = config.data.name
+  known = data.TOY_DATASETS + data.IMAGE_DATASETS
+  _check(name in known, f"data.name={name!r} is unknown; use one of {', '.join(known)}")
+  is_image = name in data.IMAGE_DATASETS
+  if is_image:
+    missing = [k for k in _IMAGE_DATA_KEYS if k not in config.data]
+    _check(not missing, f"data.name={name!r} is an image data set and needs data."
+           f"{', data.'.join(missing)}; start from an image experiment such as digits_dcgan_gp")
+    _check(config.data.image_size >= 4,
+           f"data.image_size={config.data.image_size} must be at least 4")
+
+  for role, registry in (("generator", models.GENERATORS), ("critic", models.CRITICS)):
+    section = config.model[role]
+    arch = section.name
+    _check(arch in registry, f"model.{role}.name={arch!r} is unknown; use one of "
+           f"{', '.join(registry)}")
+    missing = [k for k in _MODEL_KEYS[(role, arch)] if k not in section]
+    _check(not missing, f"model.{role}.name={arch!r} needs model.{role}."
+           f"{f', model.{role}.'.join(missing)}; start from an experiment that uses {arch}")
+    _check(is_image or arch not in models.IMAGE_ONLY,
+           f"model.{role}.name={arch!r} needs image data, but data.name={name!r} is 2-D")
+    if arch == "dcgan":
+      size = config.data.image_size
+      _check(size >= 16 and size % 16 == 0,
+             f"data.image_size={size} does not suit DCGAN: use a multiple of 16 (16, 32, 64, ...)")
+      _check(section.norm in dcgan.NORMS and (role == "critic" or section.norm != "layer"),
+             f"model.{role}.norm={section.norm!r} is unknown; use one of "
+             f"{', '.join(dcgan.NORMS if role == 'critic' else ('batch', 'none'))}")
+  critic = config.model.critic
+  _check(not (config.objective == "wgan-gp" and critic.name == "dcgan" and critic.norm == "batch"),
+         "objective='wgan-gp' forbids batch norm in the critic (the gradient penalty is per "
+         "example); set --experiment.model.critic.norm=layer or none")
+
+
+def from_dict(saved: dict[str, Any], overrides: Sequence[tuple[str, str]] = ()
+              ) -> ml_collections.ConfigDict:
+  """A config saved with a run (e.g. in a checkpoint), with overrides, validated."""
+  config = ml_collections.ConfigDict(saved)
+  for key, text in overrides:
+    override(config, key, text)
+  validate(config)
+  return config
 
 
 def from_command_line(experiment: str, overrides: Sequence[tuple[str, str]]

@@ -1,4 +1,5 @@
-"""Evaluation during and after training (toy sets: exact W1, modes, figure)."""
+"""Evaluation during and after training: toy sets (exact W1, modes, figure)
+and image sets (a grid of samples from a fixed noise batch)."""
 from __future__ import annotations
 
 import os
@@ -26,7 +27,7 @@ class ToyEvaluator:
   def __init__(self, spec: steps.GanSpec, dataset: ToyDataset, num_samples: int,
                key: jax.Array):
     k_real, k_floor, k_noise = jax.random.split(key, 3)
-    self.spec, self.dataset = spec, dataset
+    self.spec, self.dataset, self.data_shape = spec, dataset, dataset.shape
     self.real = np.asarray(dataset.sample(k_real, num_samples))
     # W1 between two independent real samples: what sampling noise alone gives.
     self.w1_floor = toy_metrics.exact_w1(self.real, np.asarray(dataset.sample(k_floor, num_samples)))
@@ -60,3 +61,20 @@ class ToyEvaluator:
     image = plots.toy_figure(os.path.join(workdir, f"toy_{tag}.png"), self.real, fake,
                              self.grid_x, self.grid_y, values, title)
     return metrics, image
+
+
+class ImageEvaluator:
+  """A grid of samples from a fixed noise batch, so grids at different steps
+  show the same latent points; saved as `samples_{tag}.png`."""
+
+  def __init__(self, spec: steps.GanSpec, data_shape: tuple[int, ...], num_samples: int,
+               key: jax.Array):
+    self.data_shape = data_shape
+    self.noise = steps.sample_noise(spec, key, num_samples)
+    self._generate = jax.jit(lambda g: steps.apply_net(
+        spec.generator, g.params, g.batch_stats, self.noise, train=False)[0])
+
+  def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
+    grid = plots.image_grid(np.asarray(self._generate(state.generator)))
+    plots.save_png(os.path.join(workdir, f"samples_{tag}.png"), grid)
+    return {}, grid

@@ -28,3 +28,36 @@ def toy_figure(path: str, real: np.ndarray, fake: np.ndarray, grid_x: np.ndarray
   image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
   plt.close(fig)
   return image
+
+
+def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
+  """[N, H, W, C] images in [-1, 1] -> one uint8 [rows*H, cols*W, 3] grid
+  (1-pixel gaps), as the WGAN reference's `save_image` writes them."""
+  images = np.asarray(images, np.float32)
+  n, h, w, c = images.shape
+  if c == 1:
+    images = np.repeat(images, 3, axis=-1)
+  columns = columns or int(np.ceil(np.sqrt(n)))
+  rows = int(np.ceil(n / columns))
+  pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  grid = np.zeros((rows * (h + 1) + 1, columns * (w + 1) + 1, 3), np.uint8)
+  for i in range(n):
+    r, col = divmod(i, columns)
+    grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = pixels[i]
+  return grid
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image.fromarray(image).save(path)
+
+
+def points_figure(path: str, points: np.ndarray, title: str) -> None:
+  """A scatter of 2-D samples, saved as PNG."""
+  fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+  ax.scatter(points[:, 0], points[:, 1], s=3, c="tab:green", marker="+")
+  ax.set_aspect("equal")
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)

@@ -64,12 +64,11 @@ def clipped_fraction(params: PyTree, clip: float) -> jax.Array:
   return at_bound / sum(p.size for p in leaves)
 
 
-def generate(spec: GanSpec, generator: NetState, key: jax.Array, n: int
+def generate(spec: GanSpec, generator: NetState, noise: jax.Array
              ) -> tuple[jax.Array, PyTree]:
-  """n samples from fresh noise, in training mode (batch statistics of this
-  batch, as in the reference code); returns them and the new batch stats."""
-  return apply_net(spec.generator, generator.params, generator.batch_stats,
-                   sample_noise(spec, key, n), train=True)
+  """Samples for `noise`, in training mode (batch statistics of this batch,
+  as in the reference code); returns them and the new batch stats."""
+  return apply_net(spec.generator, generator.params, generator.batch_stats, noise, train=True)
 
 
 def critic_step(spec: GanSpec, critic: NetState, real: jax.Array, fake: jax.Array,
@@ -127,50 +126,66 @@ def generator_step(spec: GanSpec, generator: NetState, critic: NetState,
   return generator, critic_stats, metrics
 
 
-def generator_iteration(spec: GanSpec, state: TrainState,
-                        real: jax.Array) -> tuple[TrainState, Metrics]:
-  """n_critic critic updates (one per leading slice of `real`), then one
-  generator update, as one XLA program (`lax.scan` over the critic updates).
+def iteration_keys(state: TrainState) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Keys of the current generator iteration: fake noise, critic, generator."""
+  k_fake, k_critic, k_gen = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
+  return k_fake, k_critic, k_gen
 
-  Each critic update gets a fresh generated batch and its own key. The
-  generator does not change during the critic updates, so without batch norm
-  all n_critic fake batches come from one larger forward pass. Critic metrics
-  are averaged over the critic updates of the iteration.
+
+def per_update(fn, key: jax.Array, first: jax.Array | int, count: int) -> jax.Array:
+  """`fn(fold_in(key, i))` for critic updates i = first .. first + count - 1,
+  stacked: update i draws the same numbers however the updates are grouped."""
+  return jax.vmap(lambda i: fn(jax.random.fold_in(key, i)))(first + jnp.arange(count))
+
+
+def critic_updates(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.Array | int = 0,
+                   unroll: bool = False) -> tuple[TrainState, Metrics]:
+  """Critic updates `first` .. `first + k - 1` of the current generator
+  iteration, one per leading slice of `real` ([k, batch, ...]); the step does
+  not advance. Metrics are averaged over the k updates.
+
+  Each update gets a fresh generated batch and its own key. The generator does
+  not change during critic updates, so without batch norm all k fake batches
+  come from one larger forward pass. `unroll` writes the updates out instead
+  of looping: on XLA:CPU the weight gradient of a strided convolution inside
+  a loop body is ~40x slower than outside one.
   """
-  n_critic, batch = real.shape[:2]
-  key = jax.random.fold_in(state.rng, state.step)
-  k_fake, k_critic, k_gen = jax.random.split(key, 3)
-  critic_keys = jax.random.split(k_critic, n_critic)
+  count, batch = real.shape[:2]
+  k_fake, k_critic, _ = iteration_keys(state)
+  noise = per_update(lambda k: sample_noise(spec, k, batch), k_fake, first, count)
+  keys = per_update(lambda k: k, k_critic, first, count)
 
   if state.generator.batch_stats:
     def body(carry, xs):
       gen_stats, critic = carry
-      real_batch, k_noise, k = xs
-      fake, gen_stats = generate(spec, state.generator.replace(batch_stats=gen_stats),
-                                 k_noise, batch)
+      real_batch, z, k = xs
+      fake, gen_stats = generate(spec, state.generator.replace(batch_stats=gen_stats), z)
       critic, m = critic_step(spec, critic, real_batch, fake, k)
       return (gen_stats, critic), m
 
-    (gen_stats, critic), critic_metrics = jax.lax.scan(
-        body, (state.generator.batch_stats, state.critic),
-        (real, jax.random.split(k_fake, n_critic), critic_keys))
-    generator = state.generator.replace(batch_stats=gen_stats)
+    (gen_stats, critic), metrics = jax.lax.scan(
+        body, (state.generator.batch_stats, state.critic), (real, noise, keys), unroll=unroll)
+    state = state.replace(generator=state.generator.replace(batch_stats=gen_stats))
   else:
-    fakes, _ = generate(spec, state.generator, k_fake, n_critic * batch)
+    fakes, _ = generate(spec, state.generator, noise.reshape(count * batch, -1))
     fakes = fakes.reshape(real.shape[:2] + fakes.shape[1:])
+    critic, metrics = jax.lax.scan(lambda c, xs: critic_step(spec, c, *xs), state.critic,
+                                   (real, fakes, keys), unroll=unroll)
+  return state.replace(critic=critic), {k: jnp.mean(v) for k, v in metrics.items()}
 
-    def body(critic, xs):
-      return critic_step(spec, critic, *xs)
 
-    critic, critic_metrics = jax.lax.scan(body, state.critic, (real, fakes, critic_keys))
-    generator = state.generator
-
-  generator, critic_stats, gen_metrics = generator_step(spec, generator, critic, k_gen, batch)
-  critic = critic.replace(batch_stats=critic_stats)
-
-  metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
+def generator_iteration(spec: GanSpec, state: TrainState, real: jax.Array,
+                        first: jax.Array | int = 0, unroll: bool = False
+                        ) -> tuple[TrainState, Metrics]:
+  """The last critic updates of a generator iteration (from `first`, one per
+  leading slice of `real`), then the generator update: one XLA program, and
+  with `first` = 0 the whole iteration. The step advances by one."""
+  batch = real.shape[1]
+  state, metrics = critic_updates(spec, state, real, first, unroll)
+  generator, critic_stats, gen_metrics = generator_step(
+      spec, state.generator, state.critic, iteration_keys(state)[2], batch)
+  critic = state.critic.replace(batch_stats=critic_stats)
   metrics.update(gen_metrics)
   if spec.clip is not None:
     metrics["clipped_fraction"] = clipped_fraction(critic.params, spec.clip)
-  new_state = state.replace(step=state.step + 1, generator=generator, critic=critic)
-  return new_state, metrics
+  return state.replace(step=state.step + 1, generator=generator, critic=critic), metrics

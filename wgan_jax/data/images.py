@@ -22,6 +22,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
+from wgan_jax.data import IMAGE_DATASETS, data_shape
+
 try:  # tf only feeds data: keep it off the accelerator the model trains on.
   tf.config.set_visible_devices([], "GPU")
 except (RuntimeError, ValueError):  # already initialised by someone else
@@ -35,9 +37,6 @@ class DataError(RuntimeError):
     super().__init__(" ".join(message.split("\n")))
 
 
-IMAGE_DATASETS: tuple[str, ...] = (
-    "lsun_bedroom", "cifar10", "mnist", "celeb_a", "image_folder", "digits")
-GRAYSCALE = ("mnist", "digits")
 TFDS_DATASETS = ("cifar10", "mnist", "celeb_a")
 FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 # Formats PIL may recognise that tf.io.decode_image can also decode.
@@ -47,7 +46,7 @@ DEFAULT_LSUN_DIR = "~/data/lsun"
 
 def image_shape(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
   """(image_size, image_size, channels) for data config `cfg` (channels 1 for mnist/digits, else 3)."""
-  return (cfg.image_size, cfg.image_size, 1 if cfg.name in GRAYSCALE else 3)
+  return data_shape(cfg)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +97,7 @@ def _tfds_source(cfg, seed, process_index, process_count) -> _Source:
         read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False),
         decoders={"image": tfds.decode.SkipDecoding()})
   except (AssertionError, tfds.core.registered.DatasetNotFoundError) as e:
-    data_dir = os.path.dirname(os.path.dirname(builder.data_dir))
+    data_dir = cfg.dir or os.path.dirname(os.path.dirname(builder.data_dir))
     raise DataError(
         f"{name} is not prepared under {data_dir}: on a machine with internet run "
         f"`tfds build {name} --data_dir={data_dir}` (or python -c \"import tensorflow_datasets "

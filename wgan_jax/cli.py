@@ -1,0 +1,80 @@
+"""Command-line plumbing shared by the entry points (train, sample, bench):
+`--experiment=NAME` with `--experiment.KEY=VALUE` overrides, and one-line
+errors with exit code 2 for bad command lines."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable, NoReturn, Sequence
+
+from absl import flags
+
+from wgan_jax import configs
+
+DEFAULT_EXPERIMENT = "toy_8gaussians"
+
+
+def split_experiment_args(argv: Sequence[str], default: str | None = DEFAULT_EXPERIMENT
+                          ) -> tuple[str | None, list[tuple[str, str]], list[str]]:
+  """Separates `--experiment[=NAME]` and `--experiment.KEY[=VALUE]` from other flags.
+
+  Returns (experiment name or `default`, [(key, value text)], remaining argv).
+  """
+  name, overrides, rest = default, [], []
+  args = list(argv)
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    head, has_value, value = arg.partition("=")
+    if head in ("--experiment", "-experiment") or head.startswith(("--experiment.",
+                                                                    "-experiment.")):
+      if not has_value:
+        if i + 1 >= len(args) or args[i + 1].startswith("-"):
+          raise configs.ConfigError(f"{head} needs a value: {head}=VALUE")
+        value = args[i + 1]
+        i += 1
+      key = head.lstrip("-")[len("experiment"):].lstrip(".")
+      if key:
+        overrides.append((key, value))
+      else:
+        name = value
+    else:
+      rest.append(arg)
+    i += 1
+  return name, overrides, rest
+
+
+def usage_error(message: str) -> NoReturn:
+  """One line on stderr and exit code 2: bad command lines get no traceback."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def flags_parser(default: str | None = DEFAULT_EXPERIMENT) -> Callable:
+  """An `app.run` flags parser: absl flags plus the experiment and its
+  overrides; returns (experiment name, overrides, remaining argv)."""
+
+  def parse(argv: list[str]) -> tuple[str | None, list[tuple[str, str]], list[str]]:
+    try:
+      name, overrides, rest = split_experiment_args(argv[1:], default)
+    except configs.ConfigError as e:
+      usage_error(str(e))
+    try:
+      remaining = flags.FLAGS([argv[0]] + rest)
+    except flags.Error as e:
+      usage_error(f"{e}; see --helpfull")
+    if len(remaining) > 1:
+      usage_error(f"unexpected arguments: {' '.join(remaining[1:])}")
+    return name, overrides, remaining
+
+  return parse
+
+
+def quiet_orbax_info_logs() -> None:
+  """Orbax logs a dozen INFO lines per save; keep its warnings and errors only."""
+
+  def keep(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+  logging.getLogger("absl").addFilter(keep)
