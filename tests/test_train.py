@@ -57,7 +57,7 @@ def test_train_cli_writes_summary_events_and_figures(tmp_path):
               "train/gp_input_grad_norm"):
     assert steps[tag] == [2, 4, 6], tag
   assert steps["eval/w1"] == [3, 6]
-  assert "toy" in tags["tensors"] or "toy" in tags.get("images", [])
+  assert "samples" in tags["tensors"] or "samples" in tags.get("images", [])
 
 
 @pytest.mark.parametrize("objective", ["wgan", "gan"])

@@ -37,6 +37,12 @@ _TORCH_REF = flags.DEFINE_string(
     "torch_ref", None, "Path to torch_ref.py: time it in the same run, alternating "
     "with JAX, and print the ratio.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
+_INPUT_PIPELINE = flags.DEFINE_float(
+    "input_pipeline", 0.0, "Also time the image input pipeline alone (read, JPEG decode, "
+    "resize, crop, batch) for this many seconds, on the experiment's data.")
+_SYNTHETIC_LMDB = flags.DEFINE_string(
+    "synthetic_lmdb", None, "For --input_pipeline on lsun_bedroom without the data set: write "
+    "(once) an LMDB of 2,000 synthetic 256x342 JPEGs in this directory and read that.")
 
 # torch_ref.py's name for the workload an experiment matches (its generator).
 _TORCH_CASES = {"mlp": "toy", "dcgan": "dcgan64"}
@@ -98,6 +104,45 @@ def time_torch(script: str, case: str, iters: int) -> float:
   out = subprocess.run([sys.executable, script, case, str(iters), "cpu"], check=True,
                        capture_output=True, text=True).stdout.split()
   return float(out[-1])
+
+
+def write_synthetic_lmdb(root: str, num: int = 2000) -> str:
+  """An LMDB shaped like LSUN's export (JPEG values, 256 px short side)."""
+  import io  # pylint: disable=import-outside-toplevel
+  import lmdb  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  path = os.path.join(root, "bedroom_train_lmdb")
+  if os.path.isdir(path):
+    return root
+  rng = np.random.default_rng(0)
+  env = lmdb.open(path, map_size=1 << 30)
+  with env.begin(write=True) as txn:
+    for i in range(num):
+      # Smooth gradients plus noise: JPEG sizes like photos (~20-40 KB).
+      y, x = np.mgrid[0:256, 0:342]
+      base = np.stack([x * 255 // 342, y * 255 // 256, np.full_like(x, 37 * i % 256)], -1)
+      noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+      buf = io.BytesIO()
+      Image.fromarray(noisy).save(buf, "JPEG", quality=75)
+      txn.put(f"{i:08d}".encode(), buf.getvalue())
+  env.close()
+  return root
+
+
+def input_pipeline_figures(config, consumed_per_s: float) -> dict[str, Any]:
+  """Images/s of the input pipeline alone, per core, and against what the
+  training step consumes."""
+  from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
+  data = config.data
+  if _SYNTHETIC_LMDB.value:
+    data = data.copy_and_resolve_references()
+    data.dir = write_synthetic_lmdb(_SYNTHETIC_LMDB.value)
+  rate = images.decode_throughput(data, config.batch_size, _INPUT_PIPELINE.value)
+  cores = os.cpu_count() or 1
+  return {"input_images_per_s": round(rate, 1), "input_cores": cores,
+          "input_images_per_s_per_core": round(rate / cores, 1),
+          "input_over_consumed": round(rate / consumed_per_s, 1)}
 
 
 def main(parsed) -> None:
@@ -163,6 +208,8 @@ def main(parsed) -> None:
     result["torch_ref_iters_per_s"] = round(statistics.median(torch_rates), 3)
     result["speedup_vs_torch_ref"] = round(
         statistics.median(j / t for j, t in zip(jax_rates, torch_rates)), 2)
+  if _INPUT_PIPELINE.value > 0:
+    result.update(input_pipeline_figures(config, result["real_examples_per_s"]))
   for k, v in result.items():
     print(f"{k:28s} {v}")
   if _JSON.value:
