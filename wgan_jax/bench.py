@@ -116,6 +116,7 @@ def write_synthetic_lmdb(root: str, num: int = 2000) -> str:
   if os.path.isdir(path):
     return root
   rng = np.random.default_rng(0)
+  os.makedirs(root, exist_ok=True)
   env = lmdb.open(path, map_size=1 << 30)
   with env.begin(write=True) as txn:
     for i in range(num):
