@@ -238,7 +238,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains `config` in `workdir`, resuming from its latest checkpoint if it
   has one; returns the final summary, also written to `workdir/summary.json`."""
   # --- Data, model, optimizer (first: missing data must not leave a workdir behind).
-  spec, iteration, evaluator = _build_data(config, lambda shape: make_spec(config, shape))
+  spec, feed, evaluator = _build_data(config, lambda shape: make_spec(config, shape))
   data_shape = evaluator.data_shape
   os.makedirs(workdir, exist_ok=True)
 
@@ -267,7 +267,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                workdir)
   for step in range(int(state.step), total):
     n_critic = critic_updates(step, config.n_critic, config.critic_schedule)
-    state, metrics = iteration(state, n_critic)
+    state, metrics = feed(state, n_critic)
     history.append(metrics)
     done = step + 1
     report_progress(done)
