@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -82,8 +83,14 @@ def test_non_finite_loss_stops_with_one_line_error(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "wgan_jax.train", "--experiment=toy_8gaussians", *TINY,
        "--experiment.optimizer.lr=1e30", "--experiment.optimizer.schedule=constant",
+       "--experiment.checkpoint_every=1", "--experiment.log_every=100",
        f"--workdir={tmp_path}"], capture_output=True, text=True, env=env, timeout=300)
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: non-finite ") and "at generator step " in last, last
+  assert re.match(r"error: non-finite [a-z_, ]+ at generator step (\d+);", last), last
   assert "Traceback" not in result.stderr
+  # With a checkpoint due at every step, none is written at or after the first
+  # non-finite step, although the log interval had not ended.
+  bad_step = int(re.search(r"generator step (\d+)", last).group(1))
+  saved = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
+  assert max(saved, default=0) < bad_step, (saved, bad_step)

@@ -77,11 +77,15 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def due(self, step: int) -> bool:
+    """Whether `save` at this step writes a checkpoint (multiples of `every`)."""
+    return bool(self.every) and step % self.every == 0
+
   def save(self, state: TrainState, config: ml_collections.ConfigDict,
            force: bool = False) -> bool:
     """Saves at multiples of `every` (or any step with `force`); returns whether it did."""
     step = int(state.step)
-    if not force and (not self.every or step % self.every):
+    if not force and not self.due(step):
       return False
     if step in self._manager.all_steps():
       return False

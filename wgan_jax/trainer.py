@@ -184,17 +184,21 @@ class HostFeed(Feed):
 # ----------------------------------------------------------------------------
 
 
-def _summarize(history: list[steps.Metrics], first_step: int) -> dict[str, float]:
-  """Means over a log interval; stops at the first step with a non-finite value.
-
-  `history[i]` holds the metrics of generator step `first_step + i` (1-based).
-  """
-  host = jax.device_get(history)  # One host transfer per log interval.
+def _host_metrics(history: list[steps.Metrics], first_step: int) -> list[dict[str, float]]:
+  """The interval's metrics on the host; stops at the first step with a
+  non-finite value. `history[i]` holds generator step `first_step + i` (1-based)."""
+  host = jax.device_get(history)  # One host transfer per log interval or checkpoint.
   for i, metrics in enumerate(host):
     bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
     if bad:
       raise NonFiniteError(f"non-finite {', '.join(bad)} at generator step {first_step + i}; "
                            "lower optimizer.lr or check the data")
+  return host
+
+
+def _summarize(history: list[steps.Metrics], first_step: int) -> dict[str, float]:
+  """Means over a log interval (after the finiteness check)."""
+  host = _host_metrics(history, first_step)
   return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
 
 
@@ -275,7 +279,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       scalars = _summarize(history, done - len(history) + 1)
       history.clear()
       writer.write_scalars(done, {f"train/{k}": v for k, v in scalars.items()})
-    checkpointer.save(state, config)
+    if checkpointer.due(done):
+      _host_metrics(history, done - len(history) + 1)  # Never save a non-finite state.
+      checkpointer.save(state, config)
     if config.eval_every and done % config.eval_every == 0 and done != total:
       _eval_and_report(evaluator, state, workdir, f"{done:06d}", writer)
 
