@@ -30,6 +30,11 @@ def toy_figure(path: str, real: np.ndarray, fake: np.ndarray, grid_x: np.ndarray
   return image
 
 
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """[-1, 1] floats -> uint8 pixels (the inverse of the input pipeline's scaling)."""
+  return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
 def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
   """[N, H, W, C] images in [-1, 1] -> one uint8 [rows*H, cols*W, 3] grid
   (1-pixel gaps), as the WGAN reference's `save_image` writes them."""
@@ -39,7 +44,7 @@ def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     images = np.repeat(images, 3, axis=-1)
   columns = columns or int(np.ceil(np.sqrt(n)))
   rows = int(np.ceil(n / columns))
-  pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  pixels = to_uint8(images)
   grid = np.zeros((rows * (h + 1) + 1, columns * (w + 1) + 1, 3), np.uint8)
   for i in range(n):
     r, col = divmod(i, columns)

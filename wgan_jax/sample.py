@@ -28,11 +28,6 @@ _NPZ = flags.DEFINE_string("npz", None, "Also write the samples to this .npz (ke
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise.")
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1, 1] floats -> uint8 pixels (the inverse of the input pipeline's scaling)."""
-  return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def main(parsed) -> None:
   name, overrides, _ = parsed
   workdir = _WORKDIR.value
@@ -41,7 +36,7 @@ def main(parsed) -> None:
   if _NUM.value < 1:
     usage_error(f"--num={_NUM.value} must be at least 1")
 
-  from wgan_jax import checkpointing, sampling  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpointing, plots, sampling  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   try:
     step, metadata = checkpointing.read_metadata(workdir, _STEP.value)
@@ -56,7 +51,8 @@ def main(parsed) -> None:
   out = _OUT.value or os.path.join(workdir, f"samples_step{step}.png")
   sampling.save_png(out, config, samples)
   if _NPZ.value:
-    np.savez_compressed(_NPZ.value, samples=samples if samples.ndim == 2 else to_uint8(samples),
+    np.savez_compressed(_NPZ.value,
+                        samples=samples if samples.ndim == 2 else plots.to_uint8(samples),
                         step=step, seed=_SEED.value)
   print(f"wrote {_NUM.value} samples of step {step} to {out}"
         + (f" and {_NPZ.value}" if _NPZ.value else ""), file=sys.stderr)
