@@ -259,3 +259,53 @@ def test_empty_share_is_a_data_error(tmp_path):
 def test_decode_throughput_counts_images(lsun_root):
   rate = images.decode_throughput(data_config("lsun_bedroom", 16, root=lsun_root), 4, 0.3)
   assert 10 < rate < 1e6
+
+
+def positioned(cfg, n_batches, batch_size, start=0):
+  it = images.Batches(images.build_image_dataset(cfg, batch_size, 3, start=start), start)
+  out = []
+  for _ in range(n_batches):
+    out.append(next(it))
+  return out, it.position
+
+
+@pytest.fixture(scope="module")
+def truncated_folder(tmp_path_factory) -> str:
+  """Four good images and a truncated JPEG that passes PIL's verify but not decoding."""
+  root = tmp_path_factory.mktemp("truncated")
+  for i in range(4):
+    Image.fromarray(picture(20 + i, 24, i)).save(root / f"{i}.png")
+  data = encode(picture(40, 40, 9), "JPEG")
+  (root / "9.jpg").write_bytes(data[:-20])
+  return str(root)
+
+
+@pytest.mark.parametrize("name", ["digits", "lsun_bedroom", "image_folder"])
+def test_stream_resumes_from_its_position(name, lsun_root, truncated_folder):
+  """A pipeline started at a saved position continues the stream exactly,
+  across epoch boundaries and past a file that fails to decode."""
+  root = {"digits": "", "lsun_bedroom": lsun_root, "image_folder": truncated_folder}[name]
+  cfg = data_config(name, 16, root=root)
+  whole, _ = positioned(cfg, 7, 3)
+  head, position = positioned(cfg, 3, 3)
+  tail, _ = positioned(cfg, 4, 3, start=position)
+  for a, b in zip(whole, head + tail):
+    np.testing.assert_array_equal(a, b)
+  # 9 images handed out; the truncated JPEG is read (and dropped) once an epoch of 5.
+  assert position == (9 if name != "image_folder" else 11)
+
+
+def test_tfds_stream_resumes_from_its_position(tmp_path):
+  cfg = data_config("cifar10", 32, root=tmp_path, shuffle_buffer=4)
+  with tfds.testing.mock_data(num_examples=10):
+    whole, _ = positioned(cfg, 6, 4)
+    head, position = positioned(cfg, 2, 4)
+    tail, _ = positioned(cfg, 4, 4, start=position)
+  assert position == 8
+  for a, b in zip(whole, head + tail):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_lsun_shuffle_buffer_holds_indices_not_bytes(lsun_root):
+  source = images.open_source(data_config("lsun_bedroom", 16, root=lsun_root), 0)
+  assert source.ds.element_spec.dtype == tf.int64

@@ -2,9 +2,15 @@
 
 Layout: `WORKDIR/checkpoints/<step>/{generator,critic,metadata}`. Each network
 item is {params, batch_stats, opt_state}; `metadata` is JSON with the step, the
-base RNG key and the experiment's config. Sampling restores the generator's
-params and batch stats alone (a partial restore of one item), without
-building the critic or any optimizer state.
+base RNG key, each process's data-stream position and the experiment's config.
+Sampling restores the generator's params and batch stats alone (a partial
+restore of one item), without building the critic or any optimizer state.
+
+Faults: a checkpoint that fails to restore (truncated or missing files) is
+renamed `<step>.damaged`, named in a warning, and the next older one is used;
+a save that fails (disk full, workdir gone read-only) raises a
+CheckpointWriteError naming the newest intact checkpoint, which stays intact
+because Orbax only renames a finished save into place.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import contextlib
 import os
 from typing import Any
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -24,6 +31,13 @@ ITEMS = ("generator", "critic", "metadata")
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint where one was asked for: reported as one line."""
+
+
+class CheckpointWriteError(RuntimeError):
+  """A save failed (disk full, unwritable workdir): reported as one line."""
+
+
+DAMAGED_SUFFIX = ".damaged"
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -46,14 +60,30 @@ def _restore_args(target: PyTree, partial: bool = False) -> ocp.args.PyTreeResto
       target), partial_restore=partial)
 
 
-def check_shapes(manager: ocp.CheckpointManager, step: int, item: str, target: PyTree) -> None:
+def _path_name(path: tuple[Any, ...]) -> str:
+  """"opt_state/0/mu/Dense_0/kernel": the same for a state and for the checkpoint's
+  metadata of it (which stores named tuples as dicts)."""
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def check_shapes(manager: ocp.CheckpointManager, step: int, item: str, target: PyTree,
+                 partial: bool = False) -> None:
   """Compares the shapes saved in `item` at `step` with `target`'s, from the
-  checkpoint's metadata (nothing is read), and names the first difference."""
+  checkpoint's metadata (no array is read), and names the first difference.
+  `partial`: `target` is a part of the item (leaves it lacks are fine)."""
   metadata = manager.item_metadata(step)[item]
-  saved = {jax.tree_util.keystr(p): tuple(m.shape)
+  if metadata is None:  # Damage, not a mismatch: the caller falls back or reports it.
+    raise FileNotFoundError(f"checkpoint {step} has no readable {item} metadata")
+  saved = {_path_name(p): tuple(m.shape)
            for p, m in jax.tree_util.tree_leaves_with_path(getattr(metadata, "tree", metadata))}
+  wanted = {_path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(target)}
+  extra = sorted(k for k in saved if k not in wanted and not partial)
+  if extra:
+    raise CheckpointError(f"the {item} saved at step {step} does not match the experiment: "
+                          f"it has {extra[0]}, which the model does not; use the experiment "
+                          "the run was trained with")
   for path, want in jax.tree_util.tree_leaves_with_path(target):
-    key = jax.tree_util.keystr(path)
+    key = _path_name(path)
     if key not in saved:
       raise CheckpointError(f"the {item} saved at step {step} does not match the experiment: "
                             f"it has no {key}; use the experiment the run was trained with")
@@ -65,12 +95,14 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, item: str, target: P
 
 
 class Checkpointer:
-  """Saves a run every `every` generator steps (async), restores the latest."""
+  """Saves a run every `every` generator steps (async), restores the newest intact one."""
 
   def __init__(self, workdir: str, every: int, keep: int):
     self.every = every
+    self.directory = checkpoint_dir(workdir)
+    self._pending: int | None = None  # step of the save that may still be in flight
     self._manager = ocp.CheckpointManager(
-        checkpoint_dir(workdir), item_names=ITEMS, item_handlers=_handlers(ITEMS),
+        self.directory, item_names=ITEMS, item_handlers=_handlers(ITEMS),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              enable_async_checkpointing=True))
 
@@ -82,22 +114,46 @@ class Checkpointer:
     return bool(self.every) and step % self.every == 0
 
   def save(self, state: TrainState, config: ml_collections.ConfigDict,
-           force: bool = False) -> bool:
-    """Saves at multiples of `every` (or any step with `force`); returns whether it did."""
+           data_position: list[int] | None = None, force: bool = False) -> bool:
+    """Saves at multiples of `every` (or any step with `force`); returns whether it did.
+
+    `data_position` holds each process's position in its data stream (None
+    where the data is a function of the step, as for the toy sets)."""
     step = int(state.step)
     if not force and not self.due(step):
       return False
     if step in self._manager.all_steps():
       return False
     metadata = {"step": step, "rng": np.asarray(jax.device_get(state.rng)).tolist(),
-                "config": config.to_dict()}
-    return self._manager.save(step, args=ocp.args.Composite(
-        generator=ocp.args.PyTreeSave(_net_tree(state.generator)),
-        critic=ocp.args.PyTreeSave(_net_tree(state.critic)),
-        metadata=ocp.args.JsonSave(metadata)), force=True)
+                "data_position": data_position, "config": config.to_dict()}
+    with self._writing(step):
+      saved = self._manager.save(step, args=ocp.args.Composite(
+          generator=ocp.args.PyTreeSave(_net_tree(state.generator)),
+          critic=ocp.args.PyTreeSave(_net_tree(state.critic)),
+          metadata=ocp.args.JsonSave(metadata)), force=True)
+    self._pending = step
+    return saved
 
-  def restore(self, like: TrainState, step: int | None = None) -> TrainState:
-    """The state saved at `step` (default: latest), shaped like `like`."""
+  @contextlib.contextmanager
+  def _writing(self, step: int):
+    """Turns a failed write (this one or the async one before it) into one clear error."""
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except
+      failed = self._pending if self._pending is not None else step
+      self._pending = None
+      intact = [s for s in _finished_steps(self.directory) if s != failed]
+      fallback = (f"step {max(intact)} is the newest intact checkpoint and a rerun resumes "
+                  "from it" if intact else "no earlier checkpoint exists")
+      reason = " ".join(str(e).split()) or type(e).__name__
+      raise CheckpointWriteError(
+          f"could not write the checkpoint of step {failed} to {self.directory} ({reason}); "
+          f"free disk space or make the workdir writable, then run the same command: "
+          f"{fallback}") from e
+
+  def restore(self, like: TrainState, step: int | None = None
+              ) -> tuple[TrainState, dict[str, Any]]:
+    """The state saved at `step` (default: latest) shaped like `like`, and its metadata."""
     step = self.latest_step() if step is None else step
     targets = {"generator": _abstract(_net_tree(like.generator)),
                "critic": _abstract(_net_tree(like.critic))}
@@ -107,16 +163,60 @@ class Checkpointer:
         generator=_restore_args(targets["generator"]), critic=_restore_args(targets["critic"]),
         metadata=ocp.args.JsonRestore()))
     meta = restored.metadata
-    return TrainState(step=jax.numpy.asarray(meta["step"], jax.numpy.int32),
-                      rng=jax.numpy.asarray(meta["rng"], jax.numpy.uint32),
-                      generator=NetState(**restored.generator),
-                      critic=NetState(**restored.critic))
+    if meta["step"] != step:
+      raise ValueError(f"metadata says step {meta['step']}")
+    state = TrainState(step=jax.numpy.asarray(meta["step"], jax.numpy.int32),
+                       rng=jax.numpy.asarray(meta["rng"], jax.numpy.uint32),
+                       generator=NetState(**restored.generator),
+                       critic=NetState(**restored.critic))
+    return state, meta
+
+  def restore_intact(self, like: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
+    """The newest checkpoint that restores, or None if there is none.
+
+    A damaged one is set aside as `<step>.damaged` (never deleted) with a
+    warning, and the next older one is tried: a rerun does not fail on it again.
+    A checkpoint that does not match the experiment is not damage: that
+    CheckpointError propagates.
+    """
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        return self.restore(like, step)
+      except CheckpointError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        self._set_aside(step, e)
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    path = os.path.join(self.directory, str(step))
+    damaged = path + DAMAGED_SUFFIX
+    n = 1
+    while os.path.exists(damaged):
+      n += 1
+      damaged = f"{path}{DAMAGED_SUFFIX}{n}"
+    if jax.process_index() == 0:
+      os.rename(path, damaged)
+    reason = " ".join(str(error).split())[:300] or type(error).__name__
+    logging.warning("checkpoint %s is damaged (%s: %s); moved it to %s and falling back to "
+                    "the next older checkpoint", path, type(error).__name__, reason, damaged)
+    self._manager.reload()
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    with self._writing(self._pending or 0):
+      self._manager.wait_until_finished()
+    self._pending = None
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _finished_steps(directory: str) -> list[int]:
+  """Steps whose save finished (Orbax renames a finished save to the bare step)."""
+  try:
+    return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+  except OSError:
+    return []
 
 
 def _handlers(items: tuple[str, ...]) -> dict[str, ocp.CheckpointHandler]:
@@ -153,12 +253,33 @@ def read_metadata(workdir: str, step: int | None = None) -> tuple[int, dict[str,
         metadata=ocp.args.JsonRestore())).metadata
 
 
+def saved_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
+  """(step, config dict) of the newest readable checkpoint in `workdir`, or None."""
+  for step in reversed(_finished_steps(checkpoint_dir(workdir))):
+    try:
+      return step, read_metadata(workdir, step)[1]["config"]
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("cannot read the metadata of checkpoint %d in %s (%s); trying older ones",
+                      step, checkpoint_dir(workdir), type(e).__name__)
+  return None
+
+
 def restore_generator(workdir: str, step: int, like: NetState) -> NetState:
   """The generator's params and batch stats at `step`, shaped like `like`
   (its `opt_state` is ignored and comes back as None)."""
   target = _abstract({"params": like.params, "batch_stats": like.batch_stats})
   with _read_only_manager(workdir, ("generator",)) as manager:
-    check_shapes(manager, step, "generator", target)
-    tree = manager.restore(step, args=ocp.args.Composite(
-        generator=_restore_args(target, partial=True))).generator
+    try:
+      check_shapes(manager, step, "generator", target, partial=True)
+      tree = manager.restore(step, args=ocp.args.Composite(
+          generator=_restore_args(target, partial=True))).generator
+    except CheckpointError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      others = [s for s in manager.all_steps() if s != step]
+      raise CheckpointError(
+          f"the generator of checkpoint {step} in {checkpoint_dir(workdir)} cannot be read "
+          f"({type(e).__name__}): it is damaged"
+          + (f"; pass --step= one of {', '.join(map(str, sorted(others)))}" if others else "")
+      ) from e
   return NetState(params=tree["params"], batch_stats=tree["batch_stats"], opt_state=None)

@@ -65,6 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_samples = 2500       # toy: points for exact W1; images: samples in the grid
   c.checkpoint_every = 1000   # generator iterations between checkpoints (0: only at the end)
   c.keep_checkpoints = 3      # how many recent checkpoints to keep
+  # After a non-finite loss or gradient: 0 stops the run (exit 1); N > 0 restores
+  # the last good checkpoint with a new RNG stream, up to N times.
+  c.nonfinite_restarts = 0
   return c
 
 
@@ -167,6 +170,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"checkpoint_every={config.checkpoint_every} must be non-negative")
   _check(config.keep_checkpoints >= 1,
          f"keep_checkpoints={config.keep_checkpoints} must be at least 1")
+  _check(config.nonfinite_restarts >= 0,
+         f"nonfinite_restarts={config.nonfinite_restarts} must be non-negative")
   _check(config.model.noise_dim >= 1, f"model.noise_dim={config.model.noise_dim} must be positive")
   _check(config.optimizer.name in optim.OPTIMIZERS,
          f"optimizer.name={config.optimizer.name!r} is unknown; use one of "
@@ -226,6 +231,48 @@ def _check_data_and_models(config: ml_collections.ConfigDict) -> None:
   _check(not (config.objective == "wgan-gp" and critic.name == "dcgan" and critic.norm == "batch"),
          "objective='wgan-gp' forbids batch norm in the critic (the gradient penalty is per "
          "example); set --experiment.model.critic.norm=layer or none")
+
+
+# Settings that change the shapes or structure of what a checkpoint holds.
+_SHAPE_KEYS = ("model", "data.name", "data.image_size", "optimizer.name", "optimizer.schedule")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{"a": {"b": 1}} -> {"a.b": 1}: the dotted keys of the command line."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, workdir: str,
+                    step: int) -> list[str]:
+  """Whether `config` may resume the run saved (at `step`) in `workdir`.
+
+  Another experiment, or a setting that changes what the checkpoint holds,
+  is a ConfigError; returns the other differences as "key: saved -> now"
+  (e.g. a longer run or a new learning rate), which may change.
+  """
+  name = saved.get("experiment")
+  if name != config.experiment:
+    raise ConfigError(
+        f"{workdir} holds checkpoints of experiment {name!r} (step {step}), not "
+        f"{config.experiment!r}: resume it with --workdir={workdir} alone, or pass another "
+        "--workdir")
+  old, new = flatten(saved), flatten(config.to_dict())
+  changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+  shaped = [k for k in changed if k.startswith(_SHAPE_KEYS)]
+  if shaped:
+    raise ConfigError(
+        f"{workdir} was trained with "
+        + ", ".join(f"{k}={old.get(k)!r}" for k in shaped)
+        + " (step " + str(step) + "), this command sets "
+        + ", ".join(f"{k}={new.get(k)!r}" for k in shaped)
+        + ": the checkpoint cannot hold that; drop those overrides or pass another --workdir")
+  return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
 
 
 def from_dict(saved: dict[str, Any], overrides: Sequence[tuple[str, str]] = ()

@@ -3,10 +3,15 @@
 Each source gives encoded (or raw) images for this process's share; the shared
 tail decodes, resizes the short side to `image_size` (area averaging when
 shrinking, bilinear when growing), centre-crops a square, scales to [-1, 1], shuffles with the seed, repeats,
-batches and prefetches. Index-like sources (LSUN keys, folder paths, digits)
-are shuffled in full each epoch, which costs a few bytes an image; tfds
+batches and prefetches. Index-like sources (LSUN key indices, folder paths,
+digits) are shuffled in full each epoch, which costs a few bytes an image; tfds
 sources shuffle files and then `shuffle_buffer` still-encoded examples, so the
 buffer holds bytes rather than decoded pixels.
+
+The stream of a (config, seed, process) is fixed, so a position in it (how
+many elements this process has read) is all a checkpoint needs: a pipeline
+built with `start=position` continues exactly where the saved one was. Each
+batch comes with the position after it; skipping happens before decoding.
 """
 from __future__ import annotations
 
@@ -50,7 +55,8 @@ def image_shape(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Source:
+class ImageSource:
+  """One process's share of a data set: cheap elements and how to decode them."""
   ds: tf.data.Dataset                    # this process's elements, one epoch, unshuffled
   decode: Callable[[tf.Tensor], tf.Tensor]  # element -> [h, w, c] pixels in [0, 255]
   shuffle_buffer: int
@@ -87,7 +93,7 @@ def _decoder(channels: int) -> Callable[[tf.Tensor], tf.Tensor]:
 
 # ---------------------------------------------------------------- sources
 
-def _tfds_source(cfg, seed, process_index, process_count) -> _Source:
+def _tfds_source(cfg, seed, process_index, process_count) -> ImageSource:
   name = cfg.name
   builder = tfds.builder(name, data_dir=cfg.dir or None)
   split = tfds.even_splits(cfg.split, n=process_count)[process_index]
@@ -104,7 +110,7 @@ def _tfds_source(cfg, seed, process_index, process_count) -> _Source:
         f"as tfds; tfds.builder('{name}', data_dir='{data_dir}').download_and_prepare()\"), "
         f"copy the folder here and pass --experiment.data.dir={data_dir}") from e
   ds = ds.map(lambda ex: ex["image"], num_parallel_calls=tf.data.AUTOTUNE)
-  return _Source(ds, _decoder(image_shape(cfg)[2]), max(1, cfg.shuffle_buffer))
+  return ImageSource(ds, _decoder(image_shape(cfg)[2]), max(1, cfg.shuffle_buffer))
 
 
 def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where: str):
@@ -115,7 +121,7 @@ def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where
   return share
 
 
-def _lsun_source(cfg, seed, process_index, process_count) -> _Source:
+def _lsun_source(cfg, seed, process_index, process_count) -> ImageSource:
   del seed
   from wgan_jax.data import lsun  # pylint: disable=import-outside-toplevel
   root = os.path.abspath(os.path.expanduser(cfg.dir or DEFAULT_LSUN_DIR))
@@ -134,8 +140,9 @@ def _lsun_source(cfg, seed, process_index, process_count) -> _Source:
     data = tf.numpy_function(reader, [index], tf.string, stateful=False)
     return tf.ensure_shape(data, [])
 
-  ds = tf.data.Dataset.range(len(keys)).map(read, num_parallel_calls=tf.data.AUTOTUNE)
-  return _Source(ds, _decoder(3), len(keys))
+  decode = _decoder(3)
+  # Shuffle key indices and read after: the buffer holds 8 bytes an image, not JPEGs.
+  return ImageSource(tf.data.Dataset.range(len(keys)), lambda i: decode(read(i)), len(keys))
 
 
 def _scan_one(path: str) -> bool:
@@ -165,7 +172,7 @@ def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
   return readable, skipped
 
 
-def _folder_source(cfg, seed, process_index, process_count) -> _Source:
+def _folder_source(cfg, seed, process_index, process_count) -> ImageSource:
   del seed
   accepted = "/".join(e[1:] for e in FOLDER_EXTENSIONS)
   if not cfg.dir:
@@ -187,15 +194,15 @@ def _folder_source(cfg, seed, process_index, process_count) -> _Source:
   ds = tf.data.Dataset.from_tensor_slices(paths)
   decode = _decoder(3)
   # PIL's verify does not catch every broken file (a truncated JPEG passes it).
-  return _Source(ds, lambda p: decode(tf.io.read_file(p)), len(paths), may_fail=True)
+  return ImageSource(ds, lambda p: decode(tf.io.read_file(p)), len(paths), may_fail=True)
 
 
-def _digits_source(cfg, seed, process_index, process_count) -> _Source:
+def _digits_source(cfg, seed, process_index, process_count) -> ImageSource:
   del seed
   from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
   images = load_digits().images.astype(np.float32)[..., None] * (255.0 / 16.0)
   images = _shard(images, cfg, process_index, process_count, "sklearn's load_digits")
-  return _Source(tf.data.Dataset.from_tensor_slices(images), lambda x: x, len(images))
+  return ImageSource(tf.data.Dataset.from_tensor_slices(images), lambda x: x, len(images))
 
 
 _SOURCES = {
@@ -210,30 +217,57 @@ _SOURCES = {
 
 # ---------------------------------------------------------------- pipeline
 
-def build_image_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int,
-                        process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
-  """Infinite dataset of float32 batches [batch_size, H, W, C] scaled to [-1, 1]."""
+def open_source(cfg: ml_collections.ConfigDict, seed: int, process_index: int = 0,
+                process_count: int = 1) -> ImageSource:
+  """This process's share of data set `cfg.name`, or a DataError saying how to get it."""
   if cfg.name not in _SOURCES:
     raise DataError(f"unknown image data set {cfg.name!r}; use one of {', '.join(IMAGE_DATASETS)}")
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
-  source = _SOURCES[cfg.name](cfg, seed, process_index, process_count)
+  return _SOURCES[cfg.name](cfg, seed, process_index, process_count)
+
+
+def build_image_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int,
+                        process_index: int = 0, process_count: int = 1, start: int = 0,
+                        source: ImageSource | None = None) -> tf.data.Dataset:
+  """Infinite dataset of (position, images) batches: images float32 [batch_size, H, W, C] in
+  [-1, 1]; position (int64) counts the elements of this process's stream read up to and
+  including the batch (unreadable ones too), so `start=position` resumes right after it."""
+  source = source or open_source(cfg, seed, process_index, process_count)
   size = cfg.image_size
   ds = source.ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat()
-  ds = ds.map(lambda x: resize_and_crop(source.decode(x), size),
+  ds = ds.repeat().skip(start).enumerate(start + 1)
+  ds = ds.map(lambda end, x: (end, resize_and_crop(source.decode(x), size)),
               num_parallel_calls=tf.data.AUTOTUNE)
   if source.may_fail:
     ds = ds.ignore_errors(log_warning=True)
-  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  ds = ds.map(lambda ends, images: (ends[-1], images)).prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
   return ds.with_options(options)
 
 
+class Batches:
+  """The image batches of a `build_image_dataset` as numpy arrays; `position` is the
+  stream position after the last batch handed out (what a checkpoint saves)."""
+
+  def __init__(self, ds: tf.data.Dataset, start: int = 0):
+    self._it = ds.as_numpy_iterator()
+    self.position = start
+
+  def __iter__(self) -> "Batches":
+    return self
+
+  def __next__(self) -> np.ndarray:
+    position, images = next(self._it)
+    self.position = int(position)
+    return images
+
+
 def numpy_batches(ds: tf.data.Dataset) -> Iterator[np.ndarray]:
-  """The batches of `ds` as numpy arrays."""
-  return ds.as_numpy_iterator()
+  """The image batches of `ds` (from `build_image_dataset`) as numpy arrays."""
+  return Batches(ds)
 
 
 def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: float) -> float:
