@@ -90,7 +90,7 @@ def test_sample_errors_are_one_line_with_exit_code_2(digits_run, tmp_path):
       ([f"--workdir={digits_run}", "--experiment=digits_dcgan_gp",
         "--experiment.model.generator.ngf=16"],
        "error: the generator saved at step 300 does not match the experiment: "
-       "['batch_stats']['BatchNorm_0']['mean'] has shape (64,) in the checkpoint but (32,) "
+       "batch_stats/BatchNorm_0/mean has shape (64,) in the checkpoint but (32,) "
        "in the model"),
       ([f"--workdir={digits_run}", "--num=0"], "error: --num=0 must be at least 1"),
   ]
@@ -146,15 +146,3 @@ def test_bedrooms_mlp_on_an_image_folder(tmp_path, lsun_root):
                                       "model.critic.ndf": "8", "batch_size": "4"})
   samples = _train_then_sample(config, tmp_path / "run")
   assert samples.shape == (3, 16, 16, 3)
-
-
-def test_missing_data_is_one_line_with_exit_code_2(tmp_path):
-  result = _run("wgan_jax.train", "--experiment=bedrooms_dcgan", f"--workdir={tmp_path / 'w'}",
-                f"--experiment.data.dir={tmp_path / 'nowhere'}")
-  assert result.returncode == 2, result.stderr[-2000:]
-  # After the start-up log lines, one error line, no traceback, no workdir.
-  last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith(f"error: LSUN bedrooms not found at {tmp_path / 'nowhere'}"), last
-  assert "bedroom_train_lmdb" in last and "--experiment.data.dir=" in last
-  assert "Traceback" not in result.stderr
-  assert not (tmp_path / "w").exists()

@@ -1,0 +1,116 @@
+"""The bad-input table of BUILD.md: each row is a real command line that gets one
+line saying what is wrong and how to fix it, exit code 2, no traceback, and
+leaves every file in the workdir as it was."""
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.helpers import tiny_config
+from wgan_jax import trainer
+
+
+def snapshot(workdir):
+  """Every file under `workdir` with its size, mtime and digest (None if absent)."""
+  if not os.path.exists(workdir):
+    return None
+  out = {}
+  for folder, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(folder, name)
+      with open(path, "rb") as f:
+        out[path] = (os.path.getsize(path), os.stat(path).st_mtime_ns,
+                     hashlib.sha1(f.read()).hexdigest())
+  return out
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+  """A finished 2-step toy_8gaussians run (tiny widths) with checkpoints."""
+  workdir = str(tmp_path_factory.mktemp("toy_run"))
+  config = tiny_config(num_generator_steps=2, checkpoint_every=1, eval_every=0)
+  trainer.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def _command(module, *args):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                        cwd=ROOT, env=env, timeout=300)
+
+
+# (name, module, arguments, where the workdir is, the error line's start). WORKDIR is
+# replaced by the workdir: "new" a path that does not exist yet, "run" a finished toy run.
+TABLE = [
+    ("unknown experiment", "wgan_jax.train", ["--experiment=nope"], "new",
+     "error: unknown experiment 'nope'; known experiments: bedrooms_dcgan, bedrooms_dcgan_gan"),
+    ("unknown override key", "wgan_jax.train", ["--experiment.optimizer.lrr=1"], "new",
+     "error: unknown config key 'optimizer.lrr'; keys under 'optimizer': b1, b2, decay"),
+    ("wrongly typed value", "wgan_jax.train", ["--experiment.n_critic=five"], "new",
+     "error: bad value for 'n_critic': 'five' is not a int (current value: 5)"),
+    ("override without a value", "wgan_jax.train", ["--experiment.seed"], "new",
+     "error: --experiment.seed needs a value: --experiment.seed=VALUE"),
+    ("unknown flag", "wgan_jax.train", ["--bogus=1"], "new",
+     "error: Unknown command line flag 'bogus'"),
+    ("n_critic < 1", "wgan_jax.train", ["--experiment.n_critic=0"], "new",
+     "error: n_critic=0 must be at least 1"),
+    ("negative clip", "wgan_jax.train",
+     ["--experiment=bedrooms_dcgan", "--experiment.clip=-0.01"], "new",
+     "error: clip=-0.01 must be positive (WGAN clips weights to [-c, c])"),
+    ("DCGAN image size not a multiple of 16", "wgan_jax.train",
+     ["--experiment=digits_dcgan_gp", "--experiment.data.image_size=24"], "new",
+     "error: data.image_size=24 does not suit DCGAN: use a multiple of 16"),
+    ("batch size not divisible by the device count", "wgan_jax.train",
+     ["--experiment.batch_size=12"], "new",
+     "error: batch_size=12 does not split over 8 devices: use a multiple of 8"),
+    ("workdir is a file", "wgan_jax.train", [], "file",
+     "error: --workdir=WORKDIR is a file; pass a directory"),
+    ("workdir under a file", "wgan_jax.train", [], "under_file",
+     "error: --workdir=WORKDIR cannot be created: "),
+    ("workdir not writable", "wgan_jax.train", [], "/sys/wgan_jax_run",
+     "error: --workdir=/sys/wgan_jax_run is not writable (EACCES in /sys)"),
+    ("workdir holds another experiment", "wgan_jax.train", ["--experiment=toy_25gaussians"],
+     "run", "error: WORKDIR holds checkpoints of experiment 'toy_8gaussians' (step 2), not "
+            "'toy_25gaussians': resume it with --workdir=WORKDIR alone, or pass another --workdir"),
+    ("override that changes the checkpoint's shapes", "wgan_jax.train",
+     ["--experiment.model.critic.features=64"], "run",
+     "error: WORKDIR was trained with model.critic.features=32 (step 2), this command sets "
+     "model.critic.features=64: the checkpoint cannot hold that"),
+    ("missing data set", "wgan_jax.train",
+     ["--experiment=bedrooms_dcgan", "--experiment.data.dir=/nonexistent/lsun"], "new",
+     "error: LSUN bedrooms not found at /nonexistent/lsun: download bedroom_train_lmdb.zip"),
+    ("sample with no checkpoint", "wgan_jax.sample", [], "new",
+     "error: no checkpoint in WORKDIR"),
+    ("sample: a step that does not exist", "wgan_jax.sample", ["--step=7"], "run",
+     "error: no checkpoint for step 7 in WORKDIR/checkpoints; saved steps: 1, 2"),
+]
+
+
+@pytest.mark.parametrize("name,module,args,where,message", TABLE, ids=[row[0] for row in TABLE])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, module, args, where, message,
+                                                         toy_run, tmp_path):
+  del name
+  if where == "new":
+    workdir = str(tmp_path / "w")
+  elif where == "run":
+    workdir = toy_run
+  elif where == "file":
+    workdir = str(tmp_path / "file")
+    (tmp_path / "file").write_text("keep me")
+  elif where == "under_file":
+    (tmp_path / "file").write_text("keep me")
+    workdir = str(tmp_path / "file" / "w")
+  else:
+    workdir = where
+  before = snapshot(workdir if where != "file" else str(tmp_path))
+  result = _command(module, *args, f"--workdir={workdir}")
+
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr[-3000:]
+  assert errors[0].startswith(message.replace("WORKDIR", workdir)), errors[0]
+  assert snapshot(workdir if where != "file" else str(tmp_path)) == before
