@@ -61,8 +61,13 @@ def interrupt(args, workdir, sig, after_step):
 def final_state(workdir, step):
   """Every array of the checkpoint at `step`, by item and path."""
   out = {}
+  checkpointer = ocp.PyTreeCheckpointer()
   for item in ("generator", "critic"):
-    tree = ocp.PyTreeCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), item))
+    path = os.path.join(workdir, "checkpoints", str(step), item)
+    # As numpy arrays: the saving run's device layout need not exist here.
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                            checkpointer.metadata(path).item_metadata.tree)
+    tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
       out[item + jax.tree_util.keystr(path)] = np.asarray(leaf)
   return out

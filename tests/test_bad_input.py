@@ -65,7 +65,8 @@ TABLE = [
      "error: data.image_size=24 does not suit DCGAN: use a multiple of 16"),
     ("batch size not divisible by the device count", "wgan_jax.train",
      ["--experiment.batch_size=12"], "new",
-     "error: batch_size=12 does not split over 8 devices: use a multiple of 8"),
+     "error: batch_size=12 does not split evenly over 8 devices; use a multiple of 8 (e.g. 8 "
+     "or 16) or run on fewer devices"),
     ("workdir is a file", "wgan_jax.train", [], "file",
      "error: --workdir=WORKDIR is a file; pass a directory"),
     ("workdir under a file", "wgan_jax.train", [], "under_file",

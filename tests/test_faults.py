@@ -9,7 +9,7 @@ import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from tests.helpers import tiny_config
-from wgan_jax import checkpointing, trainer
+from wgan_jax import checkpointing, feeds, trainer
 
 
 def config(**overrides):
@@ -29,19 +29,19 @@ def restore_latest(workdir, cfg):
   return state
 
 
-def largest_file(folder):
-  files = [os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs]
-  return max(files, key=os.path.getsize)
-
-
-def truncate(path):
-  with open(path, "r+b") as f:
-    f.truncate(os.path.getsize(path) // 2)
+def truncate_array_data(item_dir):
+  """Halves every data file of an Orbax item (OCDBT keeps arrays in `d/` folders)."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(item_dir) for f in fs
+           if os.path.basename(d) == "d"]
+  assert files
+  for path in files:
+    with open(path, "r+b") as f:
+      f.truncate(os.path.getsize(path) // 2)
 
 
 DAMAGE = {
-    "truncated array data": lambda step_dir: truncate(largest_file(
-        os.path.join(step_dir, "critic"))),
+    "truncated array data": lambda step_dir: truncate_array_data(
+        os.path.join(step_dir, "critic")),
     "deleted metadata": lambda step_dir: os.remove(os.path.join(step_dir, "metadata",
                                                                 "metadata")),
     "deleted generator": lambda step_dir: __import__("shutil").rmtree(
@@ -113,7 +113,7 @@ def test_disk_full_during_an_async_save_is_a_clear_error_and_keeps_the_last(
 
 def inject_nan_at(monkeypatch, bad_step, times):
   """Reports a NaN critic loss for generator step `bad_step` (1-based), `times` times."""
-  real_call, count = trainer.ToyFeed.__call__, [0]
+  real_call, count = feeds.ToyFeed.__call__, [0]
 
   def call(self, state, n_critic):
     state, metrics = real_call(self, state, n_critic)
@@ -122,7 +122,7 @@ def inject_nan_at(monkeypatch, bad_step, times):
       metrics = dict(metrics, critic_loss=jax.numpy.float32(np.nan))
     return state, metrics
 
-  monkeypatch.setattr(trainer.ToyFeed, "__call__", call)
+  monkeypatch.setattr(feeds.ToyFeed, "__call__", call)
 
 
 def test_non_finite_restarts_from_the_last_good_checkpoint_with_a_new_rng(tmp_path, monkeypatch,

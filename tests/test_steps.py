@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import steps, trainer
+from wgan_jax import feeds, steps, trainer
 from wgan_jax.data import toy
 
 
@@ -26,7 +26,7 @@ def test_wgan_critic_weights_stay_in_clip_range_at_every_step():
   assert spec.clip == clip
   clip = np.float32(clip)  # The bound as the float32 weights hold it.
   assert _max_abs(state.critic.params) <= clip  # Also before the first update.
-  feed = trainer.ToyFeed(spec, 3, toy.get_toy_dataset("8gaussians"), config.batch_size)
+  feed = feeds.ToyFeed(spec, 3, toy.get_toy_dataset("8gaussians"), config.batch_size)
   fractions = []
   for step in range(8):
     state, metrics = feed(state, trainer.critic_updates(step, 3, "constant"))
@@ -115,8 +115,8 @@ def test_long_critic_phases_run_in_chunks_with_the_same_numbers(objective):
   # draws the same data, noise and keys however the updates are grouped.
   config, spec, state = _setup(objective)
   dataset = toy.get_toy_dataset("8gaussians")
-  whole = trainer.ToyFeed(spec, 7, dataset, config.batch_size)
-  chunked = trainer.ToyFeed(spec, 2, dataset, config.batch_size)
+  whole = feeds.ToyFeed(spec, 7, dataset, config.batch_size)
+  chunked = feeds.ToyFeed(spec, 2, dataset, config.batch_size)
   assert chunked.unroll  # CPU
   a, metrics_a = whole(jax.tree.map(jnp.copy, state), 7)  # Feeds donate their input.
   b, metrics_b = chunked(state, 7)

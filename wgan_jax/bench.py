@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_jax import configs, steps, trainer
+from wgan_jax import configs, feeds, steps, trainer
 from wgan_jax.data import toy
 from wgan_jax.cli import flags_parser, usage_error
 
@@ -161,14 +161,14 @@ def main(parsed) -> None:
     dataset = toy.get_toy_dataset(config.data.name)
     data_shape = dataset.shape
     spec = trainer.make_spec(config, data_shape)
-    feed = trainer.ToyFeed(spec, n_critic, dataset, batch)
+    feed = feeds.ToyFeed(spec, n_critic, dataset, batch)
   else:
     # Random images: the benchmark needs no data set.
     from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
     data_shape = images.image_shape(config.data)
     spec = trainer.make_spec(config, data_shape)
     fixed = np.random.default_rng(0).uniform(-1, 1, (batch, *data_shape)).astype(np.float32)
-    feed = trainer.HostFeed(spec, n_critic, itertools.repeat(fixed))
+    feed = feeds.HostFeed(spec, n_critic, itertools.repeat(fixed))
   state = trainer.create_train_state(spec, data_shape, config.seed)
   iteration = lambda state: feed(state, n_critic)
 

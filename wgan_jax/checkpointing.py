@@ -49,10 +49,11 @@ def _net_tree(net: NetState) -> dict[str, PyTree]:
 
 
 def _abstract(tree: PyTree) -> PyTree:
-  """Shapes, dtypes and (single-device) shardings to restore into."""
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), tree)
+  """Shapes, dtypes and shardings to restore into: those of `tree`'s arrays (e.g.
+  replicated over a mesh), one local device for anything else."""
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+      np.shape(x), x.dtype, sharding=getattr(x, "sharding", local)), tree)
 
 
 def _restore_args(target: PyTree, partial: bool = False) -> ocp.args.PyTreeRestore:

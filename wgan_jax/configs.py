@@ -28,6 +28,9 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.experiment = ""           # filled in by `load`
   c.seed = 0
+  # Data parallelism over every device of every process: "jit" (one program over
+  # a device mesh, the batch sharded) or "pmap"; both give the same numbers.
+  c.parallelism = "jit"
 
   c.objective = "wgan-gp"     # wgan | wgan-gp | gan
   c.n_critic = 5              # critic updates per generator update
@@ -170,6 +173,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"checkpoint_every={config.checkpoint_every} must be non-negative")
   _check(config.keep_checkpoints >= 1,
          f"keep_checkpoints={config.keep_checkpoints} must be at least 1")
+  _check(config.parallelism in ("jit", "pmap"),
+         f"parallelism={config.parallelism!r} is unknown; use jit or pmap")
   _check(config.nonfinite_restarts >= 0,
          f"nonfinite_restarts={config.nonfinite_restarts} must be non-negative")
   _check(config.model.noise_dim >= 1, f"model.noise_dim={config.model.noise_dim} must be positive")

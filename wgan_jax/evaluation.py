@@ -1,5 +1,6 @@
 """Evaluation during and after training: toy sets (exact W1, modes, figure)
-and image sets (a grid of samples from a fixed noise batch)."""
+and image sets (a grid of samples from a fixed noise batch). Every process
+evaluates (the numbers are the same); process 0 alone writes the files."""
 from __future__ import annotations
 
 import os
@@ -58,7 +59,8 @@ class ToyEvaluator:
     values = np.asarray(self._critic_on_grid(state.critic)).reshape(GRID_SIZE, GRID_SIZE)
     title = f"{self.dataset.name}, step {int(state.step)}: W1 {metrics['w1']:.4f} " \
             f"(floor {self.w1_floor:.4f})"
-    image = plots.toy_figure(os.path.join(workdir, f"toy_{tag}.png"), self.real, fake,
+    path = os.path.join(workdir, f"toy_{tag}.png") if jax.process_index() == 0 else None
+    image = plots.toy_figure(path, self.real, fake,
                              self.grid_x, self.grid_y, values, title)
     return metrics, image
 
@@ -76,5 +78,6 @@ class ImageEvaluator:
 
   def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
     grid = plots.image_grid(np.asarray(self._generate(state.generator)))
-    plots.save_png(os.path.join(workdir, f"samples_{tag}.png"), grid)
+    if jax.process_index() == 0:
+      plots.save_png(os.path.join(workdir, f"samples_{tag}.png"), grid)
     return {}, grid

@@ -3,6 +3,13 @@
 Each takes the static `GanSpec` (modules, optimizers, objective) first; the
 trainer closes over it (`functools.partial`), so what `jax.jit` sees is a
 function of arrays only: (state, real batches) -> (state, metrics).
+
+Data parallelism: under `jax.jit` over a device Mesh (state replicated, batch
+sharded) these functions need nothing: XLA partitions the global computation.
+Under `jax.pmap` each device sees its shard of the batch; with
+`GanSpec.axis_name` set they average gradients and metrics over the devices
+and draw the global batch's random numbers and take this device's share, so
+every device computes what one device computes on the whole batch.
 """
 from __future__ import annotations
 
@@ -31,6 +38,9 @@ class GanSpec:
   gp_weight: float = 10.0             # WGAN-GP's lambda
   clip: float | None = None           # WGAN's c; None without weight clipping
   gan_generator_loss: str = "non-saturating"
+  # The `jax.pmap` axis the steps run under (the modules' batch norm must use
+  # the same one: models.build_*(axis_name=...)); None under jit.
+  axis_name: str | None = None
 
 
 def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array,
@@ -47,6 +57,35 @@ def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Arr
 
 def sample_noise(spec: GanSpec, key: jax.Array, n: int) -> jax.Array:
   return jax.random.normal(key, (n, spec.noise_dim), jnp.float32)
+
+
+def local_slice(x: jax.Array, axis_name: str, axis: int = 0) -> jax.Array:
+  """This device's share of `x` along `axis` inside `jax.pmap(axis_name=...)`:
+  device i of n takes the i-th of n equal slices, the rows it would hold of a
+  batch split over the devices. For numbers drawn in the program for the
+  global batch (noise, interpolation weights, toy data)."""
+  n = jax.lax.axis_size(axis_name)
+  if x.shape[axis] % n:
+    raise ValueError(f"axis {axis} of shape {x.shape} does not split over {n} devices")
+  size = x.shape[axis] // n
+  return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index(axis_name) * size, size, axis)
+
+
+def _global_batch(spec: GanSpec, local: int) -> int:
+  """The batch over all devices, from one device's `local` share."""
+  return local if spec.axis_name is None else local * jax.lax.axis_size(spec.axis_name)
+
+
+def _this_device(spec: GanSpec, x: jax.Array, axis: int = 0) -> jax.Array:
+  return x if spec.axis_name is None else local_slice(x, spec.axis_name, axis)
+
+
+def _device_mean(spec: GanSpec, tree: PyTree) -> PyTree:
+  """Mean over the pmap devices. Losses and metrics are means over each
+  device's shard; the shards are equal, so this is the global batch's mean.
+  So are gradients, also through cross-device batch norm: the transpose of
+  its pmean hands every device the cotangents of all devices' losses."""
+  return tree if spec.axis_name is None else jax.lax.pmean(tree, spec.axis_name)
 
 
 def _apply_updates(tx: optax.GradientTransformation, net: NetState, grads: PyTree,
@@ -73,7 +112,8 @@ def generate(spec: GanSpec, generator: NetState, noise: jax.Array
 
 def critic_step(spec: GanSpec, critic: NetState, real: jax.Array, fake: jax.Array,
                 key: jax.Array) -> tuple[NetState, Metrics]:
-  """One critic update on one real and one generated batch."""
+  """One critic update on one real and one generated batch (this device's
+  shards under pmap)."""
   batch = real.shape[0]
   fake = jax.lax.stop_gradient(fake)
 
@@ -89,7 +129,8 @@ def critic_step(spec: GanSpec, critic: NetState, real: jax.Array, fake: jax.Arra
     loss = losses.critic_loss(spec.objective, f_real, f_fake)
     aux = {"wasserstein_estimate": losses.wasserstein_estimate(f_real, f_fake)}
     if spec.objective == "wgan-gp":
-      x_hat = losses.interpolate(real, fake, jax.random.uniform(key, (batch,)))
+      eps = _this_device(spec, jax.random.uniform(key, (_global_batch(spec, batch),)))
+      x_hat = losses.interpolate(real, fake, eps)
       gp, norms = losses.gradient_penalty(
           lambda x: apply_net(spec.critic, params, stats, x, True)[0], x_hat)
       loss = loss + spec.gp_weight * gp
@@ -100,6 +141,7 @@ def critic_step(spec: GanSpec, critic: NetState, real: jax.Array, fake: jax.Arra
     return loss, (stats, aux)
 
   (loss, (stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(critic.params)
+  loss, aux, grads = _device_mean(spec, (loss, aux, grads))
   critic = _apply_updates(spec.critic_tx, critic, grads, stats)
   return critic, {"critic_loss": loss, "critic_grad_norm": optax.tree.norm(grads), **aux}
 
@@ -109,9 +151,10 @@ def generator_step(spec: GanSpec, generator: NetState, critic: NetState,
   """One generator update against the current critic.
 
   Returns the new generator, the critic's batch statistics (its forward pass
-  runs in training mode, as in the reference) and metrics.
+  runs in training mode, as in the reference) and metrics. `batch` is this
+  device's share under pmap.
   """
-  z = sample_noise(spec, key, batch)
+  z = _this_device(spec, sample_noise(spec, key, _global_batch(spec, batch)))
 
   def loss_fn(params):
     fake, gen_stats = apply_net(spec.generator, params, generator.batch_stats, z, True)
@@ -121,6 +164,7 @@ def generator_step(spec: GanSpec, generator: NetState, critic: NetState,
 
   (loss, (gen_stats, critic_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(generator.params)
+  loss, grads = _device_mean(spec, (loss, grads))
   generator = _apply_updates(spec.generator_tx, generator, grads, gen_stats)
   metrics = {"generator_loss": loss, "generator_grad_norm": optax.tree.norm(grads)}
   return generator, critic_stats, metrics
@@ -141,8 +185,9 @@ def per_update(fn, key: jax.Array, first: jax.Array | int, count: int) -> jax.Ar
 def critic_updates(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.Array | int = 0,
                    unroll: bool = False) -> tuple[TrainState, Metrics]:
   """Critic updates `first` .. `first + k - 1` of the current generator
-  iteration, one per leading slice of `real` ([k, batch, ...]); the step does
-  not advance. Metrics are averaged over the k updates.
+  iteration, one per leading slice of `real` ([k, batch, ...]; this device's
+  share of the batch under pmap); the step does not advance. Metrics are
+  averaged over the k updates.
 
   Each update gets a fresh generated batch and its own key. The generator does
   not change during critic updates, so without batch norm all k fake batches
@@ -152,7 +197,9 @@ def critic_updates(spec: GanSpec, state: TrainState, real: jax.Array, first: jax
   """
   count, batch = real.shape[:2]
   k_fake, k_critic, _ = iteration_keys(state)
-  noise = per_update(lambda k: sample_noise(spec, k, batch), k_fake, first, count)
+  noise = per_update(lambda k: sample_noise(spec, k, _global_batch(spec, batch)), k_fake,
+                     first, count)
+  noise = _this_device(spec, noise, axis=1)
   keys = per_update(lambda k: k, k_critic, first, count)
 
   if state.generator.batch_stats:

@@ -25,7 +25,14 @@ from wgan_jax.cli import DEFAULT_EXPERIMENT, flags_parser, quiet_orbax_info_logs
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where checkpoints, TensorBoard events, figures and summary.json go "
     "(default: workdirs/<experiment>). A workdir holding a run resumes it; with no "
-    "--experiment its saved config is used.")
+    "--experiment its saved config is used. With several hosts: a path all of them see.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process runs on GPU clusters (and tests): host:port "
+    "of process 0. Not needed on Cloud TPU pods, SLURM or Open MPI (detected).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Multi-process runs: the number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "Multi-process runs: this process's index, 0 .. n-1.")
 
 
 def workdir_problem(workdir: str) -> str | None:
@@ -80,8 +87,12 @@ def main(parsed) -> None:
 
   quiet_orbax_info_logs()
   # Imported here so that bad command lines fail fast, before JAX starts.
-  from wgan_jax import checkpointing, trainer  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpointing, parallel, trainer  # pylint: disable=import-outside-toplevel
   from wgan_jax.data.images import DataError  # pylint: disable=import-outside-toplevel
+  try:  # Before anything else touches JAX's backend.
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as e:
+    usage_error(str(e))
   try:
     config = resolve_config(name, overrides, workdir)
   except configs.ConfigError as e:
@@ -90,7 +101,7 @@ def main(parsed) -> None:
                overrides)
   try:
     summary = trainer.train_and_evaluate(config, workdir)
-  except (DataError, checkpointing.CheckpointError) as e:
+  except (DataError, checkpointing.CheckpointError, configs.ConfigError) as e:
     usage_error(str(e))
   except (trainer.NonFiniteError, checkpointing.CheckpointWriteError) as e:
     print(f"error: {e}", file=sys.stderr)

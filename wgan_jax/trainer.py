@@ -21,15 +21,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import checkpointing, configs, models, optim, steps
+from wgan_jax import checkpointing, configs, models, optim, parallel, steps
 from wgan_jax.data import toy
 from wgan_jax.evaluation import ImageEvaluator, ToyEvaluator
+from wgan_jax.feeds import Devices, Feed, HostFeed, ToyFeed
 from wgan_jax.preemption import StopSignals
 from wgan_jax.state import NetState, TrainState
 
 
-# Separates the data stream from the model's stream under one seed.
-_DATA_STREAM = 0x64617461
 # Folded into the RNG key for each restart after a non-finite value.
 _RESTART_STREAM = 0x72657374
 
@@ -43,21 +42,25 @@ class NonFiniteError(RuntimeError):
 # ----------------------------------------------------------------------------
 
 
-def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> steps.GanSpec:
+def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
+              axis_name: str | None = None) -> steps.GanSpec:
+  """Modules, optimizers and objective of `config`; `axis_name`: the pmap axis
+  the steps run under (None under jit)."""
   clip = config.clip if config.objective == "wgan" else None
   total = config.num_generator_steps
   critic_total = sum(critic_updates(s, config.n_critic, config.critic_schedule)
                      for s in range(total))
   return steps.GanSpec(
-      generator=models.build_generator(config.model.generator, data_shape),
-      critic=models.build_critic(config.model.critic, data_shape),
+      generator=models.build_generator(config.model.generator, data_shape, axis_name=axis_name),
+      critic=models.build_critic(config.model.critic, data_shape, axis_name=axis_name),
       generator_tx=optim.make_optimizer(config.optimizer, total),
       critic_tx=optim.make_optimizer(config.optimizer, critic_total, clip=clip),
       objective=config.objective,
       noise_dim=config.model.noise_dim,
       gp_weight=config.gp_weight,
       clip=clip,
-      gan_generator_loss=config.gan_generator_loss)
+      gan_generator_loss=config.gan_generator_loss,
+      axis_name=axis_name)
 
 
 def _init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None) -> NetState:
@@ -96,100 +99,6 @@ def critic_updates(step: int, n_critic: int, schedule: str) -> int:
   if schedule == "wgan_reference" and (step < 25 or step % 500 == 0):
     return 100
   return n_critic
-
-
-def unroll_critic_loop() -> bool:
-  """Whether to write the critic updates out instead of looping (XLA:CPU only;
-  see `steps.critic_updates`)."""
-  return jax.default_backend() == "cpu"
-
-
-class Feed:
-  """Runs generator iterations on real data from one source.
-
-  `__call__(state, n_critic)` does one whole iteration. Where the critic
-  updates are unrolled (CPU), an unusually long one (the reference schedule's
-  100) runs as chunks of `chunk` critic updates, each its own call, and then
-  one program with the rest and the generator update: the numbers are the
-  same as one long program, without compiling 100 unrolled updates. Logged
-  critic metrics then cover the last chunk.
-  """
-
-  def __init__(self, spec: steps.GanSpec, chunk: int):
-    self.spec, self.chunk, self.unroll = spec, chunk, unroll_critic_loop()
-
-  def critic_only(self, state: TrainState, first: int, count: int, real) -> TrainState:
-    raise NotImplementedError
-
-  def iteration(self, state: TrainState, first: int, count: int, real):
-    raise NotImplementedError
-
-  def real_batches(self, n_critic: int):
-    """The iteration's real data, or None where it is made inside the program."""
-    return None
-
-  def data_position(self) -> int | None:
-    """Where this process's data stream stands, for the checkpoint (None: the
-    data is a function of the step)."""
-    return None
-
-  def __call__(self, state: TrainState, n_critic: int) -> tuple[TrainState, steps.Metrics]:
-    real = self.real_batches(n_critic)
-    first = 0
-    if self.unroll:
-      while n_critic - first > self.chunk:
-        state = self.critic_only(state, first, self.chunk,
-                                 None if real is None else real[first:first + self.chunk])
-        first += self.chunk
-    return self.iteration(state, first, n_critic - first, None if real is None else real[first:])
-
-
-class ToyFeed(Feed):
-  """Real batches drawn on device, inside the compiled program."""
-
-  def __init__(self, spec: steps.GanSpec, chunk: int, dataset: toy.ToyDataset, batch: int):
-    super().__init__(spec, chunk)
-    self.dataset, self.batch = dataset, batch
-    self._critic_only = functools.cache(lambda count: jax.jit(
-        functools.partial(self._toy, steps.critic_updates, count), donate_argnums=0))
-    self._iteration = functools.cache(lambda count: jax.jit(
-        functools.partial(self._toy, steps.generator_iteration, count), donate_argnums=0))
-
-  def _toy(self, fn, count: int, state: TrainState, first: jax.Array):
-    key = jax.random.fold_in(jax.random.fold_in(state.rng, _DATA_STREAM), state.step)
-    real = steps.per_update(lambda k: self.dataset.sample(k, self.batch), key, first, count)
-    return fn(self.spec, state, real, first, self.unroll)
-
-  def critic_only(self, state, first, count, real):
-    return self._critic_only(count)(state, first)[0]
-
-  def iteration(self, state, first, count, real):
-    return self._iteration(count)(state, first)
-
-
-class HostFeed(Feed):
-  """Real batches from a host iterator. Dispatch is asynchronous, so the next
-  batches are read while the device still runs this iteration."""
-
-  def __init__(self, spec: steps.GanSpec, chunk: int, batches):
-    super().__init__(spec, chunk)
-    self.batches = batches
-    self._critic_only = jax.jit(functools.partial(steps.critic_updates, spec,
-                                                  unroll=self.unroll), donate_argnums=0)
-    self._iteration = jax.jit(functools.partial(steps.generator_iteration, spec,
-                                                unroll=self.unroll), donate_argnums=0)
-
-  def real_batches(self, n_critic: int) -> np.ndarray:
-    return np.stack([next(self.batches) for _ in range(n_critic)])
-
-  def data_position(self) -> int:
-    return self.batches.position
-
-  def critic_only(self, state, first, count, real):
-    return self._critic_only(state, real, first)[0]
-
-  def iteration(self, state, first, count, real):
-    return self._iteration(state, real, first)
 
 
 # ----------------------------------------------------------------------------
@@ -233,29 +142,33 @@ def _eval_and_report(evaluator, state: TrainState, workdir: str, tag: str,
 # ----------------------------------------------------------------------------
 
 
-def _build_data(config: ml_collections.ConfigDict, spec_for
+def _build_data(config: ml_collections.ConfigDict, devices: Devices
                 ) -> tuple[steps.GanSpec, Callable[[int], Feed], Any]:
   """The spec, a feed factory (data-stream position -> Feed) and the evaluator
   for the config's data set. Missing data fails here, before anything is written."""
+  spec_for = lambda shape: make_spec(config, shape, devices.axis_name)
+  # Evaluation runs outside pmap, on the global view of the state.
+  eval_spec_for = lambda shape: make_spec(config, shape) if devices.pmap else spec_for(shape)
+  key = jax.random.PRNGKey(config.seed + 1)
   if config.data.name in toy.TOY_DATASETS:
     dataset = toy.get_toy_dataset(config.data.name)
     spec = spec_for(dataset.shape)
-    evaluator = ToyEvaluator(spec, dataset, config.eval_samples,
-                             jax.random.PRNGKey(config.seed + 1))
-    return spec, lambda _: ToyFeed(spec, config.n_critic, dataset, config.batch_size), evaluator
+    evaluator = ToyEvaluator(eval_spec_for(dataset.shape), dataset, config.eval_samples, key)
+    return spec, lambda _: ToyFeed(spec, config.n_critic, dataset, config.batch_size,
+                                   devices), evaluator
   from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
   shape = images.image_shape(config.data)
   spec = spec_for(shape)
   index, count = jax.process_index(), jax.process_count()
   source = images.open_source(config.data, config.seed, index, count)
+  batch = devices.process_batch(config.batch_size)  # This process's rows.
 
   def feed(position: int) -> Feed:
-    ds = images.build_image_dataset(config.data, config.batch_size, config.seed, index, count,
+    ds = images.build_image_dataset(config.data, batch, config.seed, index, count,
                                     start=position, source=source)
-    return HostFeed(spec, config.n_critic, images.Batches(ds, position))
+    return HostFeed(spec, config.n_critic, images.Batches(ds, position), devices)
 
-  evaluator = ImageEvaluator(spec, shape, config.eval_samples,
-                             jax.random.PRNGKey(config.seed + 1))
+  evaluator = ImageEvaluator(eval_spec_for(shape), shape, config.eval_samples, key)
   return spec, feed, evaluator
 
 
@@ -294,15 +207,20 @@ def _restore(checkpointer: checkpointing.Checkpointer, fresh: TrainState
 
 
 class _Run:
-  """What the loop carries: the state, the feed it is fed by, the metrics not yet logged."""
+  """What the loop carries: the state (laid out on the devices), the feed it is
+  fed by, the metrics not yet logged."""
 
   def __init__(self, state: TrainState, feed: Feed):
-    self.state, self.feed = state, feed
+    self.state, self.feed, self.step = feed.devices.put(state), feed, int(state.step)
     self.history: list[steps.Metrics] = []
     self.scalars: dict[str, float] = {}
 
+  def view(self) -> TrainState:
+    """The global view of the state, for checkpoints and evaluation."""
+    return self.feed.devices.get(self.state)
+
   def first_unchecked(self) -> int:
-    return int(self.state.step) - len(self.history) + 1
+    return self.step - len(self.history) + 1
 
   def check_finite(self) -> None:
     _host_metrics(self.history, self.first_unchecked())
@@ -314,11 +232,11 @@ def _train(config: ml_collections.ConfigDict, run: _Run,
   """Generator iterations until the last one or a stop signal; returns the signal's name."""
   total = config.num_generator_steps
   report_progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer)
-  for step in range(int(run.state.step), total):
+  for step in range(run.step, total):
     n_critic = critic_updates(step, config.n_critic, config.critic_schedule)
     run.state, metrics = run.feed(run.state, n_critic)
     run.history.append(metrics)
-    done = step + 1
+    done = run.step = step + 1
     report_progress(done)
     at_log = done % config.log_every == 0 or done == total
     if at_log:
@@ -327,9 +245,9 @@ def _train(config: ml_collections.ConfigDict, run: _Run,
       writer.write_scalars(done, {f"train/{k}": v for k, v in run.scalars.items()})
     if checkpointer.due(done):
       run.check_finite()  # Never save a non-finite state.
-      checkpointer.save(run.state, config, _data_positions(run.feed))
+      checkpointer.save(run.view(), config, _data_positions(run.feed))
     if config.eval_every and done % config.eval_every == 0 and done != total:
-      _eval_and_report(evaluator, run.state, workdir, f"{done:06d}", writer)
+      _eval_and_report(evaluator, run.view(), workdir, f"{done:06d}", writer)
     signal_name = stop.requested(synchronised=at_log or checkpointer.due(done))
     if signal_name and done != total:
       return signal_name
@@ -373,13 +291,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   after saving a checkpoint at the step it stopped at.
   """
   # --- Data, model, optimizer (first: missing data must not leave a workdir behind).
-  spec, make_feed, evaluator = _build_data(config, lambda shape: make_spec(config, shape))
+  devices = Devices(config.parallelism)
+  try:
+    parallel.check_batch_divisible(config.batch_size, devices.mesh)
+  except ValueError as e:
+    raise configs.ConfigError(str(e)) from e
+  spec, make_feed, evaluator = _build_data(config, devices)
   os.makedirs(workdir, exist_ok=True)
+  logging.info("%d devices (%s), %d processes; %d examples a batch on each device",
+               devices.count, config.parallelism, jax.process_count(),
+               config.batch_size // devices.count)
 
   # --- State: fresh, or the newest intact checkpoint, with the data where it stood.
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every,
                                             config.keep_checkpoints)
-  fresh = create_train_state(spec, evaluator.data_shape, config.seed)
+  # Laid out as checkpoints hold it (the global view), so restores land there directly.
+  fresh = devices.get(devices.put(create_train_state(spec, evaluator.data_shape, config.seed)))
   state, metadata = _restore(checkpointer, fresh)
   run = _Run(state, make_feed(_own_position(metadata)))
 
@@ -408,21 +335,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         run = _restore_after_nonfinite(e, checkpointer, fresh, make_feed, restarts)
 
     # --- Final (or preemption) checkpoint.
-    checkpointer.save(run.state, config, _data_positions(run.feed), force=True)
+    checkpointer.save(run.view(), config, _data_positions(run.feed), force=True)
     checkpointer.wait()
-  step = int(run.state.step)
+  step = run.step
   if stopped_by:
     checkpointer.close()
     writer.flush()
     return {"stopped_by": stopped_by, "generator_steps": step,
             "checkpoint": os.path.join(checkpointer.directory, str(step))}
 
+  if jax.process_count() > 1:  # Replicas that drifted apart would be a silent bug.
+    view = run.view()
+    multihost_utils.assert_equal(
+        jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
+                     (view.generator.params, view.critic.params)),
+        "the processes' parameters differ")
+
   # --- Final evaluation.
   summary: dict[str, Any] = dict(
       experiment=config.experiment, generator_steps=step,
       train_seconds=round(time.perf_counter() - start, 2), nonfinite_restarts=restarts,
       **{f"train_{k}": v for k, v in run.scalars.items()})
-  summary.update(_eval_and_report(evaluator, run.state, workdir, "final", writer))
+  summary.update(_eval_and_report(evaluator, run.view(), workdir, "final", writer))
   checkpointer.close()
   writer.flush()
   if jax.process_index() == 0:

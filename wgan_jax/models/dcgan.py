@@ -24,11 +24,12 @@ def _scale_init(key, shape, dtype=jnp.float32):
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-def _norm(kind: str, train: bool) -> nn.Module | None:
+def _norm(kind: str, train: bool, axis_name: str | None) -> nn.Module | None:
   if kind == "batch":
     # PyTorch's BatchNorm2d: momentum 0.1 (flax counts the other way), eps 1e-5.
+    # Under pmap, `axis_name` makes the statistics those of the global batch.
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        scale_init=_scale_init)
+                        scale_init=_scale_init, axis_name=axis_name)
   if kind == "layer":
     # WGAN-GP's critic layer norm: statistics over (H, W, C) of each example.
     return nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1,
@@ -38,8 +39,9 @@ def _norm(kind: str, train: bool) -> nn.Module | None:
   raise ValueError(f"unknown norm {kind!r}; expected one of {NORMS}")
 
 
-def _apply_norm(kind: str, x: jax.Array, train: bool) -> jax.Array:
-  norm = _norm(kind, train)
+def _apply_norm(kind: str, x: jax.Array, train: bool, axis_name: str | None = None
+                ) -> jax.Array:
+  norm = _norm(kind, train, axis_name)
   return x if norm is None else norm(x)
 
 
@@ -54,6 +56,7 @@ class DCGANGenerator(nn.Module):
   ngf: int = 64
   n_extra_layers: int = 0
   norm: str = "batch"  # "batch" or "none" (the WGAN paper's no-BN generator)
+  axis_name: str | None = None  # pmap axis for global batch statistics
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -63,17 +66,17 @@ class DCGANGenerator(nn.Module):
     # 1x1 -> 4x4: PyTorch's ConvTranspose2d(nz, cngf, 4, 1, 0).
     x = ConvTranspose(cngf, (4, 4), (1, 1), torch_padding(4, 0), use_bias=False,
                       kernel_init=_W_INIT)(x)
-    x = nn.relu(_apply_norm(self.norm, x, train))
+    x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
     size = 4
     while size < self.image_size // 2:
       cngf //= 2
       x = ConvTranspose(cngf, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
                         kernel_init=_W_INIT)(x)
-      x = nn.relu(_apply_norm(self.norm, x, train))
+      x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
       size *= 2
     for _ in range(self.n_extra_layers):
       x = nn.Conv(cngf, (3, 3), padding=1, use_bias=False, kernel_init=_W_INIT)(x)
-      x = nn.relu(_apply_norm(self.norm, x, train))
+      x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
     x = ConvTranspose(self.channels, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
                       kernel_init=_W_INIT)(x)
     return jnp.tanh(x)
@@ -84,19 +87,21 @@ class DCGANCritic(nn.Module):
   ndf: int = 64
   n_extra_layers: int = 0
   norm: str = "batch"  # "batch", "layer" (WGAN-GP) or "none"
+  axis_name: str | None = None  # pmap axis for global batch statistics
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     check_image_size(self.image_size)
     conv = lambda f, k, s, p: nn.Conv(f, (k, k), (s, s), padding=p, use_bias=False,
                                       kernel_init=_W_INIT)
+    norm = lambda y: _apply_norm(self.norm, y, train, self.axis_name)
     x = nn.leaky_relu(conv(self.ndf, 4, 2, 1)(x), 0.2)
     cndf, size = self.ndf, self.image_size // 2
     for _ in range(self.n_extra_layers):
-      x = nn.leaky_relu(_apply_norm(self.norm, conv(cndf, 3, 1, 1)(x), train), 0.2)
+      x = nn.leaky_relu(norm(conv(cndf, 3, 1, 1)(x)), 0.2)
     while size > 4:
       cndf *= 2
-      x = nn.leaky_relu(_apply_norm(self.norm, conv(cndf, 4, 2, 1)(x), train), 0.2)
+      x = nn.leaky_relu(norm(conv(cndf, 4, 2, 1)(x)), 0.2)
       size //= 2
     x = conv(1, 4, 1, 0)(x)  # 4x4 -> 1x1
     return x.reshape(x.shape[0])

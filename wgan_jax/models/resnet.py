@@ -37,12 +37,13 @@ class ResidualBlock(nn.Module):
   features: int
   resample: str | None = None  # "up", "down" or None
   norm: bool = True
+  axis_name: str | None = None  # pmap axis for global batch statistics
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     in_features = x.shape[-1]
-    bn = lambda y: nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                epsilon=1e-5)(y) if self.norm else y
+    bn = lambda y: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                axis_name=self.axis_name)(y) if self.norm else y
     if self.resample is None and in_features == self.features:
       shortcut = x
     elif self.resample == "up":
@@ -73,6 +74,7 @@ class ResNetGenerator(nn.Module):
   # Channels (x dim) of the 4x4 map, then of each up-sampling block's output:
   # (1, 1, 1, 1) for CIFAR-10, (8, 8, 4, 2, 1) for 64x64.
   multipliers: Sequence[int] = (1, 1, 1, 1)
+  axis_name: str | None = None  # pmap axis for global batch statistics
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -83,8 +85,9 @@ class ResNetGenerator(nn.Module):
     first = self.dim * self.multipliers[0]
     x = nn.Dense(4 * 4 * first, kernel_init=_GLOROT)(z).reshape(z.shape[0], 4, 4, first)
     for m in self.multipliers[1:]:
-      x = ResidualBlock(self.dim * m, "up")(x, train)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
+      x = ResidualBlock(self.dim * m, "up", axis_name=self.axis_name)(x, train)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     axis_name=self.axis_name)(x)
     return jnp.tanh(_conv(self.channels, 3)(nn.relu(x)))
 
 

@@ -1,0 +1,379 @@
+"""Data parallelism: one device, jit over an 8-device Mesh and pmap over 8
+devices give the same numbers on the same global batch and seed.
+
+Tolerance. The three runs do the same arithmetic in a different order (a
+global mean is one reduction on one device, per-shard partial sums and an
+all-reduce on eight), so float32 results differ by rounding. Measured max
+|diff| after 3 generator iterations (parameters, batch statistics), mesh / pmap
+against one device: DCGANs 3.4e-7 / 2.1e-7 (batch norm), 4e-9 / 6e-8 (layer
+norm); toy MLPs 1.2e-5 / 6e-6 (WGAN-GP, Adam), 8e-7 / 3e-6 (WGAN, RMSProp);
+metrics within 4e-6. Allowed: |a - b| <= atol + rtol |b| with (atol, rtol) =
+(2e-6, 1e-5) for the DCGANs and (5e-5, 1e-4) for the toys; the worst weight
+uses a quarter of that. The teeth tests show that a run without the
+cross-device averaging or the global batch statistics misses by 2e-3 to 0.1,
+and training itself moves the weights by 6e-3 to 0.6: a bug cannot hide in
+the tolerance.
+
+Why the toys need more: Adam and RMSProp divide each gradient by its own
+running magnitude, so a weight whose exact gradient is zero (e.g. a unit dead
+on every example) but which gets a rounding-level gradient (~1e-9, different
+in each run) takes a full step (~lr; 10 lr for RMSProp's first step) of random
+sign. With the default eps (1e-8) that moves a few toy-MLP weights by ~5e-4
+in 3 iterations (measured), and the WGAN toy at clip 0.01, whose critic
+separates real from fake by ~1e-7 at this stage, differs everywhere. The toy
+cases therefore use eps 1e-6 (a rounding-level gradient then moves a weight
+by < 1e-2 lr per update; what is left is the 1e-5 above) and clip 0.1: the
+test measures the parallel arithmetic, not the optimizer's normalisation of
+rounding noise. The DCGANs keep their experiments' optimizers.
+"""
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tests.helpers import tiny_config
+from wgan_jax import configs, models, parallel, steps, trainer
+from wgan_jax.data import toy
+
+# A broken run must miss by this many times the tolerance's atol.
+TEETH = 50
+ITERATIONS = 3
+AXIS = parallel.DATA_AXIS
+
+
+def _toy_config(objective: str, **overrides):
+  # n_critic 2: still several critic updates per program, one less to compile.
+  return tiny_config(objective, n_critic=2, **{"optimizer.eps": 1e-6, **overrides})
+
+
+def _image_config(experiment: str):
+  c = configs.load(experiment)
+  c.data.image_size = 16
+  c.batch_size = 16
+  c.n_critic = 1  # Compile time grows with the unrolled critic updates.
+  c.critic_schedule = "constant"
+  c.model.noise_dim = 8
+  c.model.generator.ngf = 8
+  c.model.critic.ndf = 8
+  c.num_generator_steps = 10
+  return c
+
+
+TOY_TOL = dict(atol=5e-5, rtol=1e-4)
+DCGAN_TOL = dict(atol=2e-6, rtol=1e-5)
+
+# name: (config, shape of one example, tolerance)
+CASES = {
+    # WGAN-GP toy: MLPs, Adam; real data drawn in the program (ToyFeed).
+    "toy_wgan_gp": (lambda: _toy_config("wgan-gp"), (2,), TOY_TOL),
+    # WGAN toy: weight clipping, RMSProp.
+    "toy_wgan_clip": (lambda: _toy_config("wgan", clip=0.1), (2,), TOY_TOL),
+    # The WGAN paper's DCGAN: batch norm in generator and critic, RMSProp,
+    # clipping; real batches from the host (HostFeed).
+    "dcgan_batch_norm": (lambda: _image_config("bedrooms_dcgan"), (16, 16, 3), DCGAN_TOL),
+    # WGAN-GP's DCGAN: batch-norm generator, layer-norm critic, Adam.
+    "dcgan_layer_norm_gp": (lambda: _image_config("digits_dcgan_gp"), (16, 16, 1), DCGAN_TOL),
+}
+
+
+def _spec(config, shape, axis_name=None, bn_axis_name=None) -> steps.GanSpec:
+  spec = trainer.make_spec(config, shape)
+  if config.data.name in toy.TOY_DATASETS and config.optimizer.name == "adam":
+    # Adam with eps 1e-6 (the config has no Adam eps): see the module doc.
+    o = config.optimizer
+    tx = optax.adam(o.lr, b1=o.b1, b2=o.b2, eps=1e-6)
+    spec = dataclasses.replace(spec, generator_tx=tx, critic_tx=tx)
+  return dataclasses.replace(
+      spec, axis_name=axis_name,
+      generator=models.build_generator(config.model.generator, shape, axis_name=bn_axis_name),
+      critic=models.build_critic(config.model.critic, shape, axis_name=bn_axis_name))
+
+
+@functools.cache
+def _setup(case: str):
+  make, shape, _ = CASES[case]
+  config = make()
+  spec = _spec(config, shape)
+  # The initial state is shared by all runs, so its numerics do not matter:
+  # compile it without LLVM optimisation (1 s instead of 4-7 s for a DCGAN).
+  init = jax.jit(trainer.create_train_state, static_argnums=(0, 1, 2)).lower(
+      spec, shape, config.seed).compile({"xla_backend_optimization_level": 0})
+  return config, shape, spec, init()
+
+
+def _toy_iteration(spec, dataset, batch: int, count: int, state, mesh=None, slice_axis=None):
+  """What the trainer's ToyFeed compiles: the real data drawn in the program."""
+  key = jax.random.fold_in(jax.random.fold_in(state.rng, 0x64617461), state.step)
+  real = steps.per_update(lambda k: dataset.sample(k, batch), key, 0, count)
+  if mesh is not None:  # jit over a Mesh: lay the drawn batch out along `data`.
+    real = jax.lax.with_sharding_constraint(real, parallel.batch_sharding(mesh, 1))
+  if slice_axis is not None:  # pmap: this device's rows of the global batch.
+    real = steps.local_slice(real, slice_axis, axis=1)
+  return steps.generator_iteration(spec, state, real, 0, unroll=True)
+
+
+def _iteration(config, spec, mesh=None, slice_axis=None):
+  """One generator iteration, (state, *real) -> (state, metrics): toy data
+  drawn in the program (ToyFeed), images from the host (HostFeed)."""
+  if config.data.name in toy.TOY_DATASETS:
+    return functools.partial(_toy_iteration, spec, toy.get_toy_dataset(config.data.name),
+                             config.batch_size, config.n_critic, mesh=mesh,
+                             slice_axis=spec.axis_name if slice_axis is None else slice_axis)
+  return functools.partial(steps.generator_iteration, spec, unroll=True)
+
+
+def _host_batches(config, shape) -> list[tuple[np.ndarray, ...]]:
+  """Each iteration's real batches [n_critic, batch, ...] (none for toy data)."""
+  if config.data.name in toy.TOY_DATASETS:
+    return [()] * ITERATIONS
+  rng = np.random.default_rng(0)
+  return [(rng.uniform(-1, 1, (config.n_critic, config.batch_size, *shape)).astype(np.float32),)
+          for _ in range(ITERATIONS)]
+
+
+@functools.cache
+def _run_single(case: str):
+  config, shape, spec, state = _setup(case)
+  step = jax.jit(_iteration(config, spec))
+  history = []
+  for real in _host_batches(config, shape):
+    state, metrics = step(state, *real)
+    history.append(metrics)
+  return jax.device_get((state, history))
+
+
+def _run_mesh(config, spec, state, batches):
+  """jit over an 8-device Mesh; checks the layout of inputs and outputs."""
+  mesh = parallel.make_mesh()
+  assert mesh.shape == {AXIS: 8}
+  state = parallel.replicate(state, mesh)
+  batches = [tuple(parallel.global_batch_from_local(r, mesh, parallel.batch_sharding(mesh, 1))
+                   for r in real) for real in batches]
+  for real in batches[0]:
+    k, batch = real.shape[:2]
+    assert [s.data.shape[:2] for s in real.addressable_shards] == [(k, batch // 8)] * 8
+  # One compile; the program really is partitioned: cross-device reductions.
+  step = jax.jit(_iteration(config, spec, mesh)).lower(state, *batches[0]).compile()
+  assert "all-reduce" in step.as_text()
+  history = []
+  for real in batches:
+    state, metrics = step(state, *real)
+    history.append(metrics)
+  for leaf in jax.tree.leaves((state, history)):
+    assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
+  return jax.device_get((state, history))
+
+
+def _run_pmap(config, spec, state, batches, replicas_agree=True, slice_axis=None):
+  step = jax.pmap(_iteration(config, spec, slice_axis=slice_axis), axis_name=AXIS)
+  state = parallel.pmap_replicate(state)
+  history = []
+  for real in batches:
+    state, metrics = step(state, *(parallel.split_for_pmap(r, axis=1) for r in real))
+    history.append(metrics)
+  state, history = jax.device_get((state, history))
+  if replicas_agree:  # Every device holds the same state and metrics, bit for bit.
+    for leaf in jax.tree.leaves((state, history)):
+      np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[0], leaf.shape))
+  return parallel.pmap_unreplicate((state, history))
+
+
+def _nets(state):
+  return {f"{net}.{part}": getattr(getattr(state, net), part)
+          for net in ("generator", "critic") for part in ("params", "batch_stats")}
+
+
+def _tree_diff(a, b) -> float:
+  """Largest |a - b| over two trees of the same structure."""
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _max_diff(a, b) -> float:
+  """Largest |a - b| over two runs' parameters, batch statistics and metrics."""
+  (sa, ha), (sb, hb) = a, b
+  return _tree_diff((_nets(sa), ha), (_nets(sb), hb))
+
+
+def _assert_same(a, b, what: str, tol: dict[str, float]) -> None:
+  (sa, ha), (sb, hb) = a, b
+  for name, tree in _nets(sb).items():
+    got = _nets(sa)[name]
+    assert jax.tree.structure(got) == jax.tree.structure(tree)
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      y = functools.reduce(lambda t, k: t[k.key], path, got)
+      np.testing.assert_allclose(y, x, **tol,
+                                 err_msg=f"{what}: {name}{jax.tree_util.keystr(path)}")
+  for i, (mx, my) in enumerate(zip(hb, ha)):
+    assert set(mx) == set(my)
+    for k in mx:
+      np.testing.assert_allclose(my[k], mx[k], **tol,
+                                 err_msg=f"{what}: metric {k} of iteration {i}")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_one_device_mesh_and_pmap_agree(case):
+  config, shape, spec, state = _setup(case)
+  batches = _host_batches(config, shape)
+  single = _run_single(case)
+  mesh = _run_mesh(config, spec, state, batches)
+  pmapped = _run_pmap(config, _spec(config, shape, AXIS, AXIS), state, batches)
+  tol = CASES[case][2]
+  assert int(single[0].step) == ITERATIONS
+  _assert_same(mesh, single, "mesh vs one device", tol)
+  _assert_same(pmapped, single, "pmap vs one device", tol)
+  # Training moved the weights far beyond the tolerance: agreement means something.
+  assert _tree_diff(_nets(single[0]), _nets(jax.device_get(state))) > TEETH * tol["atol"]
+
+
+def test_pmap_without_cross_device_averaging_differs():
+  # Teeth: each device takes its shard of the data, but the spec has no
+  # `axis_name` (local gradients and metrics, noise drawn for the shard alone):
+  # far from one device.
+  config, shape, spec, state = _setup("toy_wgan_clip")
+  local = _run_pmap(config, spec, state, _host_batches(config, shape), replicas_agree=False,
+                    slice_axis=AXIS)
+  assert _max_diff(local, _run_single("toy_wgan_clip")) > TEETH * TOY_TOL["atol"]
+
+
+def _generate_pmap(spec, generator, noise):
+  out, stats = jax.pmap(lambda g, z: steps.generate(spec, g, z), axis_name=AXIS)(
+      parallel.pmap_replicate(generator), parallel.split_for_pmap(noise))
+  return np.asarray(out).reshape(noise.shape[0], *out.shape[2:]), parallel.pmap_unreplicate(stats)
+
+
+def test_batch_norm_statistics_are_those_of_the_global_batch_under_pmap():
+  config, shape, spec, state = _setup("dcgan_batch_norm")
+  noise = steps.sample_noise(spec, jax.random.PRNGKey(5), config.batch_size)
+  fake, stats = jax.jit(lambda g, z: steps.generate(spec, g, z))(state.generator, noise)
+  global_fake, global_stats = _generate_pmap(_spec(config, shape, AXIS, AXIS),
+                                             state.generator, noise)
+  # Running averages after one step (momentum 0.9 from mean 0, var 1) move by
+  # far more than the tolerance.
+  assert _tree_diff(stats, state.generator.batch_stats) > TEETH * DCGAN_TOL["atol"]
+  np.testing.assert_allclose(global_fake, fake, **DCGAN_TOL)
+  for x, y in zip(jax.tree.leaves(global_stats), jax.tree.leaves(stats)):
+    np.testing.assert_allclose(x, y, **DCGAN_TOL)
+  # Teeth: per-device statistics (no axis name in the modules) differ.
+  local_fake, local_stats = _generate_pmap(_spec(config, shape, AXIS, None),
+                                           state.generator, noise)
+  assert float(np.max(np.abs(local_fake - fake))) > TEETH * DCGAN_TOL["atol"]
+  assert _tree_diff(local_stats, stats) > TEETH * DCGAN_TOL["atol"]
+
+
+@pytest.mark.parametrize("experiment, shape", [("bedrooms_dcgan", (16, 16, 3)),
+                                                ("cifar10_resnet_gp", (32, 32, 3)),
+                                                ("toy_8gaussians", (2,))])
+def test_axis_name_changes_no_parameter(experiment, shape):
+  # A checkpoint written by a pmap run restores into a jit run and back.
+  c = configs.load(experiment)
+  for build, x in ((models.build_generator, jnp.zeros((2, c.model.noise_dim))),
+                   (models.build_critic, jnp.zeros((2, *shape)))):
+    section = c.model.generator if build is models.build_generator else c.model.critic
+    plain, pmapped = (jax.eval_shape(functools.partial(build(section, shape, axis_name=a).init,
+                                                       train=False), jax.random.PRNGKey(0), x)
+                      for a in (None, AXIS))
+    assert jax.tree.structure(plain) == jax.tree.structure(pmapped)
+    assert jax.tree.leaves(plain) == jax.tree.leaves(pmapped)
+
+
+def test_local_slice_takes_the_rows_split_for_pmap_gives_each_device():
+  x = jnp.arange(3 * 16 * 2, dtype=jnp.float32).reshape(3, 16, 2)
+  split = parallel.split_for_pmap(np.asarray(x), axis=1)
+  assert split.shape == (8, 3, 2, 2)
+  sliced = jax.pmap(lambda _: steps.local_slice(x, AXIS, axis=1), axis_name=AXIS)(jnp.arange(8))
+  np.testing.assert_array_equal(sliced, split)
+  np.testing.assert_array_equal(split[3], np.asarray(x)[:, 6:8])
+  with pytest.raises(ValueError, match="does not split evenly over 8 devices"):
+    parallel.split_for_pmap(np.zeros((12, 2)))
+
+
+def test_shardings_and_replication():
+  mesh = parallel.make_mesh()
+  assert mesh.axis_names == (AXIS,) and mesh.size == jax.device_count() == 8
+  assert parallel.batch_sharding(mesh).spec == jax.sharding.PartitionSpec(AXIS)
+  assert parallel.batch_sharding(mesh, 1).spec == jax.sharding.PartitionSpec(None, AXIS)
+  assert parallel.process_batch_size(64, mesh) == 64  # One process reads all rows.
+  batch = parallel.global_batch_from_local(np.arange(32.0).reshape(16, 2), mesh)
+  assert batch.shape == (16, 2) and not batch.sharding.is_fully_replicated
+  assert [s.data.shape for s in batch.addressable_shards] == [(2, 2)] * 8
+  state = parallel.replicate({"w": np.ones((3, 3), np.float32)}, mesh)
+  assert state["w"].sharding.is_fully_replicated and len(state["w"].sharding.device_set) == 8
+  stacked = parallel.pmap_replicate({"w": jnp.arange(3.0)})
+  assert stacked["w"].shape == (8, 3) and len(stacked["w"].sharding.device_set) == 8
+  np.testing.assert_array_equal(parallel.pmap_unreplicate(stacked)["w"], [0.0, 1.0, 2.0])
+
+
+def test_check_batch_divisible_rejects_12_on_8_devices():
+  mesh = parallel.make_mesh()
+  parallel.check_batch_divisible(16, mesh)
+  with pytest.raises(ValueError) as error:
+    parallel.check_batch_divisible(12, mesh)
+  message = str(error.value)
+  assert "\n" not in message
+  assert "batch_size=12" in message and "8 devices" in message
+  assert "multiple of 8 (e.g. 8 or 16)" in message
+  with pytest.raises(ValueError, match="batch_size=12"):
+    parallel.global_batch_from_local(np.zeros((12, 2), np.float32), mesh)
+
+
+# --- Multi-host start-up (the real multi-process run is tested with the trainer).
+
+
+@pytest.fixture
+def fake_initialize(monkeypatch):
+  calls = []
+  monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: bool(calls))
+  monkeypatch.setattr(parallel, "_tpu_chips_attached", lambda: False)
+  for var in ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS",
+              "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri"):
+    monkeypatch.delenv(var, raising=False)
+  return calls
+
+
+def test_initialize_distributed_does_nothing_for_a_plain_process(fake_initialize):
+  parallel.initialize_distributed(None, None, None)
+  assert fake_initialize == []
+
+
+def test_initialize_distributed_passes_explicit_values_once(fake_initialize):
+  parallel.initialize_distributed("localhost:1234", 2, 1)
+  parallel.initialize_distributed("localhost:1234", 2, 1)  # Already initialized: no-op.
+  assert fake_initialize == [dict(coordinator_address="localhost:1234", num_processes=2,
+                                  process_id=1)]
+  fake_initialize.clear()
+  with pytest.raises(ValueError, match="give all of"):
+    parallel.initialize_distributed("localhost:1234", None, None)
+  assert fake_initialize == []
+
+
+@pytest.mark.parametrize("env, launcher", [
+    ({"TPU_WORKER_HOSTNAMES": "t1k-w-0,t1k-w-1"}, "tpu"),
+    ({"MEGASCALE_COORDINATOR_ADDRESS": "10.0.0.2"}, "tpu"),
+    ({"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_NTASKS": "2",
+      "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}, "slurm"),
+    ({"OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:5000", "OMPI_COMM_WORLD_SIZE": "4"},
+     "openmpi"),
+])
+def test_initialize_distributed_auto_detects_launchers(fake_initialize, monkeypatch, env,
+                                                        launcher):
+  for k, v in env.items():
+    monkeypatch.setenv(k, v)
+  assert parallel.cluster_environment() == launcher
+  parallel.initialize_distributed(None, None, None)
+  assert fake_initialize == [{}]  # No arguments: JAX reads the environment.
+
+
+def test_single_task_slurm_job_is_a_plain_process(fake_initialize, monkeypatch):
+  for k, v in {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n1", "SLURM_NTASKS": "1",
+               "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}.items():
+    monkeypatch.setenv(k, v)
+  assert parallel.cluster_environment() is None
+  parallel.initialize_distributed(None, None, None)
+  assert fake_initialize == []
