@@ -37,6 +37,9 @@ _TORCH_REF = flags.DEFINE_string(
     "torch_ref", None, "Path to torch_ref.py: time it in the same run, alternating "
     "with JAX, and print the ratio.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
+_DEVICES = flags.DEFINE_integer(
+    "devices", 1, "Run data-parallel over the first N devices (config parallelism: jit over a "
+    "mesh, or pmap); the global batch stays config.batch_size.")
 _INPUT_PIPELINE = flags.DEFINE_float(
     "input_pipeline", 0.0, "Also time the image input pipeline alone (read, JPEG decode, "
     "resize, crop, batch) for this many seconds, on the experiment's data.")
@@ -157,19 +160,26 @@ def main(parsed) -> None:
     usage_error(f"--torch_ref={torch_script} does not exist; pass the path of torch_ref.py")
 
   n_critic, batch = config.n_critic, config.batch_size
+  if not 1 <= _DEVICES.value <= jax.device_count():
+    usage_error(f"--devices={_DEVICES.value}: this machine has {jax.device_count()} devices")
+  devices = feeds.Devices(config.parallelism, jax.devices()[:_DEVICES.value])
+  if batch % devices.count:
+    usage_error(f"batch_size={batch} does not split over {devices.count} devices")
   if config.data.name in toy.TOY_DATASETS:
     dataset = toy.get_toy_dataset(config.data.name)
     data_shape = dataset.shape
-    spec = trainer.make_spec(config, data_shape)
-    feed = feeds.ToyFeed(spec, n_critic, dataset, batch)
   else:
-    # Random images: the benchmark needs no data set.
     from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
     data_shape = images.image_shape(config.data)
-    spec = trainer.make_spec(config, data_shape)
+  spec = trainer.make_spec(config, data_shape)  # Outside pmap: for the FLOP count.
+  feed_spec = trainer.make_spec(config, data_shape, devices.axis_name)
+  if config.data.name in toy.TOY_DATASETS:
+    feed = feeds.ToyFeed(feed_spec, n_critic, dataset, batch, devices)
+  else:
+    # Random images: the benchmark needs no data set.
     fixed = np.random.default_rng(0).uniform(-1, 1, (batch, *data_shape)).astype(np.float32)
-    feed = feeds.HostFeed(spec, n_critic, itertools.repeat(fixed))
-  state = trainer.create_train_state(spec, data_shape, config.seed)
+    feed = feeds.HostFeed(feed_spec, n_critic, itertools.repeat(fixed), devices)
+  state = devices.put(trainer.create_train_state(spec, data_shape, config.seed))
   iteration = lambda state: feed(state, n_critic)
 
   t = time.perf_counter()
@@ -179,7 +189,8 @@ def main(parsed) -> None:
   _, state = time_jax(iteration, state, 2)  # Warm-up.
 
   case = _TORCH_CASES.get(config.model.generator.name)
-  flops = iteration_flops(spec, state, n_critic, batch, data_shape)["iteration"]
+  one_device = jax.device_put(devices.get(state), jax.devices()[0])
+  flops = iteration_flops(spec, one_device, n_critic, batch, data_shape)["iteration"]
   # Alternate JAX, the matmul peak and PyTorch in every repeat, so that all
   # three see the same machine load; report medians of per-repeat figures.
   jax_rates, shares, peaks, torch_rates = [], [], [], []
@@ -195,7 +206,8 @@ def main(parsed) -> None:
   rate = statistics.median(jax_rates)
   result = {
       "experiment": config.experiment, "backend": jax.default_backend(),
-      "devices": jax.device_count(), "batch_size": batch, "n_critic": n_critic,
+      "devices": devices.count, "parallelism": config.parallelism,
+      "batch_size": batch, "n_critic": n_critic,
       "compile_s": round(compile_s, 2),
       "generator_iters_per_s": round(rate, 3),
       "real_examples_per_s": round(rate * n_critic * batch, 1),

@@ -31,6 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Data parallelism over every device of every process: "jit" (one program over
   # a device mesh, the batch sharded) or "pmap"; both give the same numbers.
   c.parallelism = "jit"
+  # jit only: split parameters and optimizer states along the devices too (each holds
+  # 1/N of every array whose largest axis divides by N; XLA gathers them per step).
+  c.shard_state = False
 
   c.objective = "wgan-gp"     # wgan | wgan-gp | gan
   c.n_critic = 5              # critic updates per generator update
@@ -175,6 +178,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"keep_checkpoints={config.keep_checkpoints} must be at least 1")
   _check(config.parallelism in ("jit", "pmap"),
          f"parallelism={config.parallelism!r} is unknown; use jit or pmap")
+  _check(not (config.shard_state and config.parallelism == "pmap"),
+         "shard_state=True needs parallelism='jit' (pmap keeps a full copy per device)")
   _check(config.nonfinite_restarts >= 0,
          f"nonfinite_restarts={config.nonfinite_restarts} must be non-negative")
   _check(config.model.noise_dim >= 1, f"model.noise_dim={config.model.noise_dim} must be positive")

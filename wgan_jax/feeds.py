@@ -2,9 +2,10 @@
 reaches the compiled program, and how that program is compiled.
 
 `Devices` is the run's data parallelism (config `parallelism`): `jax.jit` over
-a Mesh of every device of every process (the state replicated, each real
-batch sharded along `data`), or `jax.pmap` (a copy of the state per device,
-the steps averaging over the `data` axis). A `Feed` runs one generator
+a Mesh of every device of every process (the state replicated, or with
+`shard_state` split along `data` too; each real batch sharded along `data`),
+or `jax.pmap` (a copy of the state per device, the steps averaging over the
+`data` axis). A `Feed` runs one generator
 iteration, `feed(state, n_critic)`: `ToyFeed` draws the real data inside the
 program, `HostFeed` takes it from this process's input pipeline.
 """
@@ -40,10 +41,12 @@ class Devices:
   """
 
   def __init__(self, parallelism: str = "jit",
-               devices: Sequence[jax.Device] | None = None):
+               devices: Sequence[jax.Device] | None = None, shard_state: bool = False):
     if parallelism not in PARALLELISMS:
       raise ValueError(f"parallelism={parallelism!r}; use one of {', '.join(PARALLELISMS)}")
-    self.pmap = parallelism == "pmap"
+    if shard_state and parallelism == "pmap":
+      raise ValueError("shard_state needs parallelism='jit' (pmap keeps a copy per device)")
+    self.pmap, self.shard_state = parallelism == "pmap", shard_state
     self.mesh = parallel.make_mesh(devices)
     self.axis_name = parallel.DATA_AXIS if self.pmap else None
     self._replicated = parallel.replicated(self.mesh)
@@ -62,9 +65,13 @@ class Devices:
     return parallel.process_batch_size(global_batch, self.mesh)
 
   def put(self, state: PyTree) -> PyTree:
-    """A global-view state (as created or restored) laid out for the steps."""
+    """A global-view state (as created or restored) laid out for the steps:
+    replicated, or with `shard_state` each array split along `data`."""
     if self.pmap:
       return parallel.pmap_replicate(state)
+    if self.shard_state:
+      return jax.device_put(state, jax.tree.map(
+          lambda x: parallel.sharded_along_data(x, self.mesh), state))
     return parallel.replicate(state, self.mesh)
 
   def get(self, tree: PyTree) -> PyTree:
@@ -76,7 +83,16 @@ class Devices:
     if self.pmap:
       in_axes = (0, 0, None) if host_data else (0, None)
       return jax.pmap(fn, axis_name=self.axis_name, in_axes=in_axes, donate_argnums=0)
-    return jax.jit(fn, out_shardings=(self._replicated, self._replicated), donate_argnums=0)
+    compiled = {}
+
+    def run(state, *args):
+      if not compiled:  # The state keeps the layout it came in with (see `put`).
+        layout = jax.tree.map(lambda x: x.sharding, state)
+        compiled["fn"] = jax.jit(fn, out_shardings=(layout, self._replicated),
+                                 donate_argnums=0)
+      return compiled["fn"](state, *args)
+
+    return run
 
   def shard_in_program(self, real: jax.Array) -> jax.Array:
     """Real data drawn inside the program for the global batch ([k, batch, ...]):

@@ -174,6 +174,19 @@ def global_batch_from_local(local: np.ndarray, mesh: Mesh,
   return jax.make_array_from_process_local_data(sharding, local)
 
 
+def sharded_along_data(x: jax.Array | np.ndarray, mesh: Mesh) -> NamedSharding:
+  """A layout holding 1/devices of `x` on each device (FSDP / ZeRO style): its
+  largest axis that divides by the device count split along `data`; replicated
+  if none does (scalars, biases of odd sizes)."""
+  n, shape = mesh.size, np.shape(x)
+  axes = [i for i in np.argsort(shape)[::-1] if shape[i] % n == 0 and shape[i] >= n]
+  if not axes or n == 1:
+    return replicated(mesh)
+  spec = [None] * len(shape)
+  spec[axes[0]] = DATA_AXIS
+  return NamedSharding(mesh, PartitionSpec(*spec))
+
+
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
   """`tree` (e.g. a TrainState) copied onto every device of `mesh`. With
   several processes each passes the same values (e.g. from the same seed)."""

@@ -7,7 +7,6 @@ small object with one job.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import time
@@ -291,7 +290,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   after saving a checkpoint at the step it stopped at.
   """
   # --- Data, model, optimizer (first: missing data must not leave a workdir behind).
-  devices = Devices(config.parallelism)
+  devices = Devices(config.parallelism, shard_state=config.shard_state)
   try:
     parallel.check_batch_divisible(config.batch_size, devices.mesh)
   except ValueError as e:
@@ -346,10 +345,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   if jax.process_count() > 1:  # Replicas that drifted apart would be a silent bug.
     view = run.view()
-    multihost_utils.assert_equal(
-        jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
-                     (view.generator.params, view.critic.params)),
-        "the processes' parameters differ")
+    params = jax.jit(lambda t: t, out_shardings=parallel.replicated(devices.mesh))(
+        (view.generator.params, view.critic.params))
+    multihost_utils.assert_equal(jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
+                                              params), "the processes' parameters differ")
 
   # --- Final evaluation.
   summary: dict[str, Any] = dict(
