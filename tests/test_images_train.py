@@ -122,7 +122,7 @@ def test_cifar10_resnet_gp_on_mock_tfds(tmp_path):
 def test_bedrooms_dcgan_on_a_tiny_lsun_lmdb(tmp_path, lsun_root):
   config = _shrink("bedrooms_dcgan", **{"data.dir": lsun_root, "data.image_size": "16",
                                         "model.generator.ngf": "8", "model.critic.ndf": "8",
-                                        "batch_size": "4"})
+                                        "batch_size": "8"})
   samples = _train_then_sample(config, tmp_path)
   assert samples.shape == (3, 16, 16, 3)
 
@@ -130,7 +130,7 @@ def test_bedrooms_dcgan_on_a_tiny_lsun_lmdb(tmp_path, lsun_root):
 def test_bedrooms_reference_schedule_runs_long_critic_phases(tmp_path, lsun_root):
   config = _shrink("bedrooms_dcgan_gp", **{
       "data.dir": lsun_root, "data.image_size": "16", "model.generator.ngf": "4",
-      "model.critic.ndf": "4", "batch_size": "2", "num_generator_steps": "1",
+      "model.critic.ndf": "4", "batch_size": "8", "num_generator_steps": "1",
       "critic_schedule": "wgan_reference", "n_critic": "5"})
   samples = _train_then_sample(config, tmp_path)  # 100 critic updates, in chunks of 5
   assert samples.shape == (3, 16, 16, 3)
@@ -143,6 +143,6 @@ def test_bedrooms_mlp_on_an_image_folder(tmp_path, lsun_root):
     Image.new("RGB", (20 + i, 24), (40 * i, 10, 200)).save(folder / f"{i}.png")
   config = _shrink("bedrooms_mlp", **{"data.name": "image_folder", "data.dir": str(folder),
                                       "data.image_size": "16", "model.generator.features": "16",
-                                      "model.critic.ndf": "8", "batch_size": "4"})
+                                      "model.critic.ndf": "8", "batch_size": "8"})
   samples = _train_then_sample(config, tmp_path / "run")
   assert samples.shape == (3, 16, 16, 3)
