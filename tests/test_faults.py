@@ -74,16 +74,37 @@ def test_damaged_checkpoint_is_set_aside_and_the_run_falls_back(damage, tmp_path
   assert "is damaged" not in caplog.text
 
 
-def test_every_checkpoint_damaged_starts_afresh_and_keeps_them(tmp_path, caplog):
+def test_every_checkpoint_failing_moves_nothing_and_is_a_clear_error(tmp_path):
+  """All failing is more likely a systemic problem than damage to each: keep them as they are."""
   workdir = str(tmp_path)
   trainer.train_and_evaluate(config(num_generator_steps=4), workdir)
   for step in ("2", "4"):
     DAMAGE["deleted metadata"](os.path.join(workdir, "checkpoints", step))
-  with caplog.at_level(logging.WARNING):
-    summary = trainer.train_and_evaluate(config(num_generator_steps=4), workdir)
-  assert caplog.text.count("is damaged") == 2
-  assert summary["generator_steps"] == 4
-  assert steps_in(workdir) == ["2", "2.damaged", "4", "4.damaged"]
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    trainer.train_and_evaluate(config(num_generator_steps=4), workdir)
+  assert str(error.value).startswith(
+      f"none of the 2 checkpoints in {workdir}/checkpoints restores (the newest, step 4: ")
+  assert str(error.value).endswith("nothing was moved: fix the cause, or move them away to "
+                                   "start afresh")
+  assert steps_in(workdir) == ["2", "4"]
+
+
+def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
+  """Metrics are computed before the last update: its result is checked on its own."""
+  real_call = feeds.ToyFeed.__call__
+
+  def call(self, state, n_critic):
+    state, metrics = real_call(self, state, n_critic)
+    if int(state.step) == 4:
+      state = state.replace(generator=state.generator.replace(params=jax.tree.map(
+          lambda p: p * np.nan, state.generator.params)))
+    return state, metrics
+
+  monkeypatch.setattr(feeds.ToyFeed, "__call__", call)
+  with pytest.raises(trainer.NonFiniteError,
+                     match="non-finite parameters after generator step 4; lower optimizer.lr"):
+    trainer.train_and_evaluate(config(), str(tmp_path))
+  assert steps_in(str(tmp_path)) == ["2"]
 
 
 def test_disk_full_during_an_async_save_is_a_clear_error_and_keeps_the_last(

@@ -388,16 +388,20 @@ def test_sharded_state_holds_a_slice_per_device_trains_alike_and_resumes(tmp_pat
   # the same schedule in both legs of the resume.
   config = tiny_config(num_generator_steps=4, checkpoint_every=2, eval_every=0,
                        **{"optimizer.name": "rmsprop", "optimizer.eps": 1.0,
-                          "optimizer.lr": 1e-2, "optimizer.schedule": "constant"})
+                          "optimizer.lr": 1e-2, "optimizer.schedule": "constant",
+                          "model.critic.features": 64})  # [64, 64] kernels get split
   spec = trainer.make_spec(config, (2,))
   state = devices.put(trainer.create_train_state(spec, (2,), config.seed))
-  kernel = state.critic.params["Dense_1"]["kernel"]  # [32, 32]
+  kernel = state.critic.params["Dense_1"]["kernel"]  # [64, 64]
   assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, AXIS) or \
       kernel.sharding.spec == jax.sharding.PartitionSpec(AXIS, None)
-  assert {s.data.shape for s in kernel.addressable_shards} in ({(32, 4)}, {(4, 32)})
+  assert {s.data.shape for s in kernel.addressable_shards} in ({(64, 8)}, {(8, 64)})
+  # Small arrays stay whole: the step, the RNG key, biases, the [2, 64] input kernel.
+  for small in (state.step, state.rng, state.critic.params["Dense_1"]["bias"],
+                state.critic.params["Dense_0"]["kernel"]):
+    assert small.sharding.is_fully_replicated
   nu = state.critic.opt_state[0].nu["Dense_1"]["kernel"]
   assert nu.sharding == kernel.sharding  # Optimizer states are split the same way.
-  assert state.step.sharding.is_fully_replicated
 
   trainer.train_and_evaluate(config, str(tmp_path / "replicated"))
   sharded = config.copy_and_resolve_references()

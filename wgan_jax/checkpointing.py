@@ -6,8 +6,9 @@ base RNG key, each process's data-stream position and the experiment's config.
 Sampling restores the generator's params and batch stats alone (a partial
 restore of one item), without building the critic or any optimizer state.
 
-Faults: a checkpoint that fails to restore (truncated or missing files) is
-renamed `<step>.damaged`, named in a warning, and the next older one is used;
+Faults: a checkpoint that fails to restore (truncated or missing files) while
+an older one restores is renamed `<step>.damaged`, named in a warning, and the
+older one is used;
 a save that fails (disk full, workdir gone read-only) raises a
 CheckpointWriteError naming the newest intact checkpoint, which stays intact
 because Orbax only renames a finished save into place.
@@ -20,6 +21,7 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -140,13 +142,13 @@ class Checkpointer:
     """Turns a failed write (this one or the async one before it) into one clear error."""
     try:
       yield
-    except Exception as e:  # pylint: disable=broad-except
+    except (OSError, ValueError, RuntimeError) as e:  # I/O errors; tensorstore's are ValueErrors.
       failed = self._pending if self._pending is not None else step
       self._pending = None
       intact = [s for s in _finished_steps(self.directory) if s != failed]
       fallback = (f"step {max(intact)} is the newest intact checkpoint and a rerun resumes "
                   "from it" if intact else "no earlier checkpoint exists")
-      reason = " ".join(str(e).split()) or type(e).__name__
+      reason = _one_line(e)
       raise CheckpointWriteError(
           f"could not write the checkpoint of step {failed} to {self.directory} ({reason}); "
           f"free disk space or make the workdir writable, then run the same command: "
@@ -173,20 +175,39 @@ class Checkpointer:
     return state, meta
 
   def restore_intact(self, like: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
-    """The newest checkpoint that restores, or None if there is none.
+    """The newest checkpoint that restores, or None if there are none.
 
-    A damaged one is set aside as `<step>.damaged` (never deleted) with a
-    warning, and the next older one is tried: a rerun does not fail on it again.
-    A checkpoint that does not match the experiment is not damage: that
-    CheckpointError propagates.
+    Newer ones that fail to restore (truncated or missing files) are then set
+    aside as `<step>.damaged` (never deleted) with a warning, so a rerun does
+    not trip on them again. If none restores, nothing is moved: that is more
+    likely a systemic problem (memory, a changed format) than damage to all of
+    them, and it is a CheckpointError. A checkpoint that does not match the
+    experiment is not damage either: that CheckpointError propagates.
+    With several processes, a checkpoint counts as restored only if it did on all.
     """
+    failed: list[tuple[int, Exception]] = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        return self.restore(like, step)
+        restored, error = self.restore(like, step), None
       except CheckpointError:
         raise
       except Exception as e:  # pylint: disable=broad-except
-        self._set_aside(step, e)
+        restored, error = None, e
+      if jax.process_count() > 1:
+        oks = multihost_utils.process_allgather(np.int32(error is None))
+        if error is None and not np.all(oks):
+          restored, error = None, RuntimeError("it failed to restore on another process")
+      if error is None:
+        for bad_step, bad_error in failed:
+          self._set_aside(bad_step, bad_error)
+        return restored
+      failed.append((step, error))
+    if failed:
+      step, error = failed[0]
+      raise CheckpointError(
+          f"none of the {len(failed)} checkpoints in {self.directory} restores (the newest, "
+          f"step {step}: {type(error).__name__}: {_one_line(error)}); nothing was moved: "
+          "fix the cause, or move them away to start afresh")
     return None
 
   def _set_aside(self, step: int, error: Exception) -> None:
@@ -198,9 +219,11 @@ class Checkpointer:
       damaged = f"{path}{DAMAGED_SUFFIX}{n}"
     if jax.process_index() == 0:
       os.rename(path, damaged)
-    reason = " ".join(str(error).split())[:300] or type(error).__name__
+    if jax.process_count() > 1:  # Nobody lists the steps again before the rename.
+      multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
     logging.warning("checkpoint %s is damaged (%s: %s); moved it to %s and falling back to "
-                    "the next older checkpoint", path, type(error).__name__, reason, damaged)
+                    "the next older checkpoint", path, type(error).__name__,
+                    _one_line(error), damaged)
     self._manager.reload()
 
   def wait(self) -> None:
@@ -210,6 +233,10 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _one_line(error: Exception) -> str:
+  return " ".join(str(error).split())[:300] or type(error).__name__
 
 
 def _finished_steps(directory: str) -> list[int]:

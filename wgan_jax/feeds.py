@@ -75,8 +75,15 @@ class Devices:
     return parallel.replicate(state, self.mesh)
 
   def get(self, tree: PyTree) -> PyTree:
-    """The global view of a state or metrics: what checkpoints and evaluation take."""
+    """The global view of a state or metrics: what checkpoints take."""
     return parallel.pmap_unreplicate(tree) if self.pmap else tree
+
+  def replicated(self, tree: PyTree) -> PyTree:
+    """The global view with every array whole on every device (evaluation, checks:
+    with `shard_state` no process holds all of an array)."""
+    if self.pmap or not self.shard_state:
+      return self.get(tree)
+    return jax.jit(lambda t: t, out_shardings=self._replicated)(tree)
 
   def compile(self, fn: StepFn, host_data: bool) -> StepFn:
     """`fn(state, [real,] first)` compiled over the devices; it donates the state."""

@@ -174,13 +174,18 @@ def global_batch_from_local(local: np.ndarray, mesh: Mesh,
   return jax.make_array_from_process_local_data(sharding, local)
 
 
+# Smaller arrays (the step, RNG keys, biases) stay replicated: splitting them saves
+# nothing, and the host reads some of them.
+MIN_SHARDED_SIZE = 4096
+
+
 def sharded_along_data(x: jax.Array | np.ndarray, mesh: Mesh) -> NamedSharding:
   """A layout holding 1/devices of `x` on each device (FSDP / ZeRO style): its
   largest axis that divides by the device count split along `data`; replicated
-  if none does (scalars, biases of odd sizes)."""
+  if none does or `x` is small."""
   n, shape = mesh.size, np.shape(x)
   axes = [i for i in np.argsort(shape)[::-1] if shape[i] % n == 0 and shape[i] >= n]
-  if not axes or n == 1:
+  if not axes or n == 1 or np.size(x) < MIN_SHARDED_SIZE:
     return replicated(mesh)
   spec = [None] * len(shape)
   spec[axes[0]] = DATA_AXIS

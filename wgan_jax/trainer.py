@@ -30,6 +30,8 @@ from wgan_jax.state import NetState, TrainState
 
 # Folded into the RNG key for each restart after a non-finite value.
 _RESTART_STREAM = 0x72657374
+# With several processes, how often they agree on whether to stop (a signal).
+_STOP_CHECK_EVERY = 10
 
 
 class NonFiniteError(RuntimeError):
@@ -215,8 +217,12 @@ class _Run:
     self.scalars: dict[str, float] = {}
 
   def view(self) -> TrainState:
-    """The global view of the state, for checkpoints and evaluation."""
+    """The global view of the state, for checkpoints."""
     return self.feed.devices.get(self.state)
+
+  def whole(self) -> TrainState:
+    """The state with whole arrays on every device, for evaluation and checks."""
+    return self.feed.devices.replicated(self.state)
 
   def first_unchecked(self) -> int:
     return self.step - len(self.history) + 1
@@ -243,14 +249,32 @@ def _train(config: ml_collections.ConfigDict, run: _Run,
       run.history.clear()
       writer.write_scalars(done, {f"train/{k}": v for k, v in run.scalars.items()})
     if checkpointer.due(done):
-      run.check_finite()  # Never save a non-finite state.
-      checkpointer.save(run.view(), config, _data_positions(run.feed))
+      _save(checkpointer, run, config)
     if config.eval_every and done % config.eval_every == 0 and done != total:
-      _eval_and_report(evaluator, run.view(), workdir, f"{done:06d}", writer)
-    signal_name = stop.requested(synchronised=at_log or checkpointer.due(done))
+      _eval_and_report(evaluator, run.whole(), workdir, f"{done:06d}", writer)
+    # Processes agree on stopping every few iterations: soon after a signal, cheaply.
+    signal_name = stop.requested(synchronised=at_log or checkpointer.due(done) or
+                                 done % _STOP_CHECK_EVERY == 0)
     if signal_name and done != total:
       return signal_name
   return None
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _save(checkpointer: checkpointing.Checkpointer, run: _Run,
+          config: ml_collections.ConfigDict, force: bool = False) -> None:
+  """Saves the run, never a non-finite one: the interval's metrics and the
+  parameters the last update left are checked first."""
+  run.check_finite()
+  view = run.view()
+  if not bool(_all_finite((view.generator.params, view.critic.params))):
+    raise NonFiniteError(f"non-finite parameters after generator step {run.step}; "
+                         "lower optimizer.lr or check the data")
+  checkpointer.save(view, config, _data_positions(run.feed), force=force)
 
 
 def _restore_after_nonfinite(error: NonFiniteError, checkpointer: checkpointing.Checkpointer,
@@ -290,6 +314,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   after saving a checkpoint at the step it stopped at.
   """
   # --- Data, model, optimizer (first: missing data must not leave a workdir behind).
+  if config.parallelism == "pmap" and jax.process_count() > 1:
+    raise configs.ConfigError("parallelism='pmap' runs within one process; with several "
+                              "processes use parallelism='jit' (the default)")
   devices = Devices(config.parallelism, shard_state=config.shard_state)
   try:
     parallel.check_batch_divisible(config.batch_size, devices.mesh)
@@ -334,7 +361,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         run = _restore_after_nonfinite(e, checkpointer, fresh, make_feed, restarts)
 
     # --- Final (or preemption) checkpoint.
-    checkpointer.save(run.view(), config, _data_positions(run.feed), force=True)
+    _save(checkpointer, run, config, force=True)
     checkpointer.wait()
   step = run.step
   if stopped_by:
@@ -344,18 +371,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "checkpoint": os.path.join(checkpointer.directory, str(step))}
 
   if jax.process_count() > 1:  # Replicas that drifted apart would be a silent bug.
-    view = run.view()
-    params = jax.jit(lambda t: t, out_shardings=parallel.replicated(devices.mesh))(
-        (view.generator.params, view.critic.params))
-    multihost_utils.assert_equal(jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
-                                              params), "the processes' parameters differ")
+    whole = run.whole()
+    multihost_utils.assert_equal(
+        jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
+                     (whole.generator.params, whole.critic.params)),
+        "the processes' parameters differ")
 
   # --- Final evaluation.
   summary: dict[str, Any] = dict(
       experiment=config.experiment, generator_steps=step,
       train_seconds=round(time.perf_counter() - start, 2), nonfinite_restarts=restarts,
       **{f"train_{k}": v for k, v in run.scalars.items()})
-  summary.update(_eval_and_report(evaluator, run.view(), workdir, "final", writer))
+  summary.update(_eval_and_report(evaluator, run.whole(), workdir, "final", writer))
   checkpointer.close()
   writer.flush()
   if jax.process_index() == 0:
