@@ -30,10 +30,16 @@ def command(args, workdir):
   return [sys.executable, "-m", "wgan_jax.train", *args, f"--workdir={workdir}"]
 
 
-def run(args, workdir, **kw):
+def run_module(module, *args, timeout=600):
+  """`python -m module args` from the repository root; its result, output captured."""
   env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.run(command(args, workdir), capture_output=True, text=True, env=env,
-                        timeout=600, **kw)
+  return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                        env=env, timeout=timeout, cwd=ROOT)
+
+
+def run(args, workdir):
+  """A training run to its end."""
+  return run_module("wgan_jax.train", *args, f"--workdir={workdir}")
 
 
 def finished_steps(workdir):

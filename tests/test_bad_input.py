@@ -3,13 +3,11 @@ line saying what is wrong and how to fix it, exit code 2, no traceback, and
 leaves every file in the workdir as it was."""
 import hashlib
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.helpers import tiny_config
+from tests.runs import run_module
 from wgan_jax import trainer
 
 
@@ -34,12 +32,6 @@ def toy_run(tmp_path_factory):
   config = tiny_config(num_generator_steps=2, checkpoint_every=1, eval_every=0)
   trainer.train_and_evaluate(config, workdir)
   return workdir
-
-
-def _command(module, *args):
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                        cwd=ROOT, env=env, timeout=300)
 
 
 # (name, module, arguments, where the workdir is, the error line's start). WORKDIR is
@@ -107,7 +99,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, module, args, wh
   else:
     workdir = where
   before = snapshot(workdir if where != "file" else str(tmp_path))
-  result = _command(module, *args, f"--workdir={workdir}")
+  result = run_module(module, *args, f"--workdir={workdir}", timeout=300)
 
   assert result.returncode == 2, result.stderr[-3000:]
   assert "Traceback" not in result.stderr

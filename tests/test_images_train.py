@@ -2,8 +2,6 @@
 what was saved (generator restored alone)."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,14 +9,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from tests.conftest import ROOT
+from tests.runs import run_module
 from wgan_jax import checkpointing, configs, sampling, trainer
-
-
-def _run(module, *args, timeout=600):
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                        env=env, timeout=timeout, cwd=ROOT)
 
 
 def _shrink(name, **overrides):
@@ -34,7 +26,7 @@ def _shrink(name, **overrides):
 def digits_run(tmp_path_factory):
   """A real digits_dcgan_gp run, short but long enough to learn digit shapes."""
   workdir = tmp_path_factory.mktemp("digits")
-  result = _run("wgan_jax.train", "--experiment=digits_dcgan_gp", f"--workdir={workdir}",
+  result = run_module("wgan_jax.train", "--experiment=digits_dcgan_gp", f"--workdir={workdir}",
                 "--experiment.num_generator_steps=300", "--experiment.checkpoint_every=150",
                 "--experiment.eval_every=150", "--experiment.log_every=50")
   assert result.returncode == 0, result.stderr[-3000:]
@@ -52,7 +44,7 @@ def test_digits_training_writes_checkpoints_grids_and_summary(digits_run):
 
 
 def _sample(workdir, *args):
-  return _run("wgan_jax.sample", f"--workdir={workdir}", *args)
+  return run_module("wgan_jax.sample", f"--workdir={workdir}", *args)
 
 
 def test_sample_same_seed_same_images_and_digits_not_noise(digits_run, tmp_path):
@@ -95,7 +87,7 @@ def test_sample_errors_are_one_line_with_exit_code_2(digits_run, tmp_path):
       ([f"--workdir={digits_run}", "--num=0"], "error: --num=0 must be at least 1"),
   ]
   for args, message in cases:
-    result = _run("wgan_jax.sample", *args)
+    result = run_module("wgan_jax.sample", *args)
     assert result.returncode == 2, (args, result.stderr[-2000:])
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), (args, result.stderr[-2000:])

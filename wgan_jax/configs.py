@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from wgan_jax import losses, optim
+from wgan_jax import losses, optim, parallel
 
 
 class ConfigError(ValueError):
@@ -176,7 +176,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"checkpoint_every={config.checkpoint_every} must be non-negative")
   _check(config.keep_checkpoints >= 1,
          f"keep_checkpoints={config.keep_checkpoints} must be at least 1")
-  _check(config.parallelism in ("jit", "pmap"),
+  _check(config.parallelism in parallel.PARALLELISMS,
          f"parallelism={config.parallelism!r} is unknown; use jit or pmap")
   _check(not (config.shard_state and config.parallelism == "pmap"),
          "shard_state=True needs parallelism='jit' (pmap keeps a full copy per device)")

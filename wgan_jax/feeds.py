@@ -21,7 +21,6 @@ from wgan_jax import parallel, steps
 from wgan_jax.data import toy
 from wgan_jax.state import PyTree, TrainState
 
-PARALLELISMS = ("jit", "pmap")
 # Separates the data stream from the model's stream under one seed.
 _DATA_STREAM = 0x64617461
 
@@ -42,8 +41,9 @@ class Devices:
 
   def __init__(self, parallelism: str = "jit",
                devices: Sequence[jax.Device] | None = None, shard_state: bool = False):
-    if parallelism not in PARALLELISMS:
-      raise ValueError(f"parallelism={parallelism!r}; use one of {', '.join(PARALLELISMS)}")
+    if parallelism not in parallel.PARALLELISMS:
+      raise ValueError(f"parallelism={parallelism!r}; use one of "
+                       f"{', '.join(parallel.PARALLELISMS)}")
     if shard_state and parallelism == "pmap":
       raise ValueError("shard_state needs parallelism='jit' (pmap keeps a copy per device)")
     self.pmap, self.shard_state = parallelism == "pmap", shard_state

@@ -30,6 +30,8 @@ import numpy as np
 from wgan_jax.state import PyTree
 
 DATA_AXIS = "data"
+# How the steps run over the devices (config `parallelism`).
+PARALLELISMS = ("jit", "pmap")
 
 # Google's PCI vendor id: a Cloud TPU VM has its chips attached through PCI.
 _GOOGLE_PCI_VENDOR = "0x1ae0"
