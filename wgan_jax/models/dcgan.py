@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wgan_jax.models.layers import ConvTranspose, torch_padding
+from wgan_jax.models.layers import Conv, ConvTranspose, torch_padding
 
 NORMS = ("batch", "layer", "none")
 _W_INIT = nn.initializers.normal(0.02)
@@ -75,7 +75,7 @@ class DCGANGenerator(nn.Module):
       x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
       size *= 2
     for _ in range(self.n_extra_layers):
-      x = nn.Conv(cngf, (3, 3), padding=1, use_bias=False, kernel_init=_W_INIT)(x)
+      x = Conv(cngf, (3, 3), padding=1, use_bias=False, kernel_init=_W_INIT)(x)
       x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
     x = ConvTranspose(self.channels, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
                       kernel_init=_W_INIT)(x)
@@ -92,8 +92,8 @@ class DCGANCritic(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     check_image_size(self.image_size)
-    conv = lambda f, k, s, p: nn.Conv(f, (k, k), (s, s), padding=p, use_bias=False,
-                                      kernel_init=_W_INIT)
+    conv = lambda f, k, s, p: Conv(f, (k, k), (s, s), padding=p, use_bias=False,
+                                   kernel_init=_W_INIT)
     norm = lambda y: _apply_norm(self.norm, y, train, self.axis_name)
     x = nn.leaky_relu(conv(self.ndf, 4, 2, 1)(x), 0.2)
     cndf, size = self.ndf, self.image_size // 2
