@@ -206,6 +206,7 @@ def main(parsed) -> None:
   rate = statistics.median(jax_rates)
   result = {
       "experiment": config.experiment, "backend": jax.default_backend(),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "devices": devices.count, "parallelism": config.parallelism,
       "batch_size": batch, "n_critic": n_critic,
       "compile_s": round(compile_s, 2),
