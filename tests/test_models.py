@@ -67,6 +67,25 @@ def test_conv_equals_flax(k, s, p, size):
                      nn.Conv(20, (k, k), strides=(s, s), padding=padding), x)
 
 
+def test_conv_second_order_gradients_equal_flax():
+  """WGAN-GP differentiates the critic's input gradient with respect to its
+  parameters: that goes through `conv`'s custom input gradient."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 9, 8, 5))
+  ours, ref = (cls(4, (4, 4), strides=(2, 2), padding=1) for cls in (layers.Conv, nn.Conv))
+  variables = ref.init(jax.random.PRNGKey(1), x)
+
+  def penalty(module):
+    def fn(v):
+      grad_x = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(v, x))))(x)
+      return jnp.sum(grad_x ** 2)
+    return fn
+
+  g_ours, g_ref = jax.grad(penalty(ours))(variables), jax.grad(penalty(ref))(variables)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+    assert np.abs(b).max() > 0
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
 def _gradient_hlo(apply, variables, x: jax.Array) -> str:
   grad = jax.jit(jax.grad(lambda v, x: jnp.sum(apply(v, x)), argnums=(0, 1)))
   return grad.lower(variables, x).compile().as_text()

@@ -3,7 +3,7 @@
 XLA lowers the gradients of a strided convolution to convolutions with a
 dilated operand: a transposed convolution's weight gradient and a strided
 convolution's input gradient. On XLA:CPU those run 3-25x slower than an
-ordinary convolution doing the same arithmetic (see BUILD.md, Benchmark).
+ordinary convolution doing the same arithmetic (BUILD.md, design notes).
 Both are transposed convolutions, and a transposed convolution with stride s
 splits into s*s output phases; each phase is an ordinary stride-1
 convolution of the input with the kernel taps that reach it. So:
@@ -23,7 +23,6 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Initializer = Callable[..., jax.Array]
 Padding = Sequence[tuple[int, int]]
@@ -76,7 +75,7 @@ def _separate_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   return y.reshape(n, q_h * sh, q_w * sw, y.shape[-1])[:, :out_h, :out_w]
 
 
-def _fused_plan(k: int, s: int, lo: int) -> tuple[int, int, np.ndarray]:
+def _fused_plan(k: int, s: int, lo: int) -> tuple[int, int, list[list[int]]]:
   """How all s phases of one spatial axis become one convolution.
 
   Outputs are grouped in blocks of s starting `shift` outputs early: block r
@@ -94,13 +93,8 @@ def _fused_plan(k: int, s: int, lo: int) -> tuple[int, int, np.ndarray]:
     if best is None or hi_e - lo_e < best[2] - best[1]:
       best = (shift, lo_e, hi_e)
   shift, lo_e, hi_e = best
-  table = np.full((hi_e - lo_e + 1, s), -1, dtype=int)
-  for e in range(lo_e, hi_e + 1):
-    for j in range(s):
-      t = s * e - j + shift + lo
-      if 0 <= t < k:
-        table[e - lo_e, j] = t
-  return shift, lo_e, table
+  taps = lambda e: [t if 0 <= t < k else -1 for t in (s * e - j + shift + lo for j in range(s))]
+  return shift, lo_e, [taps(e) for e in range(lo_e, hi_e + 1)]
 
 
 def _fused_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
@@ -113,7 +107,6 @@ def _fused_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   out_h, out_w = _out_size(h, kh, sh, padding[0]), _out_size(w, kw, sw, padding[1])
   shift_h, e_h, table_h = _fused_plan(kh, sh, padding[0][0])
   shift_w, e_w, table_w = _fused_plan(kw, sw, padding[1][0])
-  table_h, table_w = table_h.tolist(), table_w.tolist()
   # Combined kernel [window_h, window_w, c_in, (sh, sw, c_out)], zero where no
   # tap reaches, from static slices (their gradient is cheap, a gather's is not).
   zero = jnp.zeros((c_in, c_out), kernel.dtype)
@@ -199,14 +192,17 @@ conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 def _explicit_padding(padding: int | Padding, kernel_size: Sequence[int]) -> tuple:
+  if isinstance(padding, str):
+    raise ValueError(f"layers.Conv takes integer or explicit padding, not {padding!r}")
   if isinstance(padding, int):
     return tuple((padding, padding) for _ in kernel_size)
   return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
 class Conv(nn.Module):
-  """Drop-in for `nn.Conv` with integer or explicit padding: same `kernel`
-  (and `bias`) parameters, same function, fast input gradient when strided."""
+  """Drop-in for `nn.Conv` with integer or explicit padding (default 0, where
+  flax's is "SAME"): same `kernel` (and `bias`) parameters, same function,
+  fast input gradient when strided."""
   features: int
   kernel_size: Sequence[int]
   strides: Sequence[int] = (1, 1)
