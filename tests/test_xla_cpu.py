@@ -43,7 +43,12 @@ def test_users_own_setting_wins():
   assert probe["conv_ynn"] and probe["dot_ynn"]
 
 
-def test_configure_appends_once_and_only_for_known_jaxlib():
+def test_configure_appends_once_and_only_for_known_jaxlib(monkeypatch):
+  # In this process JAX may be running already (earlier tests): then it is too late.
+  monkeypatch.setattr(xla_cpu, "_backends_started", lambda: True)
+  env = {}
+  assert not xla_cpu.configure(env, (0, 10)) and env == {}
+  monkeypatch.setattr(xla_cpu, "_backends_started", lambda: False)
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
   assert xla_cpu.configure(env, (0, 10))
   assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=8 {xla_cpu.FLAG}"
