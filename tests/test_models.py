@@ -111,3 +111,98 @@ def test_dcgan_gradients_avoid_dilated_convolutions():
                              (nn.ConvTranspose(8, (4, 4), (2, 2), padding=((2, 2), (2, 2))),
                               "rhs_dilate")):
     assert marker in _gradient_hlo(flax_layer.apply, flax_layer.init(jax.random.PRNGKey(0), x), x)
+
+
+def _count(tree):
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def test_dcgan64_matches_the_reference_architecture():
+  g, d = dcgan.DCGANGenerator(64), dcgan.DCGANCritic(64)
+  z = jnp.zeros((2, 100))
+  gv = g.init(jax.random.PRNGKey(0), z, train=False)
+  x = g.apply(gv, z, train=False)
+  dv = d.init(jax.random.PRNGKey(1), x, train=False)
+  assert x.shape == (2, 64, 64, 3) and d.apply(dv, x, train=False).shape == (2,)
+  # PyTorch's DCGAN_G / DCGAN_D (WGAN repository) at isize 64, nz 100, ngf = ndf = 64.
+  assert _count(gv["params"]) == 3_576_704
+  assert _count(dv["params"]) == 2_765_568
+  assert gv["params"]["ConvTranspose_0"]["kernel"].shape == (4, 4, 100, 512)  # ngf * isize / 8
+  # No biases; weights ~ N(0, 0.02); batch-norm scales ~ N(1, 0.02).
+  assert not any("bias" in jax.tree_util.keystr(p) and "BatchNorm" not in jax.tree_util.keystr(p)
+                 for p, _ in jax.tree_util.tree_leaves_with_path(gv["params"]))
+  kernel = np.asarray(gv["params"]["ConvTranspose_1"]["kernel"])
+  assert abs(kernel.std() - 0.02) < 0.001 and abs(kernel.mean()) < 0.001
+  scale = np.asarray(gv["params"]["BatchNorm_1"]["scale"])
+  assert abs(scale.mean() - 1.0) < 0.01 and 0.01 < scale.std() < 0.03
+
+
+@pytest.mark.parametrize("size,transposed", [(16, 3), (32, 4), (128, 6)])
+def test_dcgan_any_multiple_of_16(size, transposed):
+  g = dcgan.DCGANGenerator(size, channels=1, ngf=8, n_extra_layers=1)
+  d = dcgan.DCGANCritic(size, ndf=8, n_extra_layers=1, norm="layer")
+  z = jnp.zeros((2, 10))
+  gv = g.init(jax.random.PRNGKey(0), z, train=False)
+  x = g.apply(gv, z, train=False)
+  assert x.shape == (2, size, size, 1)
+  assert float(jnp.max(jnp.abs(x))) <= 1.0  # tanh
+  dv = d.init(jax.random.PRNGKey(0), x, train=False)
+  assert d.apply(dv, x, train=False).shape == (2,)
+  # 1x1 -> 4x4, then one per doubling.
+  assert len([k for k in gv["params"] if k.startswith("ConvTranspose")]) == transposed
+  assert "LayerNorm_0" in dv["params"] and "batch_stats" not in dv
+
+
+def test_dcgan_rejects_sizes_that_are_not_multiples_of_16():
+  with pytest.raises(ValueError, match="multiple of 16"):
+    dcgan.DCGANGenerator(40).init(jax.random.PRNGKey(0), jnp.zeros((1, 4)), train=False)
+
+
+def test_dcgan_without_batch_norm_has_no_batch_stats():
+  g = dcgan.DCGANGenerator(32, norm="none")
+  v = g.init(jax.random.PRNGKey(0), jnp.zeros((2, 100)), train=False)
+  assert "batch_stats" not in v
+
+
+@pytest.mark.parametrize("size,g_mult,d_mult", [(32, (1, 1, 1, 1), (1, 1, 1, 1)),
+                                                (64, (8, 8, 4, 2, 1), (1, 2, 4, 8, 8))])
+def test_resnet_shapes(size, g_mult, d_mult):
+  g = resnet.ResNetGenerator(size, dim=8, multipliers=g_mult)
+  d = resnet.ResNetCritic(size, dim=8, multipliers=d_mult)
+  z = jnp.zeros((3, 128))
+  gv = g.init(jax.random.PRNGKey(0), z, train=False)
+  x = g.apply(gv, z, train=False)
+  assert x.shape == (3, size, size, 3)
+  dv = d.init(jax.random.PRNGKey(1), x, train=False)
+  assert d.apply(dv, x, train=False).shape == (3,)
+  assert "batch_stats" in gv and "batch_stats" not in dv  # BN in G only (WGAN-GP)
+
+
+def test_cifar_resnet_parameter_count():
+  # gan_cifar_resnet.py at DIM 128 (with biases, as tflib's convs have).
+  g = resnet.ResNetGenerator(32, dim=128)
+  d = resnet.ResNetCritic(32, dim=128)
+  gv = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 128)), train=False)
+  dv = d.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  assert _count(gv["params"]) == 1_204_483
+  assert _count(dv["params"]) == 1_053_825
+
+
+def test_batch_norm_critic_sees_real_and_fake_separately():
+  critic = dcgan.DCGANCritic(16, ndf=4)
+  tx = optax.sgd(0.0)
+  spec = steps.GanSpec(generator=None, critic=critic, generator_tx=tx, critic_tx=tx,
+                       objective="wgan", noise_dim=2)
+  v = critic.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 3)), train=False)
+  net = NetState(v["params"], v["batch_stats"], tx.init(v["params"]))
+  real = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 3)) + 3.0
+  fake = jax.random.normal(jax.random.PRNGKey(2), (4, 16, 16, 3))
+  _, metrics = steps.critic_step(spec, net, real, fake, jax.random.PRNGKey(3))
+  # Each batch is normalised by its own statistics: the estimate is what two
+  # separate training-mode passes give, not one pass over both batches.
+  f = lambda b: critic.apply(v, b, train=True, mutable=["batch_stats"])[0]
+  separate = float(jnp.mean(f(real)) - jnp.mean(f(fake)))
+  joint = f(jnp.concatenate([real, fake]))
+  together = float(jnp.mean(joint[:4]) - jnp.mean(joint[4:]))
+  assert float(metrics["wasserstein_estimate"]) == pytest.approx(separate, rel=1e-4, abs=1e-6)
+  assert abs(separate - together) > 1e-3
