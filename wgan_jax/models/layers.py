@@ -199,53 +199,51 @@ def _explicit_padding(padding: int | Padding, kernel_size: Sequence[int]) -> tup
   return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
-class Conv(nn.Module):
+class _Convolution(nn.Module):
+  """The `kernel` (kh, kw, in, out) and `bias` parameters of flax's
+  convolution layers; subclasses say how the kernel is applied."""
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int] = (1, 1)
+  padding: int | Padding = ((0, 0), (0, 0))
+  use_bias: bool = True
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  bias_init: Initializer = nn.initializers.zeros_init()
+
+  def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init,
+                        (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
+    y = self._convolve(x, kernel.astype(x.dtype))
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
+    return y
+
+
+class Conv(_Convolution):
   """Drop-in for `nn.Conv` with integer or explicit padding (default 0, where
   flax's is "SAME"): same `kernel` (and `bias`) parameters, same function,
   fast input gradient when strided."""
-  features: int
-  kernel_size: Sequence[int]
-  strides: Sequence[int] = (1, 1)
   padding: int | Padding = 0
-  use_bias: bool = True
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  bias_init: Initializer = nn.initializers.zeros_init()
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init,
-                        (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
+  def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
     strides = tuple(self.strides)
     padding = _explicit_padding(self.padding, self.kernel_size)
-    kernel = kernel.astype(x.dtype)
     if max(strides) > 1:
-      y = conv(x, kernel, strides, padding)
-    else:  # Stride 1: XLA's own gradients are ordinary convolutions.
-      y = _lax_conv(x, kernel, strides, padding)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
-    return y
+      return conv(x, kernel, strides, padding)
+    return _lax_conv(x, kernel, strides, padding)  # Stride 1: XLA's gradients are ordinary.
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(_Convolution):
   """Drop-in for `nn.ConvTranspose` with explicit integer padding: same
   `kernel` parameter (shape kh, kw, in, out), same function."""
-  features: int
-  kernel_size: Sequence[int]
-  strides: Sequence[int] = (1, 1)
   padding: Padding = ((0, 0), (0, 0))
-  use_bias: bool = True
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  bias_init: Initializer = nn.initializers.zeros_init()
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init,
-                        (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
-    y = conv_transpose(x, kernel.astype(x.dtype), self.strides, self.padding)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
-    return y
+  def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return conv_transpose(x, kernel, self.strides, self.padding)
 
 
 def torch_padding(kernel_size: int, padding: int) -> tuple[tuple[int, int], tuple[int, int]]:
