@@ -1,18 +1,19 @@
 """Shared set-up of the image experiments: data keys and the WGAN paper's DCGAN."""
 import ml_collections
 
-from wgan_jax import configs
+from wgan_jax import schema
 
 
 def image_config(data: str, image_size: int, batch_size: int = 64) -> ml_collections.ConfigDict:
   """Image data, DCGAN generator and critic (ngf = ndf = 64, nz = 100)."""
-  c = configs.base_config()
+  c = schema.base_config()
   c.data = ml_collections.ConfigDict(dict(
       name=data,
       image_size=image_size,
       dir="",              # data location; "" = the data set's default (see README)
       split="train",
       shuffle_buffer=10_000,
+      dequantize=False,
   ))
   c.batch_size = batch_size
   c.model.noise_dim = 100

@@ -65,21 +65,22 @@ def interrupt(args, workdir, sig, after_step):
 
 
 def final_state(workdir, step):
-  """Every array of the checkpoint at `step`, by item and path."""
-  out = {}
+  """Every array of the TrainState saved at `step` (whatever fields it has: the
+  step, the RNG key, parameters, batch statistics, optimizer states, ...), by
+  path such as "critic/opt_state/0/count"."""
   checkpointer = ocp.PyTreeCheckpointer()
-  for item in ("generator", "critic"):
-    path = os.path.join(workdir, "checkpoints", str(step), item)
-    # As numpy arrays: the saving run's device layout need not exist here.
-    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
-                            checkpointer.metadata(path).item_metadata.tree)
-    tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-      out[item + jax.tree_util.keystr(path)] = np.asarray(leaf)
-  return out
+  path = os.path.join(workdir, "checkpoints", str(step), "state")
+  # As numpy arrays: the saving run's device layout need not exist here.
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                          checkpointer.metadata(path).item_metadata.tree)
+  tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+  return {"/".join(str(k.key) for k in p): np.asarray(leaf)
+          for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def assert_bit_identical(a, b):
   assert a.keys() == b.keys()
+  # The whole state, not a list of fields: step and RNG key are in it too.
+  assert {"step", "rng"} <= a.keys() and any(k.startswith("critic/opt_state/") for k in a)
   differ = [k for k in a if not np.array_equal(a[k], b[k])]
   assert not differ, f"{len(differ)} of {len(a)} arrays differ, e.g. {differ[:3]}"

@@ -4,11 +4,13 @@ import pytest
 from wgan_jax import configs
 from wgan_jax.cli import split_experiment_args
 
-TOY_EXPERIMENTS = ["toy_25gaussians", "toy_8gaussians", "toy_8gaussians_clip",
-                   "toy_8gaussians_gan", "toy_swissroll"]
+TOY_EXPERIMENTS = ["toy_25gaussians", "toy_25gaussians_reference", "toy_8gaussians",
+                   "toy_8gaussians_clip", "toy_8gaussians_clip_reference",
+                   "toy_8gaussians_gan", "toy_8gaussians_reference", "toy_swissroll",
+                   "toy_swissroll_reference"]
 IMAGE_EXPERIMENTS = ["bedrooms_dcgan", "bedrooms_dcgan_gan", "bedrooms_dcgan_gp",
-                     "bedrooms_dcgan_nobn", "bedrooms_mlp", "cifar10_resnet_gp",
-                     "digits_dcgan_gp", "mnist_dcgan_gp"]
+                     "bedrooms_dcgan_nobn", "bedrooms_mlp", "bedrooms_resnet_gp",
+                     "cifar10_resnet_gp", "digits_dcgan_gp", "mnist_dcgan_gp"]
 
 
 def test_known_experiments():
@@ -23,7 +25,10 @@ def test_image_experiments_follow_the_papers():
           bedrooms.n_critic, bedrooms.critic_schedule, bedrooms.model.noise_dim) == (
               "wgan", 0.01, "rmsprop", 5e-5, 5, "wgan_reference", 100)
   assert configs.load("bedrooms_dcgan_nobn").model.generator.norm == "none"
-  assert configs.load("bedrooms_mlp").model.generator.name == "mlp"
+  # The WGAN code's MLP_G: 4 linear layers (3 hidden), PyTorch's init, no tanh.
+  mlp = configs.load("bedrooms_mlp").model.generator
+  assert (mlp.name, mlp.features, mlp.depth, mlp.weight_init, mlp.output_activation) == (
+      "mlp", 512, 3, "torch", "linear")
   gp = configs.load("bedrooms_dcgan_gp")
   assert (gp.objective, gp.model.critic.norm, gp.gp_weight) == ("wgan-gp", "layer", 10.0)
   gan = configs.load("bedrooms_dcgan_gan")
@@ -31,6 +36,15 @@ def test_image_experiments_follow_the_papers():
   cifar = configs.load("cifar10_resnet_gp")
   assert (cifar.model.generator.name, cifar.data.image_size, cifar.optimizer.schedule) == (
       "resnet", 32, "linear")
+  # gan_cifar_resnet.py: generator batch 2 x 64, dequantised reals, Adam(2e-4, 0, 0.9).
+  assert (cifar.batch_size, cifar.generator_batch_multiple, cifar.data.dequantize) == (64, 2, True)
+  assert (cifar.optimizer.lr, cifar.optimizer.b1, cifar.optimizer.b2) == (2e-4, 0.0, 0.9)
+  assert cifar.model.critic.norm == "none" and cifar.model.noise_dim == 128
+  # gan_64x64.py's default network: the 64x64 ResNet with a layer-norm critic.
+  resnet64 = configs.load("bedrooms_resnet_gp")
+  assert (resnet64.model.critic.norm, resnet64.model.generator.dim, resnet64.model.noise_dim,
+          resnet64.optimizer.lr, resnet64.optimizer.b1, resnet64.num_generator_steps) == (
+              "layer", 64, 128, 1e-4, 0.0, 200_000)
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -44,7 +58,8 @@ def test_image_settings_that_cannot_train_are_rejected(overrides, message):
 
 
 def test_dcgan_on_toy_data_is_rejected():
-  with pytest.raises(configs.ConfigError, match="needs model.generator.ngf"):
+  with pytest.raises(configs.ConfigError, match="model.generator.name='dcgan' needs "
+                     "model.generator.ngf; start from an experiment that uses dcgan"):
     configs.from_command_line("toy_8gaussians", [("model.generator.name", "dcgan")])
 
 
@@ -63,6 +78,21 @@ def test_toy_experiments_follow_the_papers():
   assert (clip.objective, clip.clip, clip.optimizer.name) == ("wgan", 0.01, "rmsprop")
   assert configs.load("toy_8gaussians_gan").objective == "gan"
 
+
+def test_reference_experiments_are_gan_toy_py():
+  for name in ("toy_8gaussians_reference", "toy_25gaussians_reference",
+               "toy_swissroll_reference"):
+    c = configs.load(name)
+    assert (c.objective, c.gp_weight, c.n_critic, c.batch_size, c.num_generator_steps) == (
+        "wgan-gp", 0.1, 5, 256, 100_000)
+    assert (c.optimizer.name, c.optimizer.lr, c.optimizer.b1, c.optimizer.b2,
+            c.optimizer.schedule) == ("adam", 1e-4, 0.5, 0.9, "constant")
+    assert c.model.generator.weight_init == c.model.critic.weight_init == "tflib"
+  clip = configs.load("toy_8gaussians_clip_reference")
+  # tf.train.RMSPropOptimizer(5e-5): decay 0.9, eps 1e-10 in the sqrt, ms from ones.
+  assert (clip.objective, clip.clip, clip.optimizer.name, clip.optimizer.lr,
+          clip.optimizer.decay, clip.optimizer.eps, clip.optimizer.schedule) == (
+              "wgan", 0.01, "rmsprop_tf", 5e-5, 0.9, 1e-10, "constant")
 
 def test_overrides_are_type_checked():
   c = configs.load("toy_8gaussians")
@@ -92,6 +122,21 @@ def test_overrides_are_type_checked():
     ("data.name", "mnits", "data.name='mnits' is unknown"),
     ("data.name", "mnist", "data.name='mnist' is an image data set and needs data.image_size"),
     ("optimizer.schedule", "cosine", "optimizer.schedule='cosine' is unknown"),
+    # Every key has a range or a choice list, checked before anything starts.
+    ("optimizer.b1", "2", r"optimizer.b1=2.0 must be in \[0, 1\)"),
+    ("optimizer.b2", "-1", r"optimizer.b2=-1.0 must be in \[0, 1\)"),
+    ("optimizer.decay", "2", r"optimizer.decay=2.0 must be in \[0, 1\)"),
+    ("optimizer.lr", "inf", "optimizer.lr=inf must be positive"),
+    ("gp_weight", "inf", "gp_weight=inf must be at least 0"),
+    ("model.generator.output_activation", "tahn",
+     "model.generator.output_activation='tahn' is unknown; use one of linear, tanh"),
+    ("model.generator.depth", "-1", "model.generator.depth=-1 must be at least 0"),
+    ("model.critic.features", "0", "model.critic.features=0 must be at least 1"),
+    ("seed", "99999999999999999999999", "seed=99999999999999999999999 must be at least 0 "
+     "and at most 2147483647"),
+    ("eval_samples", "100000000", "eval_samples=100000000 must be at least 2 and at most"),
+    ("convolutions", "fft", "convolutions='fft' is unknown; use one of auto, phase_split, xla"),
+    ("critic_loop", "while", "critic_loop='while' is unknown; use one of auto, unrolled, scan"),
 ])
 def test_contradictory_settings_are_rejected(key, value, message):
   with pytest.raises(configs.ConfigError, match=message):

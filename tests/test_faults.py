@@ -9,7 +9,7 @@ import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from tests.helpers import tiny_config
-from wgan_jax import checkpointing, feeds, trainer
+from wgan_jax import builders, checkpointing, iteration, steps, trainer
 
 
 def config(**overrides):
@@ -22,9 +22,9 @@ def steps_in(workdir):
 
 
 def restore_latest(workdir, cfg):
-  spec = trainer.make_spec(cfg, (2,))
+  spec = builders.make_spec(cfg, (2,))
   checkpointer = checkpointing.Checkpointer(workdir, 0, 5)
-  state, _ = checkpointer.restore_intact(trainer.create_train_state(spec, (2,), cfg.seed))
+  state, _ = checkpointer.restore_intact(builders.abstract_state(spec, (2,)))
   checkpointer.close()
   return state
 
@@ -41,11 +41,11 @@ def truncate_array_data(item_dir):
 
 DAMAGE = {
     "truncated array data": lambda step_dir: truncate_array_data(
-        os.path.join(step_dir, "critic")),
+        os.path.join(step_dir, "state")),
     "deleted metadata": lambda step_dir: os.remove(os.path.join(step_dir, "metadata",
                                                                 "metadata")),
-    "deleted generator": lambda step_dir: __import__("shutil").rmtree(
-        os.path.join(step_dir, "generator")),
+    "deleted state": lambda step_dir: __import__("shutil").rmtree(
+        os.path.join(step_dir, "state")),
 }
 
 
@@ -90,17 +90,18 @@ def test_every_checkpoint_failing_moves_nothing_and_is_a_clear_error(tmp_path):
 
 
 def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
-  """Metrics are computed before the last update: its result is checked on its own."""
-  real_call = feeds.ToyFeed.__call__
+  """Losses are computed before the last update: the parameters it leaves are
+  checked on their own, by the step itself (steps.NONFINITE_PARAMS)."""
+  generator_step = steps.generator_step
 
-  def call(self, state, n_critic):
-    state, metrics = real_call(self, state, n_critic)
-    if int(state.step) == 4:
-      state = state.replace(generator=state.generator.replace(params=jax.tree.map(
-          lambda p: p * np.nan, state.generator.params)))
-    return state, metrics
+  def poisoned(spec, generator, critic, key, batch):
+    generator, stats, metrics = generator_step(spec, generator, critic, key, batch)
+    # The update of generator step 4 (Adam's count 4) leaves NaN parameters.
+    poison = jax.numpy.where(generator.opt_state[0].count == 4, np.nan, 1.0)
+    return (generator.replace(params=jax.tree.map(lambda p: p * poison, generator.params)),
+            stats, metrics)
 
-  monkeypatch.setattr(feeds.ToyFeed, "__call__", call)
+  monkeypatch.setattr(steps, "generator_step", poisoned)
   with pytest.raises(trainer.NonFiniteError,
                      match="non-finite parameters after generator step 4; lower optimizer.lr"):
     trainer.train_and_evaluate(config(), str(tmp_path))
@@ -134,16 +135,16 @@ def test_disk_full_during_an_async_save_is_a_clear_error_and_keeps_the_last(
 
 def inject_nan_at(monkeypatch, bad_step, times):
   """Reports a NaN critic loss for generator step `bad_step` (1-based), `times` times."""
-  real_call, count = feeds.ToyFeed.__call__, [0]
+  real_call, count = iteration.Iteration.__call__, [0]
 
-  def call(self, state, n_critic):
-    state, metrics = real_call(self, state, n_critic)
+  def call(self, state, n_critic, real=None):
+    state, metrics = real_call(self, state, n_critic, real)
     if int(state.step) == bad_step and count[0] < times:
       count[0] += 1
       metrics = dict(metrics, critic_loss=jax.numpy.float32(np.nan))
     return state, metrics
 
-  monkeypatch.setattr(feeds.ToyFeed, "__call__", call)
+  monkeypatch.setattr(iteration.Iteration, "__call__", call)
 
 
 def test_non_finite_restarts_from_the_last_good_checkpoint_with_a_new_rng(tmp_path, monkeypatch,

@@ -14,17 +14,25 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from tests.conftest import LSUN_SIZES, encode, picture
+from wgan_jax import data
 from wgan_jax.data import images
 
 
 def data_config(name: str, image_size: int = 32, root: str = "", split: str = "train",
                 shuffle_buffer: int = 16) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(name=name, image_size=image_size, dir=str(root),
-                                        split=split, shuffle_buffer=shuffle_buffer))
+                                        split=split, shuffle_buffer=shuffle_buffer,
+                                        dequantize=False))
 
 
 def first_batch(cfg, batch_size: int = 4, seed: int = 0, **kw) -> np.ndarray:
-  return next(images.numpy_batches(images.build_image_dataset(cfg, batch_size, seed, **kw)))
+  """The first batch, as the uint8 pixels that cross to the devices."""
+  return next(images.Batches(images.build_image_dataset(cfg, batch_size, seed, **kw)))
+
+
+def scaled(pixels: np.ndarray) -> np.ndarray:
+  """uint8 pixels as the critic sees them (steps.real_to_float): [-1, 1]."""
+  return pixels.astype(np.float32) / 127.5 - 1.0
 
 
 def digests(batches) -> list[str]:
@@ -51,21 +59,26 @@ def folder(tmp_path_factory) -> str:
 
 
 def test_image_shape_and_names():
-  assert images.IMAGE_DATASETS == ("lsun_bedroom", "cifar10", "mnist", "celeb_a",
-                                   "image_folder", "digits")
-  assert images.image_shape(data_config("mnist", 28)) == (28, 28, 1)
-  assert images.image_shape(data_config("digits", 16)) == (16, 16, 1)
-  assert images.image_shape(data_config("lsun_bedroom", 64)) == (64, 64, 3)
+  assert data.names(data.IMAGE) == ("lsun_bedroom", "cifar10", "mnist", "celeb_a",
+                                    "image_folder", "digits")
+  assert data.names(data.TOY) == ("8gaussians", "25gaussians", "swissroll")
+  assert data.data_shape(data_config("mnist", 28)) == (28, 28, 1)
+  assert data.data_shape(data_config("digits", 16)) == (16, 16, 1)
+  assert data.data_shape(data_config("lsun_bedroom", 64)) == (64, 64, 3)
+  # Every registered source exists where the registry says.
+  for name in data.DATASETS:
+    assert callable(data.open_source(name)), name
 
 
 def test_digits_batch_values():
   b = first_batch(data_config("digits", 16), batch_size=8)
-  assert b.shape == (8, 16, 16, 1) and b.dtype == np.float32
-  assert b.min() == -1.0 and b.max() == 1.0
-  # At the native 8x8 the pixels are load_digits' values 0..16 mapped to [-1, 1].
+  assert b.shape == (8, 16, 16, 1) and b.dtype == np.uint8
+  assert b.min() == 0 and b.max() == 255
+  # At the native 8x8 the pixels are load_digits' values 0..16 scaled by 255/16 and
+  # rounded to uint8 (within half a level of 16/255).
   b8 = first_batch(data_config("digits", 8), batch_size=8)
-  levels = (b8 + 1) * 8
-  np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)
+  levels = b8.astype(np.float64) * 16 / 255
+  np.testing.assert_allclose(levels, np.round(levels), atol=0.5 * 16 / 255)
   reference = {x.tobytes() for x in load_digits().images.astype(np.int64)}
   assert all(np.round(x[..., 0]).astype(np.int64).tobytes() in reference for x in levels)
 
@@ -77,19 +90,19 @@ def test_tfds_batches(name, size, channels, tmp_path):
   # mnist's 28 -> 32 upsampling stays near them, celeb_a's 218x178 -> 24 averages to grey.
   cfg = data_config(name, size, root=tmp_path)
   with tfds.testing.mock_data(num_examples=12):
-    b = first_batch(cfg, batch_size=4)
+    pixels = first_batch(cfg, batch_size=4)
     again = first_batch(cfg, batch_size=4)
     other = first_batch(cfg, batch_size=4, seed=1)
-  assert b.shape == (4, size, size, channels) and b.dtype == np.float32
-  assert -1.0 <= b.min() and b.max() <= 1.0
+  assert pixels.shape == (4, size, size, channels) and pixels.dtype == np.uint8
+  b = scaled(pixels)
   if name == "cifar10":
     assert b.min() == -1.0 and b.max() > 0.99
   elif name == "mnist":
     assert b.min() < -0.9 and b.max() > 0.9
   else:
     assert abs(b.mean()) < 0.05 and 0.02 < b.std() < 0.3
-  np.testing.assert_array_equal(b, again)
-  assert not np.array_equal(b, other)
+  np.testing.assert_array_equal(pixels, again)
+  assert not np.array_equal(pixels, other)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist", "celeb_a"])
@@ -104,8 +117,8 @@ def test_tfds_not_prepared_is_one_line(name, tmp_path):
 
 def test_lsun_batch_from_parent_and_lmdb_dir(lsun_root):
   b = first_batch(data_config("lsun_bedroom", 32, root=lsun_root), batch_size=4)
-  assert b.shape == (4, 32, 32, 3) and b.dtype == np.float32
-  assert -1.0 <= b.min() < -0.8 and 0.8 < b.max() <= 1.0  # gradients run 0..~250
+  assert b.shape == (4, 32, 32, 3) and b.dtype == np.uint8
+  assert b.min() < 26 and b.max() > 229  # gradients run 0..~250
   direct = first_batch(data_config("lsun_bedroom", 32,
                                    root=os.path.join(lsun_root, "bedroom_train_lmdb")), 4)
   np.testing.assert_array_equal(b, direct)
@@ -128,8 +141,7 @@ def test_folder_scan_and_batch(folder, caplog):
   with caplog.at_level(logging.WARNING):
     b = first_batch(data_config("image_folder", 24, root=folder), batch_size=6)
   assert f"image_folder: skipped 1 unreadable files of 5 under {folder}" in caplog.text
-  assert b.shape == (6, 24, 24, 3) and b.dtype == np.float32
-  assert -1.0 <= b.min() and b.max() <= 1.0
+  assert b.shape == (6, 24, 24, 3) and b.dtype == np.uint8
   # The grayscale JPEG comes out with three equal channels.
   gray = [x for x in b if np.allclose(x[..., 0], x[..., 1]) and np.allclose(x[..., 1], x[..., 2])]
   assert len(gray) >= 1
@@ -171,28 +183,28 @@ def test_resize_short_side_and_centre_crop():
   wide = np.zeros((40, 80, 3), np.uint8)
   wide[:, 40:] = 255
   out = images.resize_and_crop(tf.constant(wide), 32).numpy()
-  assert out.shape == (32, 32, 3) and out.dtype == np.float32
+  assert out.shape == (32, 32, 3) and out.dtype == np.uint8
   # Area averaging at scale 0.8: resized column 31 covers source 38.75..40 (all black),
   # column 32 covers 40..41.25 (all white); the crop keeps columns 16..47.
-  np.testing.assert_allclose(out[:, :16], -1.0, atol=1e-6)
-  np.testing.assert_allclose(out[:, 16:], 1.0, atol=1e-6)
+  np.testing.assert_array_equal(out[:, :16], 0)
+  np.testing.assert_array_equal(out[:, 16:], 255)
   # The transpose: top black, bottom white, cropped in the middle rows.
   tall = np.transpose(wide, (1, 0, 2))
-  np.testing.assert_allclose(images.resize_and_crop(tf.constant(tall), 32).numpy(),
-                             np.transpose(out, (1, 0, 2)), atol=1e-6)
+  np.testing.assert_array_equal(images.resize_and_crop(tf.constant(tall), 32).numpy(),
+                                np.transpose(out, (1, 0, 2)))
   # A white right fifth (cols 64..79, resized 51.2..64) lies wholly outside the crop (16..48).
   quarter = np.zeros((40, 80, 3), np.uint8)
   quarter[:, 64:] = 255
-  np.testing.assert_allclose(images.resize_and_crop(tf.constant(quarter), 32).numpy(), -1.0,
-                             atol=1e-6)
+  np.testing.assert_array_equal(images.resize_and_crop(tf.constant(quarter), 32).numpy(), 0)
 
 
 def test_growing_is_bilinear_not_nearest():
-  # 2x2, left black, right white -> 4x4: half-pixel bilinear gives 0, 63.75, 191.25, 255.
+  # 2x2, left black, right white -> 4x4: half-pixel bilinear gives 0, 63.75, 191.25,
+  # 255, rounded to uint8 (nearest neighbour would give 0, 0, 255, 255).
   tiny = np.array([[0, 255], [0, 255]], np.uint8)[..., None]
   out = images.resize_and_crop(tf.constant(tiny), 4).numpy()
   assert out.shape == (4, 4, 1)
-  np.testing.assert_allclose(out[..., 0], np.tile([-1.0, -0.5, 0.5, 1.0], (4, 1)), atol=1e-6)
+  np.testing.assert_array_equal(out[..., 0], np.tile([0, 64, 191, 255], (4, 1)))
 
 
 def test_geometry_through_the_folder_pipeline(tmp_path):
@@ -215,7 +227,7 @@ def test_same_seed_same_batches_other_seed_differs(name, lsun_root, folder):
 
 
 def take(cfg, n_batches, batch_size, **kw):
-  it = images.numpy_batches(images.build_image_dataset(cfg, batch_size, 0, **kw))
+  it = images.Batches(images.build_image_dataset(cfg, batch_size, 0, **kw))
   return [next(it) for _ in range(n_batches)]
 
 
@@ -238,7 +250,7 @@ def test_digits_processes_read_disjoint_shares():
   seen = []
   for i, n in enumerate([899, 898]):  # 1,797 images split two ways
     (b,) = take(cfg, 1, n, process_index=i, process_count=2)
-    seen.append({np.round((x[..., 0] + 1) * 8).astype(np.int64).tobytes() for x in b})
+    seen.append({np.round(x[..., 0] * (16 / 255)).astype(np.int64).tobytes() for x in b})
     assert seen[-1] == {x.tobytes() for x in ref[i::2]}
   assert len(seen[0] | seen[1]) == len({x.tobytes() for x in ref})
 
@@ -257,8 +269,12 @@ def test_empty_share_is_a_data_error(tmp_path):
 
 
 def test_decode_throughput_counts_images(lsun_root):
-  rate = images.decode_throughput(data_config("lsun_bedroom", 16, root=lsun_root), 4, 0.3)
-  assert 10 < rate < 1e6
+  count, seconds = images.decode_throughput(data_config("lsun_bedroom", 16, root=lsun_root),
+                                            4, 0.3)
+  # Whole batches of 4, timed for at least the 0.3 s asked (and not much more:
+  # a batch of 4 tiny JPEGs takes milliseconds).
+  assert count >= 4 and count % 4 == 0
+  assert 0.3 <= seconds < 5.0
 
 
 def positioned(cfg, n_batches, batch_size, start=0):
@@ -309,3 +325,19 @@ def test_tfds_stream_resumes_from_its_position(tmp_path):
 def test_lsun_shuffle_buffer_holds_indices_not_bytes(lsun_root):
   source = images.open_source(data_config("lsun_bedroom", 16, root=lsun_root), 0)
   assert source.ds.element_spec.dtype == tf.int64
+
+
+def test_critic_stacks_follow_the_schedule():
+  """Each generator iteration's batches, stacked by tf.data as the schedule
+  says (100-update phases and all), in stream order, with their positions."""
+  cfg = data_config("digits", 8)
+  flat, _ = positioned(cfg, 3 + 1 + 2 + 2 + 2, 4)
+  ds = images.build_image_dataset(cfg, 4, 3)
+  stacks = images.critic_stacks(ds, np.array([3, 1, 2]), default_size=2).as_numpy_iterator()
+  first = 0
+  for size in (3, 1, 2, 2, 2):  # the schedule, then the default
+    position, stack = next(stacks)
+    assert stack.shape == (size, 4, 8, 8, 1) and stack.dtype == np.uint8
+    np.testing.assert_array_equal(stack, np.stack(flat[first:first + size]))
+    first += size
+    assert position == 4 * first

@@ -9,8 +9,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from tests.runs import run_module
-from wgan_jax import checkpointing, configs, sampling, trainer
+from tests.runs import final_state, run_module
+from wgan_jax import checkpointing, configs, generation, trainer
 
 
 def _shrink(name, **overrides):
@@ -81,8 +81,8 @@ def test_sample_errors_are_one_line_with_exit_code_2(digits_run, tmp_path):
       ([f"--workdir={digits_run}", "--step=7"], "error: no checkpoint for step 7"),
       ([f"--workdir={digits_run}", "--experiment=digits_dcgan_gp",
         "--experiment.model.generator.ngf=16"],
-       "error: the generator saved at step 300 does not match the experiment: "
-       "batch_stats/BatchNorm_0/mean has shape (64,) in the checkpoint but (32,) "
+       "error: the state saved at step 300 does not match the experiment: "
+       "generator/batch_stats/BatchNorm_0/mean has shape (64,) in the checkpoint but (32,) "
        "in the model"),
       ([f"--workdir={digits_run}", "--num=0"], "error: --num=0 must be at least 1"),
   ]
@@ -99,7 +99,7 @@ def _train_then_sample(config, workdir):
   step, metadata = checkpointing.read_metadata(str(workdir))
   assert step == config.num_generator_steps
   assert metadata["config"]["experiment"] == config.experiment
-  samples = sampling.generate(config, str(workdir), step, 3, seed=0)
+  samples = generation.from_checkpoint(config, str(workdir), step, 3, seed=0)
   return samples
 
 
@@ -126,6 +126,12 @@ def test_bedrooms_reference_schedule_runs_long_critic_phases(tmp_path, lsun_root
       "critic_schedule": "wgan_reference", "n_critic": "5"})
   samples = _train_then_sample(config, tmp_path)  # 100 critic updates, in chunks of 5
   assert samples.shape == (3, 16, 16, 3)
+  # Adam counted 100 critic updates and 1 generator update, and the input
+  # pipeline handed out 100 real batches of 8.
+  state = final_state(str(tmp_path), 1)
+  assert int(state["critic/opt_state/0/count"]) == 100
+  assert int(state["generator/opt_state/0/count"]) == 1
+  assert checkpointing.read_metadata(str(tmp_path), 1)[1]["data_position"] == [800]
 
 
 def test_bedrooms_mlp_on_an_image_folder(tmp_path, lsun_root):

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from wgan_jax import steps
-from wgan_jax.models import dcgan, layers, resnet
+from wgan_jax.models import dcgan, layers, mlp, resnet
 from wgan_jax.state import NetState
 
 
@@ -206,3 +206,92 @@ def test_batch_norm_critic_sees_real_and_fake_separately():
   together = float(jnp.mean(joint[:4]) - jnp.mean(joint[4:]))
   assert float(metrics["wasserstein_estimate"]) == pytest.approx(separate, rel=1e-4, abs=1e-6)
   assert abs(separate - together) > 1e-3
+
+
+@pytest.mark.parametrize("module,x", [
+    (lambda impl: dcgan.DCGANGenerator(32, ngf=8, n_extra_layers=1, convolutions=impl),
+     jnp.ones((4, 10))),
+    (lambda impl: dcgan.DCGANCritic(32, ndf=8, n_extra_layers=1, convolutions=impl),
+     jax.random.normal(jax.random.PRNGKey(3), (4, 32, 32, 3))),
+])
+def test_phase_split_and_xla_convolutions_are_one_function(module, x):
+  """The per-backend choice (config `convolutions`) changes the formulation only:
+  the same parameters give the same outputs and gradients, so checkpoints move
+  between CPU ("phase_split") and GPU/TPU ("xla") runs."""
+  split, native = module("phase_split"), module("xla")
+  variables = split.init(jax.random.PRNGKey(0), x, train=False)
+  assert jax.tree.map(jnp.shape, native.init(jax.random.PRNGKey(0), x, train=False)) == \
+      jax.tree.map(jnp.shape, variables)
+
+  def loss(m):
+    return lambda v: jnp.sum(jnp.sin(m.apply(v, x, train=True, mutable=["batch_stats"])[0]))
+
+  np.testing.assert_allclose(split.apply(variables, x, train=False),
+                             native.apply(variables, x, train=False), rtol=1e-4, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(jax.grad(loss(split))(variables)),
+                  jax.tree.leaves(jax.grad(loss(native))(variables))):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+  # The xla formulation really is XLA's: its gradients have the dilated convolutions.
+  hlo = _dcgan_gradient_hlo(native, x)
+  assert "_dilate=" in hlo
+  assert layers.phase_split("auto") == (jax.default_backend() == "cpu")
+
+
+def _uniform_std(bound):
+  return bound / np.sqrt(3)
+
+
+def test_mlp_initialisations_follow_their_references():
+  x = jnp.zeros((1, 512))
+  params = {init: mlp.MLP(512, 3, (2,), weight_init=init).init(jax.random.PRNGKey(0), x)["params"]
+            for init in mlp.INITS}
+  # tflib (gan_toy.py): He uniform std sqrt(2 / fan_in) for the ReLU layers, Glorot
+  # sqrt(2 / (fan_in + fan_out)) for the last, zero biases.
+  tflib = params["tflib"]
+  assert np.std(tflib["Dense_1"]["kernel"]) == pytest.approx(np.sqrt(2 / 512), rel=0.02)
+  assert np.std(tflib["Dense_3"]["kernel"]) == pytest.approx(np.sqrt(2 / 514), rel=0.1)
+  assert float(np.abs(tflib["Dense_3"]["kernel"]).max()) <= np.sqrt(3 * 2 / 514)
+  assert not np.any(tflib["Dense_1"]["bias"])
+  # PyTorch's nn.Linear (the WGAN code's MLP_G): U(+-1/sqrt(fan_in)), biases too.
+  torch = params["torch"]
+  bound = 1 / np.sqrt(512)
+  for leaf in (torch["Dense_1"]["kernel"], torch["Dense_1"]["bias"]):
+    assert float(np.abs(leaf).max()) <= bound
+  assert np.std(torch["Dense_1"]["kernel"]) == pytest.approx(_uniform_std(bound), rel=0.02)
+  assert np.std(params["lecun"]["Dense_1"]["kernel"]) == pytest.approx(np.sqrt(1 / 512),
+                                                                        rel=0.05)
+
+
+def test_resnet_initialisation_is_tflibs():
+  # tflib's conv2d: He std sqrt(4 / (fan_in + fan_out)), Glorot sqrt(2 / (...)),
+  # uniform; fans are channels x 9 for 3x3 kernels.
+  g = resnet.ResNetGenerator(32, dim=128)
+  p = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 128)), train=False)["params"]
+  block = p["ResidualBlock_0"]
+  he = np.sqrt(4 / (128 * 9 + 128 * 9))
+  assert np.std(block["Conv_1"]["kernel"]) == pytest.approx(he, rel=0.02)
+  glorot_1x1 = np.sqrt(2 / (128 + 128))
+  assert np.std(block["Conv_0"]["kernel"]) == pytest.approx(glorot_1x1, rel=0.05)  # shortcut
+  # gan_cifar_resnet.py's output conv is Glorot (he_init=False).
+  out = p[max(k for k in p if k.startswith("Conv_"))]["kernel"]
+  assert np.std(out) == pytest.approx(np.sqrt(2 / (128 * 9 + 3 * 9)), rel=0.05)
+
+
+def test_resnet64_critic_is_gan_64x64s_good_discriminator():
+  """Layer norm in every block, no bias on each block's first conv, Glorot
+  input conv: gan_64x64.py's GoodDiscriminator under WGAN-GP."""
+  dim = 8
+  d = resnet.ResNetCritic(64, dim=dim, multipliers=(1, 2, 4, 8, 8), norm="layer")
+  v = d.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)), train=False)
+  assert "batch_stats" not in v
+  expected = 27 * dim + dim + 4 * 4 * 8 * dim + 1  # input conv, output linear
+  for c_in, c_out in ((dim, 2 * dim), (2 * dim, 4 * dim), (4 * dim, 8 * dim),
+                      (8 * dim, 8 * dim)):
+    expected += 2 * c_in + 2 * c_in  # two layer norms (scale, offset per channel)
+    expected += 9 * c_in * c_in  # conv 1, no bias
+    expected += 9 * c_in * c_out + c_out  # conv 2 (mean-pooled)
+    expected += c_in * c_out + c_out  # 1x1 shortcut
+  assert _count(v["params"]) == expected
+  block = v["params"]["ResidualBlock_0"]
+  assert "LayerNorm_0" in block and "LayerNorm_1" in block
+  assert "bias" not in block["Conv_1"]

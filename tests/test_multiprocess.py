@@ -2,9 +2,11 @@
 localhost (gloo collectives) train, checkpoint and resume through the real
 `python -m wgan_jax.train`, and end where one process with 4 devices ends."""
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -66,3 +68,33 @@ def test_two_processes_train_checkpoint_resume_like_one_with_four_devices(tmp_pa
   for key in a:
     # Cross-process (gloo) and in-process all-reduces may sum in another order.
     np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_sigterm_to_one_process_stops_all_at_the_same_step(tmp_path):
+  """The processes agree on the stop through JAX's preemption service (no
+  device collective): SIGTERM to process 1 alone saves one checkpoint at a
+  step both reach, both exit 0, and the same command resumes both there."""
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  args = [sys.executable, "-m", "wgan_jax.train", *TOY, f"--workdir={tmp_path}",
+          f"--coordinator_address=127.0.0.1:{free_port()}", "--num_processes=2"]
+  procs = [subprocess.Popen(args + [f"--process_id={i}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+  deadline = time.monotonic() + 300
+  while not os.path.isdir(tmp_path / "checkpoints" / "10"):
+    assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-3000:]
+    assert time.monotonic() < deadline
+    time.sleep(0.02)
+  procs[1].send_signal(signal.SIGTERM)
+  lines = []
+  for proc in procs:
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    lines.append(err.strip().splitlines()[-1])
+  step = max(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+  assert 10 <= step < 200
+  expected = (f"stopped by a preemption notice (SIGTERM to one of the processes) at generator "
+              f"step {step}: checkpoint in {tmp_path / 'checkpoints' / str(step)}; run the same "
+              "command to resume")
+  assert lines == [expected, expected]
+  assert not (tmp_path / "summary.json").exists()

@@ -36,8 +36,9 @@ import optax
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import configs, feeds, models, parallel, steps, trainer
+from wgan_jax import builders, configs, data, iteration, models, parallel, steps, trainer
 from wgan_jax.data import toy
+from wgan_jax.devices import Devices
 
 # A broken run must miss by this many times the tolerance's atol.
 TEETH = 50
@@ -80,9 +81,13 @@ CASES = {
 }
 
 
+def _is_toy(config) -> bool:
+  return data.get(config.data.name).kind == data.TOY
+
+
 def _spec(config, shape, axis_name=None, bn_axis_name=None) -> steps.GanSpec:
-  spec = trainer.make_spec(config, shape)
-  if config.data.name in toy.TOY_DATASETS and config.optimizer.name == "adam":
+  spec = builders.make_spec(config, shape)
+  if _is_toy(config) and config.optimizer.name == "adam":
     # Adam with eps 1e-6 (the config has no Adam eps): see the module doc.
     o = config.optimizer
     tx = optax.adam(o.lr, b1=o.b1, b2=o.b2, eps=1e-6)
@@ -100,86 +105,52 @@ def _setup(case: str):
   spec = _spec(config, shape)
   # The initial state is shared by all runs, so its numerics do not matter:
   # compile it without LLVM optimisation (1 s instead of 4-7 s for a DCGAN).
-  init = jax.jit(trainer.create_train_state, static_argnums=(0, 1, 2)).lower(
+  init = jax.jit(builders.init_state, static_argnums=(0, 1, 2)).lower(
       spec, shape, config.seed).compile({"xla_backend_optimization_level": 0})
   return config, shape, spec, init()
 
 
-def _toy_iteration(spec, dataset, batch: int, count: int, state, mesh=None, slice_axis=None):
-  """What the trainer's ToyFeed compiles: the real data drawn in the program."""
-  key = jax.random.fold_in(jax.random.fold_in(state.rng, 0x64617461), state.step)
-  real = steps.per_update(lambda k: dataset.sample(k, batch), key, 0, count)
-  if mesh is not None:  # jit over a Mesh: lay the drawn batch out along `data`.
-    real = jax.lax.with_sharding_constraint(real, parallel.batch_sharding(mesh, 1))
-  if slice_axis is not None:  # pmap: this device's rows of the global batch.
-    real = steps.local_slice(real, slice_axis, axis=1)
-  return steps.generator_iteration(spec, state, real, 0, unroll=True)
-
-
-def _iteration(config, spec, mesh=None, slice_axis=None):
-  """One generator iteration, (state, *real) -> (state, metrics): toy data
-  drawn in the program (ToyFeed), images from the host (HostFeed)."""
-  if config.data.name in toy.TOY_DATASETS:
-    return functools.partial(_toy_iteration, spec, toy.get_toy_dataset(config.data.name),
-                             config.batch_size, config.n_critic, mesh=mesh,
-                             slice_axis=spec.axis_name if slice_axis is None else slice_axis)
-  return functools.partial(steps.generator_iteration, spec, unroll=True)
-
-
-def _host_batches(config, shape) -> list[tuple[np.ndarray, ...]]:
-  """Each iteration's real batches [n_critic, batch, ...] (none for toy data)."""
-  if config.data.name in toy.TOY_DATASETS:
-    return [()] * ITERATIONS
+def _host_batches(config, shape) -> list[np.ndarray | None]:
+  """Each iteration's real batches [n_critic, batch, ...] as uint8 pixels, the way
+  the input pipeline hands them over (None for toy data, drawn in the program)."""
+  if _is_toy(config):
+    return [None] * ITERATIONS
   rng = np.random.default_rng(0)
-  return [(rng.uniform(-1, 1, (config.n_critic, config.batch_size, *shape)).astype(np.float32),)
+  return [rng.integers(0, 256, (config.n_critic, config.batch_size, *shape), dtype=np.uint8)
           for _ in range(ITERATIONS)]
+
+
+def _run(case: str, devices: Devices, spec: steps.GanSpec | None = None,
+         replicas_agree: bool = True):
+  """ITERATIONS generator iterations of the production iteration (`iteration.build`)
+  over `devices`, from the shared initial state; the final state and the metrics."""
+  config, shape, _, state = _setup(case)
+  spec = spec or _spec(config, shape, devices.axis_name, devices.axis_name)
+  sampler = (toy.get_toy_dataset(config.data.name).sample
+             if _is_toy(config) else None)
+  run = iteration.build(config, spec, devices, sampler)
+  laid = devices.put(jax.tree.map(jnp.copy, state))  # Iterations donate their input.
+  history = []
+  for real in _host_batches(config, shape):
+    real = None if real is None else devices.real(real)
+    if real is not None and not devices.pmap and devices.count == 8:
+      k, batch = real.shape[:2]
+      assert [s.data.shape[:2] for s in real.addressable_shards] == [(k, batch // 8)] * 8
+    laid, metrics = run(laid, config.n_critic, real)
+    history.append(metrics)
+  if devices.pmap and replicas_agree:  # Every device holds the same state, bit for bit.
+    for leaf in jax.tree.leaves(laid):
+      np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[0], leaf.shape))
+  if not devices.pmap:
+    for leaf in jax.tree.leaves((laid, history)):
+      assert leaf.sharding.is_fully_replicated
+      assert len(leaf.sharding.device_set) == devices.count
+  return jax.device_get((devices.get(laid), history))
 
 
 @functools.cache
 def _run_single(case: str):
-  config, shape, spec, state = _setup(case)
-  step = jax.jit(_iteration(config, spec))
-  history = []
-  for real in _host_batches(config, shape):
-    state, metrics = step(state, *real)
-    history.append(metrics)
-  return jax.device_get((state, history))
-
-
-def _run_mesh(config, spec, state, batches):
-  """jit over an 8-device Mesh; checks the layout of inputs and outputs."""
-  mesh = parallel.make_mesh()
-  assert mesh.shape == {AXIS: 8}
-  state = parallel.replicate(state, mesh)
-  batches = [tuple(parallel.global_batch_from_local(r, mesh, parallel.batch_sharding(mesh, 1))
-                   for r in real) for real in batches]
-  for real in batches[0]:
-    k, batch = real.shape[:2]
-    assert [s.data.shape[:2] for s in real.addressable_shards] == [(k, batch // 8)] * 8
-  # One compile; the program really is partitioned: cross-device reductions.
-  step = jax.jit(_iteration(config, spec, mesh)).lower(state, *batches[0]).compile()
-  assert "all-reduce" in step.as_text()
-  history = []
-  for real in batches:
-    state, metrics = step(state, *real)
-    history.append(metrics)
-  for leaf in jax.tree.leaves((state, history)):
-    assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
-  return jax.device_get((state, history))
-
-
-def _run_pmap(config, spec, state, batches, replicas_agree=True, slice_axis=None):
-  step = jax.pmap(_iteration(config, spec, slice_axis=slice_axis), axis_name=AXIS)
-  state = parallel.pmap_replicate(state)
-  history = []
-  for real in batches:
-    state, metrics = step(state, *(parallel.split_for_pmap(r, axis=1) for r in real))
-    history.append(metrics)
-  state, history = jax.device_get((state, history))
-  if replicas_agree:  # Every device holds the same state and metrics, bit for bit.
-    for leaf in jax.tree.leaves((state, history)):
-      np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[0], leaf.shape))
-  return parallel.pmap_unreplicate((state, history))
+  return _run(case, Devices.single())
 
 
 def _nets(state):
@@ -218,11 +189,10 @@ def _assert_same(a, b, what: str, tol: dict[str, float]) -> None:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_one_device_mesh_and_pmap_agree(case):
-  config, shape, spec, state = _setup(case)
-  batches = _host_batches(config, shape)
+  config, _, _, state = _setup(case)
   single = _run_single(case)
-  mesh = _run_mesh(config, spec, state, batches)
-  pmapped = _run_pmap(config, _spec(config, shape, AXIS, AXIS), state, batches)
+  mesh = _run(case, Devices("jit"))
+  pmapped = _run(case, Devices("pmap"))
   tol = CASES[case][2]
   assert int(single[0].step) == ITERATIONS
   _assert_same(mesh, single, "mesh vs one device", tol)
@@ -235,14 +205,14 @@ def test_pmap_without_cross_device_averaging_differs():
   # Teeth: each device takes its shard of the data, but the spec has no
   # `axis_name` (local gradients and metrics, noise drawn for the shard alone):
   # far from one device.
-  config, shape, spec, state = _setup("toy_wgan_clip")
-  local = _run_pmap(config, spec, state, _host_batches(config, shape), replicas_agree=False,
-                    slice_axis=AXIS)
+  config, shape, _, _ = _setup("toy_wgan_clip")
+  local = _run("toy_wgan_clip", Devices("pmap"), spec=_spec(config, shape),
+               replicas_agree=False)
   assert _max_diff(local, _run_single("toy_wgan_clip")) > TEETH * TOY_TOL["atol"]
 
 
 def _generate_pmap(spec, generator, noise):
-  out, stats = jax.pmap(lambda g, z: steps.generate(spec, g, z), axis_name=AXIS)(
+  out, stats = jax.pmap(lambda g, z: steps.fake_batch(spec, g, z), axis_name=AXIS)(
       parallel.pmap_replicate(generator), parallel.split_for_pmap(noise))
   return np.asarray(out).reshape(noise.shape[0], *out.shape[2:]), parallel.pmap_unreplicate(stats)
 
@@ -250,7 +220,7 @@ def _generate_pmap(spec, generator, noise):
 def test_batch_norm_statistics_are_those_of_the_global_batch_under_pmap():
   config, shape, spec, state = _setup("dcgan_batch_norm")
   noise = steps.sample_noise(spec, jax.random.PRNGKey(5), config.batch_size)
-  fake, stats = jax.jit(lambda g, z: steps.generate(spec, g, z))(state.generator, noise)
+  fake, stats = jax.jit(lambda g, z: steps.fake_batch(spec, g, z))(state.generator, noise)
   global_fake, global_stats = _generate_pmap(_spec(config, shape, AXIS, AXIS),
                                              state.generator, noise)
   # Running averages after one step (momentum 0.9 from mean 0, var 1) move by
@@ -381,7 +351,7 @@ def test_single_task_slurm_job_is_a_plain_process(fake_initialize, monkeypatch):
 
 def test_sharded_state_holds_a_slice_per_device_trains_alike_and_resumes(tmp_path):
   from tests.runs import final_state  # pylint: disable=import-outside-toplevel
-  devices = feeds.Devices("jit", shard_state=True)
+  devices = Devices("jit", shard_state=True)
   # A smooth optimizer (RMSProp with eps 1 is ~SGD): Adam's first steps are lr * sign(g),
   # which turns rounding differences in near-zero gradients into 2 lr (measured 2e-3);
   # with this one sharded and replicated differ by 3e-8 after 4 iterations. Constant LR:
@@ -390,8 +360,8 @@ def test_sharded_state_holds_a_slice_per_device_trains_alike_and_resumes(tmp_pat
                        **{"optimizer.name": "rmsprop", "optimizer.eps": 1.0,
                           "optimizer.lr": 1e-2, "optimizer.schedule": "constant",
                           "model.critic.features": 64})  # [64, 64] kernels get split
-  spec = trainer.make_spec(config, (2,))
-  state = devices.put(trainer.create_train_state(spec, (2,), config.seed))
+  spec = builders.make_spec(config, (2,))
+  state = builders.create_state(spec, (2,), config.seed, devices)  # Born sharded.
   kernel = state.critic.params["Dense_1"]["kernel"]  # [64, 64]
   assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, AXIS) or \
       kernel.sharding.spec == jax.sharding.PartitionSpec(AXIS, None)
@@ -402,6 +372,12 @@ def test_sharded_state_holds_a_slice_per_device_trains_alike_and_resumes(tmp_pat
     assert small.sharding.is_fully_replicated
   nu = state.critic.opt_state[0].nu["Dense_1"]["kernel"]
   assert nu.sharding == kernel.sharding  # Optimizer states are split the same way.
+  # Whole again for evaluation, by one program compiled once.
+  whole = devices.replicated(state)
+  assert whole.critic.params["Dense_1"]["kernel"].sharding.is_fully_replicated
+  np.testing.assert_array_equal(whole.critic.params["Dense_1"]["kernel"], kernel)
+  devices.replicated(state)
+  assert devices._gather._cache_size() == 1  # pylint: disable=protected-access
 
   trainer.train_and_evaluate(config, str(tmp_path / "replicated"))
   sharded = config.copy_and_resolve_references()

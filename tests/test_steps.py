@@ -1,19 +1,32 @@
 """Pure update steps: clipping invariant, one-program iteration = its parts."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import feeds, steps, trainer
+from wgan_jax import builders, iteration, losses, steps
 from wgan_jax.data import toy
+from wgan_jax.devices import Devices
 
 
 def _setup(objective, **overrides):
   config = tiny_config(objective, **overrides)
-  spec = trainer.make_spec(config, (2,))
-  state = trainer.create_train_state(spec, (2,), config.seed)
+  spec = builders.make_spec(config, (2,))
+  state = builders.init_state(spec, (2,), config.seed)
   return config, spec, state
+
+
+def _toy_iteration(config, spec, chunk=None):
+  """The production iteration on one device, toy data drawn in the program."""
+  it = iteration.build(config, spec, Devices.single(),
+                       toy.get_toy_dataset(config.data.name).sample)
+  if chunk is not None:
+    it.chunk = chunk
+  return it
 
 
 def _max_abs(tree):
@@ -26,21 +39,44 @@ def test_wgan_critic_weights_stay_in_clip_range_at_every_step():
   assert spec.clip == clip
   clip = np.float32(clip)  # The bound as the float32 weights hold it.
   assert _max_abs(state.critic.params) <= clip  # Also before the first update.
-  feed = feeds.ToyFeed(spec, 3, toy.get_toy_dataset("8gaussians"), config.batch_size)
+  run = _toy_iteration(config, spec)
   fractions = []
   for step in range(8):
-    state, metrics = feed(state, trainer.critic_updates(step, 3, "constant"))
+    state, metrics = run(state, builders.num_critic_updates(step, config))
     assert _max_abs(state.critic.params) <= clip, f"step {step}"
     fractions.append(float(metrics["clipped_fraction"]))
   # With a large learning rate most weights saturate at +-c.
-  assert 0.0 < fractions[-1] <= 1.0
-  assert fractions[-1] > 0.3
+  assert 0.3 < fractions[-1] <= 1.0
 
 
 def test_no_clipping_for_wgan_gp():
-  _, spec, state = _setup("wgan-gp")
+  # With a learning rate large enough that clipping would bind, the critic
+  # update is Adam's alone: weights leave [-0.01, 0.01] and equal optax.adam's.
+  config, spec, state = _setup("wgan-gp", **{"optimizer.lr": 0.1,
+                                             "optimizer.schedule": "constant"})
   assert spec.clip is None
-  assert _max_abs(state.critic.params) > 0.01
+  real = jax.random.normal(jax.random.PRNGKey(3), (32, 2))
+  fake = jax.random.normal(jax.random.PRNGKey(4), (32, 2))
+  key = jax.random.PRNGKey(5)
+  critic, _ = steps.critic_step(spec, state.critic, real, fake, key)
+
+  def loss(params):
+    f = lambda x: spec.critic.apply({"params": params}, x)
+    gp, _ = losses.gradient_penalty(f, losses.interpolate(real, fake,
+                                                          jax.random.uniform(key, (32,))))
+    return losses.critic_loss("wgan-gp", f(real), f(fake)) + spec.gp_weight * gp
+
+  grads = jax.grad(loss)(state.critic.params)
+  o = config.optimizer
+  adam = optax.adam(o.lr, b1=o.b1, b2=o.b2)
+  updates, _ = adam.update(grads, adam.init(state.critic.params), state.critic.params)
+  expected = optax.apply_updates(state.critic.params, updates)
+  # Adam's first step is ~lr * sign(g): where |g| is near its eps, rounding in g
+  # moves a weight by up to ~1e-3 lr; a projection onto [-0.01, 0.01] would move
+  # the weights that left it by far more.
+  for a, b in zip(jax.tree.leaves(critic.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
+  assert _max_abs(critic.params) > 0.05
 
 
 @pytest.mark.parametrize("objective", ["wgan", "wgan-gp", "gan"])
@@ -56,7 +92,7 @@ def test_iteration_is_n_critic_critic_steps_then_a_generator_step(objective):
            for i in range(n_critic)]
   # One forward pass for all fake batches, as the iteration does (RMSProp's
   # first steps amplify the rounding of differently batched matmuls).
-  fakes, _ = steps.generate(spec, state.generator, jnp.concatenate(noise))
+  fakes, _ = steps.fake_batch(spec, state.generator, jnp.concatenate(noise))
   critic = state.critic
   for i in range(n_critic):
     critic, _ = steps.critic_step(spec, critic, real[i], fakes[i * batch:(i + 1) * batch],
@@ -70,29 +106,93 @@ def test_iteration_is_n_critic_critic_steps_then_a_generator_step(objective):
   assert float(metrics["generator_loss"]) == pytest.approx(
       float(gen_metrics["generator_loss"]), rel=1e-4, abs=1e-6)
   expected = {"critic_loss", "critic_grad_norm", "wasserstein_estimate", "generator_loss",
-              "generator_grad_norm"}
+              "generator_grad_norm", steps.NONFINITE_PARAMS}
   expected |= {"wgan": {"clipped_fraction"}, "wgan-gp": {"gradient_penalty",
                "gp_input_grad_norm"}, "gan": {"d_real", "d_fake"}}[objective]
   assert set(metrics) == expected
+  assert float(metrics[steps.NONFINITE_PARAMS]) == 0
 
 
-def test_critic_steps_use_different_fake_batches_and_keys():
+def test_critic_updates_use_different_fake_batches_and_keys():
   config, spec, state = _setup("wgan-gp")
-  # Identical real batches: the critic updates still differ because each one
-  # gets its own generated batch and interpolation key.
+  # Identical real batches: the updates must still differ, each by its own
+  # generated batch and interpolation key, as update i of one by one shows.
   real = jnp.broadcast_to(jax.random.normal(jax.random.PRNGKey(3), (1, 32, 2)), (3, 32, 2))
-  k_fake = steps.iteration_keys(state)[0]
-  noise = steps.per_update(lambda k: steps.sample_noise(spec, k, 32), k_fake, 0, 3)
-  assert noise.shape == (3, 32, 2)
-  assert not np.allclose(noise[0], noise[1])
+  trained, _ = jax.jit(steps.train_critic, static_argnums=0)(spec, state, real)
+  k_fake, k_critic, _ = steps.iteration_keys(state)
+  fakes, _ = steps.fake_batch(spec, state.generator, jnp.concatenate(
+      [steps.sample_noise(spec, jax.random.fold_in(k_fake, i), 32) for i in range(3)]))
+
+  def by_hand(fake_of, key_of):
+    critic = state.critic
+    for i in range(3):
+      critic, _ = steps.critic_step(spec, critic, real[i], fakes[32 * fake_of(i):][:32],
+                                    jax.random.fold_in(k_critic, key_of(i)))
+    return critic.params
+
+  def gap(params):
+    return max(float(jnp.max(jnp.abs(a - b)))
+               for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(trained.critic.params)))
+
+  assert gap(by_hand(lambda i: i, lambda i: i)) < 1e-5
+  # Teeth: one fake batch for all updates, or one key, is another computation.
+  assert gap(by_hand(lambda i: 0, lambda i: i)) > 1e-3
+  assert gap(by_hand(lambda i: i, lambda i: 0)) > 1e-5
+
+
+def test_uint8_images_become_floats_in_the_program():
+  config, spec, _ = _setup("wgan-gp")
+  pixels = jnp.array([[0, 64, 255]], jnp.uint8)
+  key = jax.random.PRNGKey(0)
+  np.testing.assert_allclose(steps.real_to_float(spec, pixels, key),
+                             [[-1.0, 64 / 127.5 - 1, 1.0]], atol=1e-7)
+  # gan_cifar_resnet.py: 2 (x / 256 - 0.5) + U(0, 1/128), a fresh draw per key.
+  deq = dataclasses.replace(spec, dequantize=True)
+  a = np.asarray(steps.real_to_float(deq, jnp.full((64, 3), 128, jnp.uint8), key))
+  base = 2 * (128 / 256 - 0.5)
+  assert np.all(a >= base) and np.all(a < base + 1 / 128)
+  assert 0.3 / 128 < a.mean() - base < 0.7 / 128
+  b = np.asarray(steps.real_to_float(deq, jnp.full((64, 3), 128, jnp.uint8),
+                                     jax.random.PRNGKey(1)))
+  assert not np.array_equal(a, b)
+  floats = jnp.ones((2, 2))
+  assert steps.real_to_float(deq, floats, key) is floats  # toy points pass through
+
+
+def test_generator_batch_is_a_multiple_of_the_critic_batch(monkeypatch):
+  config, spec, state = _setup("wgan-gp", generator_batch_multiple=2)
+  assert spec.generator_batch_multiple == 2
+  drawn = []
+  sample_noise = steps.sample_noise
+  monkeypatch.setattr(steps, "sample_noise", lambda s, k, n: drawn.append(n) or sample_noise(s, k, n))
+  _, _, metrics = steps.generator_step(spec, state.generator, state.critic,
+                                       jax.random.PRNGKey(0), 32)
+  assert drawn == [64] and np.isfinite(float(metrics["generator_loss"]))
+
+
+def test_nonfinite_parameters_are_reported_by_the_step():
+  # An infinite step: the critic loss of this iteration is computed before the
+  # update and is finite; the parameters the update leaves are not, and the
+  # step says so in its metrics.
+  config, spec, state = _setup("wgan-gp")
+  spec = dataclasses.replace(spec, critic_tx=optax.sgd(float("inf")))
+  real = jax.random.normal(jax.random.PRNGKey(7), (1, 32, 2))
+  _, metrics = jax.jit(steps.generator_iteration, static_argnums=0)(spec, state, real)
+  assert np.isfinite(float(metrics["critic_loss"]))
+  assert float(metrics[steps.NONFINITE_PARAMS]) > 0
 
 
 def test_critic_schedule_reference_rule():
-  counts = [trainer.critic_updates(s, 5, "wgan_reference") for s in range(1002)]
+  config = tiny_config("wgan", critic_schedule="wgan_reference", n_critic=5)
+  counts = [builders.num_critic_updates(s, config) for s in range(1002)]
   assert counts[:25] == [100] * 25
   assert counts[25:30] == [5] * 5
   assert counts[500] == 100 and counts[1000] == 100 and counts[501] == 5
-  assert all(trainer.critic_updates(s, 5, "constant") == 5 for s in range(30))
+  config.num_generator_steps = 1002
+  np.testing.assert_array_equal(builders.critic_schedule(config), counts)
+  np.testing.assert_array_equal(builders.critic_schedule(config, 499, 502), [5, 100, 5])
+  config.critic_schedule = "constant"
+  assert all(builders.num_critic_updates(s, config) == 5 for s in range(30))
 
 
 def test_wgan_training_raises_the_critic_separation():
@@ -100,8 +200,8 @@ def test_wgan_training_raises_the_critic_separation():
   config, spec, state = _setup("wgan-gp", **{"optimizer.lr": 1e-3})
   real = toy.get_toy_dataset("8gaussians").sample(jax.random.PRNGKey(0), 32 * 20)
   real = real.reshape(20, 32, 2)
-  fakes, _ = steps.generate(spec, state.generator,
-                            steps.sample_noise(spec, jax.random.PRNGKey(1), 32))
+  fakes, _ = steps.fake_batch(spec, state.generator,
+                              steps.sample_noise(spec, jax.random.PRNGKey(1), 32))
   step = jax.jit(lambda c, r, k: steps.critic_step(spec, c, r, fakes, k))
   critic, first = step(state.critic, real[0], jax.random.PRNGKey(2))
   for i in range(1, 20):
@@ -114,14 +214,30 @@ def test_long_critic_phases_run_in_chunks_with_the_same_numbers(objective):
   # The reference schedule's 100 critic updates run as chunks on CPU; update i
   # draws the same data, noise and keys however the updates are grouped.
   config, spec, state = _setup(objective)
-  dataset = toy.get_toy_dataset("8gaussians")
-  whole = feeds.ToyFeed(spec, 7, dataset, config.batch_size)
-  chunked = feeds.ToyFeed(spec, 2, dataset, config.batch_size)
+  whole = _toy_iteration(config, spec, chunk=7)
+  chunked = _toy_iteration(config, spec, chunk=2)
   assert chunked.unroll  # CPU
-  a, metrics_a = whole(jax.tree.map(jnp.copy, state), 7)  # Feeds donate their input.
-  b, metrics_b = chunked(state, 7)
+  copy = lambda: jax.tree.map(jnp.copy, state)  # Iterations donate their input.
+  a, metrics_a = whole(copy(), 7)
+  b, metrics_b = chunked(copy(), 7)
   assert int(a.step) == int(b.step) == 1
   for x, y in zip(jax.tree.leaves((a.critic, a.generator)), jax.tree.leaves((b.critic, b.generator))):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
   assert float(metrics_a["generator_loss"]) == pytest.approx(
       float(metrics_b["generator_loss"]), rel=1e-5)
+  # Teeth: a different first update index draws other data.
+  c, _ = _toy_iteration(config, spec, chunk=7)(copy(), 6)
+  assert not np.allclose(jax.tree.leaves(c.critic.params)[0],
+                         jax.tree.leaves(a.critic.params)[0])
+
+
+@pytest.mark.parametrize("loop", ["unrolled", "scan"])
+def test_critic_loop_unrolled_or_scanned_gives_the_same_numbers(loop):
+  config, spec, state = _setup("wgan-gp", critic_loop=loop)
+  run = _toy_iteration(config, spec)
+  assert run.unroll == (loop == "unrolled")
+  reference = _toy_iteration(tiny_config("wgan-gp", critic_loop="unrolled"), spec)
+  a, _ = run(jax.tree.map(jnp.copy, state), 3)
+  b, _ = reference(state, 3)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

@@ -39,7 +39,7 @@ def test_swissroll_matches_sklearn_distribution():
 
 
 def test_unknown_toy_dataset():
-  with pytest.raises(ValueError, match="known: 8gaussians, 25gaussians, swissroll"):
+  with pytest.raises(ValueError, match="is unknown; use one of 8gaussians, 25gaussians, swissroll"):
     toy.get_toy_dataset("9gaussians")
 
 

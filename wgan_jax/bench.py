@@ -27,16 +27,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_jax import configs, feeds, steps, trainer
-from wgan_jax.data import toy
+from wgan_jax import builders, configs, data, inputs, iteration, steps
 from wgan_jax.cli import flags_parser, usage_error
+from wgan_jax.devices import Devices
+from wgan_jax.inflight import InFlight
 
 _ITERS = flags.DEFINE_integer("iters", 30, "Timed generator iterations per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timing repeats (medians are reported).")
 _TORCH_REF = flags.DEFINE_string(
     "torch_ref", None, "Path to torch_ref.py: time it in the same run, alternating "
     "with JAX, and print the ratio.")
+_TORCH_DEVICE = flags.DEFINE_string(
+    "torch_device", None, "Where torch_ref.py runs: cpu or cuda (default: cuda when JAX runs "
+    "on a GPU, else cpu), so both sides use the same hardware.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
+_PROFILE = flags.DEFINE_string(
+    "profile", None, "Also write a jax.profiler trace of 3 timed iterations to this "
+    "directory (open it with TensorBoard's profile plugin or Perfetto).")
 _DEVICES = flags.DEFINE_integer(
     "devices", 1, "Run data-parallel over the first N devices (config parallelism: jit over a "
     "mesh, or pmap); the global batch stays config.batch_size.")
@@ -84,7 +91,7 @@ def iteration_flops(spec: steps.GanSpec, state, n_critic: int, batch: int,
   real = jnp.zeros((batch, *data_shape), jnp.float32)
   key = jax.random.PRNGKey(0)
   noise = steps.sample_noise(spec, key, batch)
-  generate = jax.jit(lambda g, z: steps.generate(spec, g, z)[0])
+  generate = jax.jit(lambda g, z: steps.fake_batch(spec, g, z)[0])
   critic = jax.jit(lambda c, r, f, k: steps.critic_step(spec, c, r, f, k))
   generator = jax.jit(lambda g, c, k: steps.generator_step(spec, g, c, k, batch))
   fake = generate(state.generator, noise)
@@ -95,16 +102,24 @@ def iteration_flops(spec: steps.GanSpec, state, n_critic: int, batch: int,
           "iteration": n_critic * (f_critic + f_gen) + f_generator}
 
 
-def time_jax(iteration: Callable, state, iters: int) -> tuple[float, Any]:
+def time_jax(run_iteration: Callable, state, iters: int) -> tuple[float, Any]:
+  """Iterations/s, with as many in flight as the trainer allows."""
+  inflight = InFlight()
   t = time.perf_counter()
-  for _ in range(iters):
-    state, _ = iteration(state)
+  for i in range(iters):
+    state, metrics = run_iteration(state)
+    inflight.push(i + 1, metrics)
+  inflight.drain()
   jax.block_until_ready(state)
   return iters / (time.perf_counter() - t), state
 
 
+def torch_device() -> str:
+  return _TORCH_DEVICE.value or ("cuda" if jax.default_backend() == "gpu" else "cpu")
+
+
 def time_torch(script: str, case: str, iters: int) -> float:
-  out = subprocess.run([sys.executable, script, case, str(iters), "cpu"], check=True,
+  out = subprocess.run([sys.executable, script, case, str(iters), torch_device()], check=True,
                        capture_output=True, text=True).stdout.split()
   return float(out[-1])
 
@@ -138,11 +153,13 @@ def input_pipeline_figures(config, consumed_per_s: float) -> dict[str, Any]:
   """Images/s of the input pipeline alone, per core, and against what the
   training step consumes."""
   from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
-  data = config.data
+  data_config = config.data
   if _SYNTHETIC_LMDB.value:
-    data = data.copy_and_resolve_references()
-    data.dir = write_synthetic_lmdb(_SYNTHETIC_LMDB.value)
-  rate = images.decode_throughput(data, config.batch_size, _INPUT_PIPELINE.value)
+    data_config = data_config.copy_and_resolve_references()
+    data_config.dir = write_synthetic_lmdb(_SYNTHETIC_LMDB.value)
+  count, seconds = images.decode_throughput(data_config, config.batch_size,
+                                            _INPUT_PIPELINE.value)
+  rate = count / seconds
   cores = os.cpu_count() or 1
   return {"input_images_per_s": round(rate, 1), "input_cores": cores,
           "input_images_per_s_per_core": round(rate / cores, 1),
@@ -162,31 +179,25 @@ def main(parsed) -> None:
   n_critic, batch = config.n_critic, config.batch_size
   if not 1 <= _DEVICES.value <= jax.device_count():
     usage_error(f"--devices={_DEVICES.value}: this machine has {jax.device_count()} devices")
-  devices = feeds.Devices(config.parallelism, jax.devices()[:_DEVICES.value])
-  if batch % devices.count:
-    usage_error(f"batch_size={batch} does not split over {devices.count} devices")
-  if config.data.name in toy.TOY_DATASETS:
-    dataset = toy.get_toy_dataset(config.data.name)
-    data_shape = dataset.shape
-  else:
-    from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
-    data_shape = images.image_shape(config.data)
-  spec = trainer.make_spec(config, data_shape)  # Outside pmap: for the FLOP count.
-  feed_spec = trainer.make_spec(config, data_shape, devices.axis_name)
-  if config.data.name in toy.TOY_DATASETS:
-    feed = feeds.ToyFeed(feed_spec, n_critic, dataset, batch, devices)
-  else:
-    # Random images: the benchmark needs no data set.
-    fixed = np.random.default_rng(0).uniform(-1, 1, (batch, *data_shape)).astype(np.float32)
-    feed = feeds.HostFeed(feed_spec, n_critic, itertools.repeat(fixed), devices)
-  state = devices.put(trainer.create_train_state(spec, data_shape, config.seed))
-  iteration = lambda state: feed(state, n_critic)
+  devices = Devices(config.parallelism, jax.devices()[:_DEVICES.value])
+  try:
+    devices.check_batch(batch)
+  except ValueError as e:
+    usage_error(str(e))
+  data_shape = data.data_shape(config.data)
+  spec = builders.make_spec(config, data_shape)  # Outside pmap: for the FLOP count.
+  feed_spec = builders.make_spec(config, data_shape, devices.axis_name)
+  source = inputs.open_data(config, devices, synthetic=True)  # Random images: no data set.
+  stream = source.stream(0, 0)
+  compiled = iteration.build(config, feed_spec, devices, source.sampler)
+  state = devices.put(builders.create_state(spec, data_shape, config.seed, devices))
+  run_iteration = lambda state: compiled(state, n_critic, stream.next(n_critic))
 
   t = time.perf_counter()
-  state, _ = iteration(state)  # Compiles.
+  state, _ = run_iteration(state)  # Compiles.
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t
-  _, state = time_jax(iteration, state, 2)  # Warm-up.
+  _, state = time_jax(run_iteration, state, 2)  # Warm-up.
 
   case = _TORCH_CASES.get(config.model.generator.name)
   one_device = jax.device_put(devices.get(state), jax.devices()[0])
@@ -195,13 +206,17 @@ def main(parsed) -> None:
   # three see the same machine load; report medians of per-repeat figures.
   jax_rates, shares, peaks, torch_rates = [], [], [], []
   for _ in range(_REPEATS.value):
-    rate, state = time_jax(iteration, state, _ITERS.value)
+    rate, state = time_jax(run_iteration, state, _ITERS.value)
     peak = matmul_peak()
     jax_rates.append(rate)
     peaks.append(peak)
     shares.append(rate * flops / peak)
     if torch_script and case:
       torch_rates.append(time_torch(torch_script, case, _ITERS.value))
+
+  if _PROFILE.value:
+    with jax.profiler.trace(_PROFILE.value):
+      _, state = time_jax(run_iteration, state, 3)
 
   rate = statistics.median(jax_rates)
   result = {
@@ -219,6 +234,7 @@ def main(parsed) -> None:
   }
   if torch_rates:
     result["torch_ref_case"] = case
+    result["torch_ref_device"] = torch_device()
     result["torch_ref_iters_per_s"] = round(statistics.median(torch_rates), 3)
     result["speedup_vs_torch_ref"] = round(
         statistics.median(j / t for j, t in zip(jax_rates, torch_rates)), 2)

@@ -1,10 +1,17 @@
-"""Orbax checkpoints: generator, critic and metadata as separate items.
+"""Orbax checkpoints of the whole TrainState, whatever fields it has.
 
-Layout: `WORKDIR/checkpoints/<step>/{generator,critic,metadata}`. Each network
-item is {params, batch_stats, opt_state}; `metadata` is JSON with the step, the
-base RNG key, each process's data-stream position and the experiment's config.
-Sampling restores the generator's params and batch stats alone (a partial
-restore of one item), without building the critic or any optimizer state.
+Layout: `WORKDIR/checkpoints/<step>/{state,metadata}`. `state` is the
+TrainState as a pytree (`flax.serialization.to_state_dict`: every field, so a
+field added to TrainState is saved and restored with no change here);
+`metadata` is JSON with the step, each process's data-stream position and the
+experiment's config. A run restores into an abstract target (shapes, dtypes
+and the run's shardings, nothing allocated). Sampling restores the
+generator's params and batch stats alone (a partial restore of `state`),
+without building the critic or any optimizer state.
+
+Checkpoints written before this layout (items `generator`, `critic` and
+`metadata`, the RNG key in the metadata) still restore, as long as the state
+has no field they lack.
 
 Faults: a checkpoint that fails to restore (truncated or missing files) while
 an older one restores is renamed `<step>.damaged`, named in a warning, and the
@@ -16,10 +23,12 @@ because Orbax only renames a finished save into place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Any
 
 from absl import logging
+from flax import serialization
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
@@ -28,7 +37,9 @@ import orbax.checkpoint as ocp
 
 from wgan_jax.state import NetState, PyTree, TrainState
 
-ITEMS = ("generator", "critic", "metadata")
+ITEMS = ("state", "metadata")
+# The layout before whole-state checkpoints: one item per network.
+LEGACY_ITEMS = ("generator", "critic", "metadata")
 
 
 class CheckpointError(RuntimeError):
@@ -46,16 +57,18 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
-def _net_tree(net: NetState) -> dict[str, PyTree]:
-  return {"params": net.params, "batch_stats": net.batch_stats, "opt_state": net.opt_state}
-
-
 def _abstract(tree: PyTree) -> PyTree:
-  """Shapes, dtypes and shardings to restore into: those of `tree`'s arrays (e.g.
-  replicated over a mesh), one local device for anything else."""
+  """Shapes, dtypes and shardings to restore into: those of `tree`'s leaves (e.g.
+  replicated over a mesh), one local device where a leaf has none."""
   local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
-      np.shape(x), x.dtype, sharding=getattr(x, "sharding", local)), tree)
+      np.shape(x), x.dtype, sharding=getattr(x, "sharding", None) or local), tree)
+
+
+def _is_legacy(directory: str, step: int) -> bool:
+  step_dir = os.path.join(directory, str(step))
+  return (not os.path.isdir(os.path.join(step_dir, "state"))
+          and os.path.isdir(os.path.join(step_dir, "generator")))
 
 
 def _restore_args(target: PyTree, partial: bool = False) -> ocp.args.PyTreeRestore:
@@ -127,12 +140,10 @@ class Checkpointer:
       return False
     if step in self._manager.all_steps():
       return False
-    metadata = {"step": step, "rng": np.asarray(jax.device_get(state.rng)).tolist(),
-                "data_position": data_position, "config": config.to_dict()}
+    metadata = {"step": step, "data_position": data_position, "config": config.to_dict()}
     with self._writing(step):
       saved = self._manager.save(step, args=ocp.args.Composite(
-          generator=ocp.args.PyTreeSave(_net_tree(state.generator)),
-          critic=ocp.args.PyTreeSave(_net_tree(state.critic)),
+          state=ocp.args.PyTreeSave(serialization.to_state_dict(state)),
           metadata=ocp.args.JsonSave(metadata)), force=True)
     self._pending = step
     return saved
@@ -155,24 +166,20 @@ class Checkpointer:
           f"{fallback}") from e
 
   def restore(self, like: TrainState, step: int | None = None
-              ) -> tuple[TrainState, dict[str, Any]]:
-    """The state saved at `step` (default: latest) shaped like `like`, and its metadata."""
+               ) -> tuple[TrainState, dict[str, Any]]:
+    """The state saved at `step` (default: latest) and its metadata. `like` gives
+    every leaf's shape, dtype and sharding (e.g. `builders.abstract_state`)."""
     step = self.latest_step() if step is None else step
-    targets = {"generator": _abstract(_net_tree(like.generator)),
-               "critic": _abstract(_net_tree(like.critic))}
-    for name, target in targets.items():
-      check_shapes(self._manager, step, name, target)
+    if _is_legacy(self.directory, step):
+      return _restore_legacy(self.directory, like, step)
+    target = _abstract(serialization.to_state_dict(like))
+    check_shapes(self._manager, step, "state", target)
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        generator=_restore_args(targets["generator"]), critic=_restore_args(targets["critic"]),
-        metadata=ocp.args.JsonRestore()))
+        state=_restore_args(target), metadata=ocp.args.JsonRestore()))
     meta = restored.metadata
     if meta["step"] != step:
       raise ValueError(f"metadata says step {meta['step']}")
-    state = TrainState(step=jax.numpy.asarray(meta["step"], jax.numpy.int32),
-                       rng=jax.numpy.asarray(meta["rng"], jax.numpy.uint32),
-                       generator=NetState(**restored.generator),
-                       critic=NetState(**restored.critic))
-    return state, meta
+    return serialization.from_state_dict(like, restored.state), meta
 
   def restore_intact(self, like: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
     """The newest checkpoint that restores, or None if there are none.
@@ -292,15 +299,54 @@ def saved_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
   return None
 
 
+def _restore_legacy(directory: str, like: TrainState, step: int
+                    ) -> tuple[TrainState, dict[str, Any]]:
+  """A checkpoint of the layout before whole-state checkpoints, into `like`."""
+  fields = {f.name for f in dataclasses.fields(like)}
+  known = {"step", "rng", "generator", "critic"}
+  if fields - known:
+    raise CheckpointError(
+        f"checkpoint {step} in {directory} has the layout of wgan_jax before whole-state "
+        f"checkpoints (items generator, critic, metadata) and lacks "
+        f"{', '.join(sorted(fields - known))}; resume it with the version that wrote it, or "
+        "start a new run in another workdir")
+  # As the old layout saved them: the optimizer states' own tuples, not state dicts.
+  nets = {name: _abstract({f.name: getattr(getattr(like, name), f.name)
+                           for f in dataclasses.fields(NetState)})
+          for name in ("generator", "critic")}
+  manager = ocp.CheckpointManager(directory, item_names=LEGACY_ITEMS,
+                                  item_handlers=_handlers(LEGACY_ITEMS),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  try:
+    for name, target in nets.items():
+      check_shapes(manager, step, name, target)
+    restored = manager.restore(step, args=ocp.args.Composite(
+        generator=_restore_args(nets["generator"]), critic=_restore_args(nets["critic"]),
+        metadata=ocp.args.JsonRestore()))
+  finally:
+    manager.close()
+  meta = restored.metadata
+  if meta["step"] != step:
+    raise ValueError(f"metadata says step {meta['step']}")
+  put = lambda value, leaf: jax.device_put(np.asarray(value, leaf.dtype), _abstract(leaf).sharding)
+  return like.replace(
+      step=put(step, like.step), rng=put(meta["rng"], like.rng),
+      generator=NetState(**restored.generator), critic=NetState(**restored.critic)), meta
+
+
 def restore_generator(workdir: str, step: int, like: NetState) -> NetState:
   """The generator's params and batch stats at `step`, shaped like `like`
   (its `opt_state` is ignored and comes back as None)."""
-  target = _abstract({"params": like.params, "batch_stats": like.batch_stats})
-  with _read_only_manager(workdir, ("generator",)) as manager:
+  nets = _abstract({"params": like.params, "batch_stats": like.batch_stats})
+  legacy = _is_legacy(checkpoint_dir(workdir), step)
+  item = "generator" if legacy else "state"
+  target = nets if legacy else {"generator": nets}
+  with _read_only_manager(workdir, (item,)) as manager:
     try:
-      check_shapes(manager, step, "generator", target, partial=True)
+      check_shapes(manager, step, item, target, partial=True)
       tree = manager.restore(step, args=ocp.args.Composite(
-          generator=_restore_args(target, partial=True))).generator
+          **{item: _restore_args(target, partial=True)}))[item]
+      tree = tree if legacy else tree["generator"]
     except CheckpointError:
       raise
     except Exception as e:  # pylint: disable=broad-except

@@ -1,6 +1,7 @@
-"""Evaluation during and after training: toy sets (exact W1, modes, figure)
-and image sets (a grid of samples from a fixed noise batch). Every process
-evaluates (the numbers are the same); process 0 alone writes the files."""
+"""Evaluation during and after training, chosen by the kind of data set
+(`make_evaluator`): toy sets (exact W1, modes, figure) and image sets (a grid
+of samples from a fixed noise batch). Every process evaluates (the numbers
+are the same); process 0 alone writes the files."""
 from __future__ import annotations
 
 import os
@@ -8,10 +9,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from wgan_jax import plots, steps
-from wgan_jax.data.toy import ToyDataset
+from wgan_jax import data, generation, plots, steps
+from wgan_jax.data.toy import ToyDataset, get_toy_dataset
 from wgan_jax.metrics import toy as toy_metrics
 from wgan_jax.state import TrainState
 
@@ -26,9 +28,10 @@ class ToyEvaluator:
   """
 
   def __init__(self, spec: steps.GanSpec, dataset: ToyDataset, num_samples: int,
-               key: jax.Array):
+               key: jax.Array, batch_norm: str = "batch", batch_size: int = 256):
     k_real, k_floor, k_noise = jax.random.split(key, 3)
-    self.spec, self.dataset, self.data_shape = spec, dataset, dataset.shape
+    self.spec, self.dataset = spec, dataset
+    self.batch_norm, self.batch_size = batch_norm, batch_size
     self.real = np.asarray(dataset.sample(k_real, num_samples))
     # W1 between two independent real samples: what sampling noise alone gives.
     self.w1_floor = toy_metrics.exact_w1(self.real, np.asarray(dataset.sample(k_floor, num_samples)))
@@ -37,13 +40,12 @@ class ToyEvaluator:
     self.grid_x, self.grid_y = np.meshgrid(np.linspace(-lim, lim, GRID_SIZE),
                                            np.linspace(-lim, lim, GRID_SIZE))
     grid = jnp.asarray(np.stack([self.grid_x.ravel(), self.grid_y.ravel()], 1), jnp.float32)
-    self._generate = jax.jit(lambda g: steps.apply_net(
-        spec.generator, g.params, g.batch_stats, self.noise, train=False)[0])
     self._critic_on_grid = jax.jit(lambda c: steps.apply_net(
         spec.critic, c.params, c.batch_stats, grid, train=False)[0])
 
-  def generate(self, state: TrainState) -> np.ndarray:
-    return np.asarray(self._generate(state.generator))
+  def samples(self, state: TrainState) -> np.ndarray:
+    return generation.generate(self.spec.generator, state.generator, self.noise,
+                               self.batch_norm, self.batch_size)
 
   def metrics(self, fake: np.ndarray) -> dict[str, float]:
     w1 = toy_metrics.exact_w1(fake, self.real)
@@ -54,7 +56,7 @@ class ToyEvaluator:
 
   def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics of the current generator and the figure, saved as `toy_{tag}.png`."""
-    fake = self.generate(state)
+    fake = self.samples(state)
     metrics = self.metrics(fake)
     values = np.asarray(self._critic_on_grid(state.critic)).reshape(GRID_SIZE, GRID_SIZE)
     title = f"{self.dataset.name}, step {int(state.step)}: W1 {metrics['w1']:.4f} " \
@@ -69,15 +71,27 @@ class ImageEvaluator:
   """A grid of samples from a fixed noise batch, so grids at different steps
   show the same latent points; saved as `samples_{tag}.png`."""
 
-  def __init__(self, spec: steps.GanSpec, data_shape: tuple[int, ...], num_samples: int,
-               key: jax.Array):
-    self.data_shape = data_shape
+  def __init__(self, spec: steps.GanSpec, num_samples: int, key: jax.Array,
+               batch_norm: str = "batch", batch_size: int = 64):
+    self.spec, self.batch_norm, self.batch_size = spec, batch_norm, batch_size
     self.noise = steps.sample_noise(spec, key, num_samples)
-    self._generate = jax.jit(lambda g: steps.apply_net(
-        spec.generator, g.params, g.batch_stats, self.noise, train=False)[0])
 
   def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
-    grid = plots.image_grid(np.asarray(self._generate(state.generator)))
+    grid = plots.image_grid(generation.generate(self.spec.generator, state.generator, self.noise,
+                                                self.batch_norm, self.batch_size))
     if jax.process_index() == 0:
       plots.save_png(os.path.join(workdir, f"samples_{tag}.png"), grid)
     return {}, grid
+
+
+Evaluator = ToyEvaluator | ImageEvaluator
+
+
+def make_evaluator(config: ml_collections.ConfigDict, spec: steps.GanSpec) -> Evaluator:
+  """The evaluation of `config`'s kind of data, from fixed keys of its seed."""
+  key = jax.random.PRNGKey(config.seed + 1)
+  sampling = dict(batch_norm=config.sampling_batch_norm, batch_size=config.batch_size)
+  if data.get(config.data.name).kind == data.TOY:
+    return ToyEvaluator(spec, get_toy_dataset(config.data.name), config.eval_samples, key,
+                        **sampling)
+  return ImageEvaluator(spec, config.eval_samples, key, **sampling)

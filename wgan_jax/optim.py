@@ -7,7 +7,8 @@ import ml_collections
 import numpy as np
 import optax
 
-OPTIMIZERS = ("adam", "rmsprop")
+# "rmsprop" is PyTorch's (the WGAN code), "rmsprop_tf" TensorFlow 1's (the WGAN-GP code).
+OPTIMIZERS = ("adam", "rmsprop", "rmsprop_tf")
 LR_SCHEDULES = ("constant", "linear")
 
 
@@ -68,6 +69,10 @@ def make_optimizer(opt: ml_collections.ConfigDict, num_updates: int,
   elif opt.name == "rmsprop":
     # PyTorch's RMSprop (the WGAN reference): eps added outside the sqrt.
     tx = optax.rmsprop(lr, decay=opt.decay, eps=opt.eps, eps_in_sqrt=False)
+  elif opt.name == "rmsprop_tf":
+    # tf.train.RMSPropOptimizer (gan_toy.py, gan_mnist.py): eps inside the sqrt,
+    # the mean square starting at ones.
+    tx = optax.rmsprop(lr, decay=opt.decay, eps=opt.eps, eps_in_sqrt=True, initial_scale=1.0)
   else:
     raise ValueError(f"unknown optimizer {opt.name!r}; expected one of {OPTIMIZERS}")
   if clip is not None:

@@ -220,6 +220,14 @@ def pmap_replicate(tree: PyTree, devices: Sequence[jax.Device] | None = None) ->
   return jax.tree.map(put, tree)
 
 
+def pmap_shard(x: np.ndarray, devices: Sequence[jax.Device] | None = None) -> jax.Array:
+  """[n_devices, ...] with slice i on local device i: the layout `jax.pmap`
+  gives a mapped input, put there ahead of the call (asynchronously)."""
+  devices = list(jax.local_devices() if devices is None else devices)
+  mesh = Mesh(np.asarray(devices), (DATA_AXIS,))
+  return jax.device_put(x, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+
+
 def pmap_unreplicate(tree: PyTree) -> PyTree:
   """The first device's copy of a pmap-replicated tree (all copies are equal)."""
   return jax.tree.map(lambda x: x[0], tree)

@@ -2,17 +2,21 @@
 
 Preemptible VMs and schedulers send SIGTERM and wait a little before SIGKILL;
 users press Ctrl-C. Inside `with StopSignals() as stop:` either signal only
-records its name, and the training loop asks `stop.requested(...)` after each
-iteration: it then writes a checkpoint and returns. A second Ctrl-C aborts at
-once (the last finished checkpoint is still there).
+records its name, and the training loop asks `stop.requested(step)` after
+each iteration: it then writes a checkpoint and returns. A second Ctrl-C
+aborts at once (the last finished checkpoint is still there).
 
 With several processes every one of them must stop at the same step, since
-saving is collective: they agree with one all-gather, at the points the loop
-marks as synchronised (not every iteration, so the host stays ahead of the
-devices).
+saving is collective. They agree through JAX's preemption service on the
+coordination service (`multihost_utils.reached_preemption_sync_point`): its
+own SIGTERM handler takes the notice, the processes exchange their steps in
+the background and all stop at the first step none has passed; no collective
+runs on the devices for it. Ctrl-C on one process is passed on as SIGTERM to
+that process, so it reaches the others the same way.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -20,9 +24,10 @@ from types import FrameType
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
-import numpy as np
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# What the other processes of a multi-process run learn: a notice, not a signal name.
+PREEMPTION_NOTICE = "a preemption notice (SIGTERM to one of the processes)"
 
 
 class StopSignals:
@@ -31,11 +36,13 @@ class StopSignals:
   def __init__(self):
     self.received: str | None = None
     self._previous: dict[int, object] = {}
+    self._coordinated = jax.process_count() > 1
 
   def __enter__(self) -> "StopSignals":
     # Python only lets the main thread install handlers (tests may train elsewhere).
     if threading.current_thread() is threading.main_thread():
-      for sig in _SIGNALS:
+      # With several processes SIGTERM stays with JAX's preemption notifier.
+      for sig in (signal.SIGINT,) if self._coordinated else _SIGNALS:
         self._previous[sig] = signal.signal(sig, self._handle)
     return self
 
@@ -53,15 +60,15 @@ class StopSignals:
     logging.warning("%s received: finishing this iteration, then saving a checkpoint and "
                     "stopping%s", name, " (Ctrl-C again to abort without saving)"
                     if name == "SIGINT" else "")
+    if self._coordinated:
+      os.kill(os.getpid(), signal.SIGTERM)  # To JAX's notifier, which tells the others.
 
-  def requested(self, synchronised: bool = True) -> str | None:
-    """The signal to stop for, or None. With several processes only at
-    `synchronised` points, where all of them get the same answer."""
-    if jax.process_count() == 1:
+  def requested(self, step: int) -> str | None:
+    """The reason to stop after generator step `step`, or None. With several
+    processes, the same answer on all of them at the same step; call it at
+    every step, in order."""
+    if not self._coordinated:
       return self.received
-    if not synchronised:
-      return None
-    flags = multihost_utils.process_allgather(np.int32(self.received is not None))
-    if not np.any(flags):
-      return None
-    return self.received or "SIGTERM (on another process)"
+    if multihost_utils.reached_preemption_sync_point(step):
+      return self.received or PREEMPTION_NOTICE
+    return None

@@ -6,7 +6,9 @@
 Only the generator's params and batch statistics are read; the critic and
 the optimizer states are never built. The architecture comes from the config
 saved with the checkpoint, or from `--experiment=NAME` (+ overrides) if given.
-The same seed gives the same images.
+The same seed gives the same images. Batch norm follows the config's
+`sampling_batch_norm` (default "batch": each batch of `batch_size` by its own
+statistics, as the reference codes sample).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def main(parsed) -> None:
   if _NUM.value < 1:
     usage_error(f"--num={_NUM.value} must be at least 1")
 
-  from wgan_jax import checkpointing, plots, sampling  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpointing, generation, plots  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   try:
     step, metadata = checkpointing.read_metadata(workdir, _STEP.value)
@@ -44,12 +46,12 @@ def main(parsed) -> None:
       config = configs.from_dict(metadata["config"], overrides)
     else:
       config = configs.from_command_line(name, overrides)
-    samples = sampling.generate(config, workdir, step, _NUM.value, _SEED.value)
+    samples = generation.from_checkpoint(config, workdir, step, _NUM.value, _SEED.value)
   except (checkpointing.CheckpointError, configs.ConfigError) as e:
     usage_error(str(e))
 
   out = _OUT.value or os.path.join(workdir, f"samples_step{step}.png")
-  sampling.save_png(out, config, samples)
+  generation.save_figure(out, samples, f"{config.experiment}: {len(samples)} samples")
   if _NPZ.value:
     np.savez_compressed(_NPZ.value,
                         samples=samples if samples.ndim == 2 else plots.to_uint8(samples),

@@ -24,6 +24,10 @@ from wgan_jax import losses
 from wgan_jax.state import NetState, PyTree, TrainState
 
 Metrics = dict[str, jax.Array]
+# Folded into a critic update's key for the noise that dequantises its real batch.
+_DEQUANTIZE_STREAM = 0x64657175
+# The metric that counts non-finite parameters after the update (0 when healthy).
+NONFINITE_PARAMS = "nonfinite_params"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +42,10 @@ class GanSpec:
   gp_weight: float = 10.0             # WGAN-GP's lambda
   clip: float | None = None           # WGAN's c; None without weight clipping
   gan_generator_loss: str = "non-saturating"
+  # The generator update's batch as a multiple of the critic's.
+  generator_batch_multiple: int = 1
+  # uint8 real images -> 2 (x / 256 - 0.5) + U(0, 1/128) instead of x / 127.5 - 1.
+  dequantize: bool = False
   # The `jax.pmap` axis the steps run under (the modules' batch norm must use
   # the same one: models.build_*(axis_name=...)); None under jit.
   axis_name: str | None = None
@@ -103,8 +111,23 @@ def clipped_fraction(params: PyTree, clip: float) -> jax.Array:
   return at_bound / sum(p.size for p in leaves)
 
 
-def generate(spec: GanSpec, generator: NetState, noise: jax.Array
-             ) -> tuple[jax.Array, PyTree]:
+def real_to_float(spec: GanSpec, real: jax.Array, key: jax.Array) -> jax.Array:
+  """A real batch as the critic takes it: uint8 pixels (as they cross to the
+  device) scaled to [-1, 1], or dequantised as gan_cifar_resnet.py does; float
+  data (the toy sets) unchanged. `key` is the critic update's."""
+  if real.dtype != jnp.uint8:
+    return real
+  x = real.astype(jnp.float32)
+  if not spec.dequantize:
+    return x / 127.5 - 1.0
+  shape = (_global_batch(spec, real.shape[0]), *real.shape[1:])
+  noise = _this_device(spec, jax.random.uniform(
+      jax.random.fold_in(key, _DEQUANTIZE_STREAM), shape, jnp.float32, 0.0, 1.0 / 128))
+  return 2.0 * (x / 256.0 - 0.5) + noise
+
+
+def fake_batch(spec: GanSpec, generator: NetState, noise: jax.Array
+               ) -> tuple[jax.Array, PyTree]:
   """Samples for `noise`, in training mode (batch statistics of this batch,
   as in the reference code); returns them and the new batch stats."""
   return apply_net(spec.generator, generator.params, generator.batch_stats, noise, train=True)
@@ -152,8 +175,10 @@ def generator_step(spec: GanSpec, generator: NetState, critic: NetState,
 
   Returns the new generator, the critic's batch statistics (its forward pass
   runs in training mode, as in the reference) and metrics. `batch` is this
-  device's share under pmap.
+  device's share of the critic batch under pmap; the generator's batch is
+  `generator_batch_multiple` times it.
   """
+  batch *= spec.generator_batch_multiple
   z = _this_device(spec, sample_noise(spec, key, _global_batch(spec, batch)))
 
   def loss_fn(params):
@@ -182,12 +207,12 @@ def per_update(fn, key: jax.Array, first: jax.Array | int, count: int) -> jax.Ar
   return jax.vmap(lambda i: fn(jax.random.fold_in(key, i)))(first + jnp.arange(count))
 
 
-def critic_updates(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.Array | int = 0,
-                   unroll: bool = False) -> tuple[TrainState, Metrics]:
+def train_critic(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.Array | int = 0,
+                 unroll: bool = False) -> tuple[TrainState, Metrics]:
   """Critic updates `first` .. `first + k - 1` of the current generator
   iteration, one per leading slice of `real` ([k, batch, ...]; this device's
-  share of the batch under pmap); the step does not advance. Metrics are
-  averaged over the k updates.
+  share of the batch under pmap; uint8 images or float points); the step does
+  not advance. Metrics are averaged over the k updates.
 
   Each update gets a fresh generated batch and its own key. The generator does
   not change during critic updates, so without batch norm all k fake batches
@@ -206,18 +231,22 @@ def critic_updates(spec: GanSpec, state: TrainState, real: jax.Array, first: jax
     def body(carry, xs):
       gen_stats, critic = carry
       real_batch, z, k = xs
-      fake, gen_stats = generate(spec, state.generator.replace(batch_stats=gen_stats), z)
-      critic, m = critic_step(spec, critic, real_batch, fake, k)
+      fake, gen_stats = fake_batch(spec, state.generator.replace(batch_stats=gen_stats), z)
+      critic, m = critic_step(spec, critic, real_to_float(spec, real_batch, k), fake, k)
       return (gen_stats, critic), m
 
     (gen_stats, critic), metrics = jax.lax.scan(
         body, (state.generator.batch_stats, state.critic), (real, noise, keys), unroll=unroll)
     state = state.replace(generator=state.generator.replace(batch_stats=gen_stats))
   else:
-    fakes, _ = generate(spec, state.generator, noise.reshape(count * batch, -1))
+    fakes, _ = fake_batch(spec, state.generator, noise.reshape(count * batch, -1))
     fakes = fakes.reshape(real.shape[:2] + fakes.shape[1:])
-    critic, metrics = jax.lax.scan(lambda c, xs: critic_step(spec, c, *xs), state.critic,
-                                   (real, fakes, keys), unroll=unroll)
+
+    def body(critic, xs):
+      real_batch, fake, k = xs
+      return critic_step(spec, critic, real_to_float(spec, real_batch, k), fake, k)
+
+    critic, metrics = jax.lax.scan(body, state.critic, (real, fakes, keys), unroll=unroll)
   return state.replace(critic=critic), {k: jnp.mean(v) for k, v in metrics.items()}
 
 
@@ -226,13 +255,23 @@ def generator_iteration(spec: GanSpec, state: TrainState, real: jax.Array,
                         ) -> tuple[TrainState, Metrics]:
   """The last critic updates of a generator iteration (from `first`, one per
   leading slice of `real`), then the generator update: one XLA program, and
-  with `first` = 0 the whole iteration. The step advances by one."""
+  with `first` = 0 the whole iteration. The step advances by one.
+
+  Its metrics include `NONFINITE_PARAMS`, the number of non-finite parameters
+  the iteration left: the host learns from the metrics it already reads
+  whether the state is fit to be saved."""
   batch = real.shape[1]
-  state, metrics = critic_updates(spec, state, real, first, unroll)
+  state, metrics = train_critic(spec, state, real, first, unroll)
   generator, critic_stats, gen_metrics = generator_step(
       spec, state.generator, state.critic, iteration_keys(state)[2], batch)
   critic = state.critic.replace(batch_stats=critic_stats)
   metrics.update(gen_metrics)
   if spec.clip is not None:
     metrics["clipped_fraction"] = clipped_fraction(critic.params, spec.clip)
+  metrics[NONFINITE_PARAMS] = count_nonfinite((generator.params, critic.params))
   return state.replace(step=state.step + 1, generator=generator, critic=critic), metrics
+
+
+def count_nonfinite(tree: PyTree) -> jax.Array:
+  """How many entries of `tree`'s arrays are NaN or infinite (float32)."""
+  return sum(jnp.sum(~jnp.isfinite(x)).astype(jnp.float32) for x in jax.tree.leaves(tree))

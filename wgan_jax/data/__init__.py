@@ -1,15 +1,84 @@
-"""Input pipelines. Toy 2-D sets are sampled on device (`toy`); image sets
-(tfds, LSUN LMDB via `lsun`, image folders, sklearn digits) come from tf.data (`images`)."""
+"""The data-set registry: every data set's name, kind, shape rule, config keys
+and where its source lives.
 
-# Names only, so that configs validate without importing TensorFlow.
-TOY_DATASETS = ("8gaussians", "25gaussians", "swissroll")
-IMAGE_DATASETS = ("lsun_bedroom", "cifar10", "mnist", "celeb_a", "image_folder", "digits")
-GRAYSCALE = ("mnist", "digits")
+Kinds: "toy" sets are 2-D points sampled on device inside the compiled step
+(`toy`); "image" sets come from tf.data (`images`, `lsun`) as uint8 pixels.
+Sources are named as "module:function" and imported when data is opened, so
+configs validate without importing TensorFlow (as scenic's registry does).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable
+
+import ml_collections
+
+from wgan_jax.rules import ConfigError, Rule, any_value, at_least, check, choice
+
+TOY, IMAGE = "toy", "image"
 
 
-def data_shape(cfg) -> tuple[int, ...]:
+@dataclasses.dataclass(frozen=True)
+class DataSet:
+  name: str
+  kind: str            # TOY or IMAGE
+  source: str          # "module:function" that opens it
+  channels: int = 0    # images: 1 (grayscale) or 3
+
+
+DATASETS: dict[str, DataSet] = {d.name: d for d in (
+    DataSet("8gaussians", TOY, "wgan_jax.data.toy:eight_gaussians"),
+    DataSet("25gaussians", TOY, "wgan_jax.data.toy:twenty_five_gaussians"),
+    DataSet("swissroll", TOY, "wgan_jax.data.toy:swissroll"),
+    DataSet("lsun_bedroom", IMAGE, "wgan_jax.data.images:lsun_source", 3),
+    DataSet("cifar10", IMAGE, "wgan_jax.data.images:tfds_source", 3),
+    DataSet("mnist", IMAGE, "wgan_jax.data.images:tfds_source", 1),
+    DataSet("celeb_a", IMAGE, "wgan_jax.data.images:tfds_source", 3),
+    DataSet("image_folder", IMAGE, "wgan_jax.data.images:folder_source", 3),
+    DataSet("digits", IMAGE, "wgan_jax.data.images:digits_source", 1),
+)}
+
+# Keys of an image data section, with their rules.
+IMAGE_RULES: dict[str, Rule] = {
+    "image_size": at_least(4, 4096),
+    "dir": any_value,               # "" = the data set's default location
+    "split": any_value,
+    "shuffle_buffer": at_least(1, 1 << 26),
+    # Real images as gan_cifar_resnet.py feeds them: 2 (x / 256 - 0.5) + U(0, 1/128)
+    # instead of x / 127.5 - 1.
+    "dequantize": any_value,
+}
+
+
+def get(name: str) -> DataSet:
+  if name not in DATASETS:
+    raise ConfigError(f"data.name={name!r} is unknown; use one of {', '.join(DATASETS)}")
+  return DATASETS[name]
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+  return tuple(n for n, d in DATASETS.items() if kind is None or d.kind == kind)
+
+
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+  """The data section's keys and values, or a ConfigError saying what to change."""
+  check(cfg, {"name": choice(*DATASETS)}, "data.")
+  if get(cfg.name).kind == IMAGE:
+    check(cfg, IMAGE_RULES, "data.", owner=f"data.name={cfg.name!r} is an image data set and",
+          hint="start from an image experiment such as digits_dcgan_gp")
+
+
+def data_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
   """The shape of one example of data config `cfg`: (2,) for a toy set,
   (image_size, image_size, channels) for images."""
-  if cfg.name in TOY_DATASETS:
+  entry = get(cfg.name)
+  if entry.kind == TOY:
     return (2,)
-  return (cfg.image_size, cfg.image_size, 1 if cfg.name in GRAYSCALE else 3)
+  return (cfg.image_size, cfg.image_size, entry.channels)
+
+
+def open_source(name: str) -> Callable[..., Any]:
+  """The function that opens data set `name` (imports its module)."""
+  module, function = get(name).source.split(":")
+  return getattr(importlib.import_module(module), function)

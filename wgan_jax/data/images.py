@@ -2,8 +2,11 @@
 
 Each source gives encoded (or raw) images for this process's share; the shared
 tail decodes, resizes the short side to `image_size` (area averaging when
-shrinking, bilinear when growing), centre-crops a square, scales to [-1, 1], shuffles with the seed, repeats,
-batches and prefetches. Index-like sources (LSUN key indices, folder paths,
+shrinking, bilinear when growing), centre-crops a square, rounds to uint8
+pixels (as PIL does before the references' ToTensor), shuffles with the seed,
+repeats, batches, stacks each generator iteration's critic batches and
+prefetches. Pixels cross to the accelerator as uint8 and become floats there
+(`steps.real_to_float`): a quarter of the bytes of float32. Index-like sources (LSUN key indices, folder paths,
 digits) are shuffled in full each epoch, which costs a few bytes an image; tfds
 sources shuffle files and then `shuffle_buffer` still-encoded examples, so the
 buffer holds bytes rather than decoded pixels.
@@ -19,7 +22,7 @@ import concurrent.futures
 import dataclasses
 import os
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
 import ml_collections
 import numpy as np
@@ -27,7 +30,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from wgan_jax.data import IMAGE_DATASETS, data_shape
+from wgan_jax import data
 
 try:  # tf only feeds data: keep it off the accelerator the model trains on.
   tf.config.set_visible_devices([], "GPU")
@@ -42,16 +45,10 @@ class DataError(RuntimeError):
     super().__init__(" ".join(message.split("\n")))
 
 
-TFDS_DATASETS = ("cifar10", "mnist", "celeb_a")
 FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 # Formats PIL may recognise that tf.io.decode_image can also decode.
 _TF_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 DEFAULT_LSUN_DIR = "~/data/lsun"
-
-
-def image_shape(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
-  """(image_size, image_size, channels) for data config `cfg` (channels 1 for mnist/digits, else 3)."""
-  return data_shape(cfg)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +63,7 @@ class ImageSource:
 # ---------------------------------------------------------------- geometry
 
 def resize_and_crop(image: tf.Tensor, size: int) -> tf.Tensor:
-  """[h, w, c] pixels in [0, 255] -> [size, size, c] float32 in [-1, 1]: short side to size, centre crop."""
+  """[h, w, c] pixels in [0, 255] -> [size, size, c] uint8: short side to size, centre crop."""
   image = tf.cast(image, tf.float32)
   h, w = tf.shape(image)[0], tf.shape(image)[1]
   # Integer rounding of the long side, so the geometry is exact and testable.
@@ -81,7 +78,7 @@ def resize_and_crop(image: tf.Tensor, size: int) -> tf.Tensor:
   top, left = (nh - size) // 2, (nw - size) // 2
   image = image[top:top + size, left:left + size]
   image = tf.ensure_shape(image, [size, size, None])
-  return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
+  return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
 
 
 def _decoder(channels: int) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -93,7 +90,7 @@ def _decoder(channels: int) -> Callable[[tf.Tensor], tf.Tensor]:
 
 # ---------------------------------------------------------------- sources
 
-def _tfds_source(cfg, seed, process_index, process_count) -> ImageSource:
+def tfds_source(cfg, seed, process_index, process_count) -> ImageSource:
   name = cfg.name
   builder = tfds.builder(name, data_dir=cfg.dir or None)
   split = tfds.even_splits(cfg.split, n=process_count)[process_index]
@@ -110,7 +107,7 @@ def _tfds_source(cfg, seed, process_index, process_count) -> ImageSource:
         f"as tfds; tfds.builder('{name}', data_dir='{data_dir}').download_and_prepare()\"), "
         f"copy the folder here and pass --experiment.data.dir={data_dir}") from e
   ds = ds.map(lambda ex: ex["image"], num_parallel_calls=tf.data.AUTOTUNE)
-  return ImageSource(ds, _decoder(image_shape(cfg)[2]), max(1, cfg.shuffle_buffer))
+  return ImageSource(ds, _decoder(data.data_shape(cfg)[2]), max(1, cfg.shuffle_buffer))
 
 
 def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where: str):
@@ -121,7 +118,7 @@ def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where
   return share
 
 
-def _lsun_source(cfg, seed, process_index, process_count) -> ImageSource:
+def lsun_source(cfg, seed, process_index, process_count) -> ImageSource:
   del seed
   from wgan_jax.data import lsun  # pylint: disable=import-outside-toplevel
   root = os.path.abspath(os.path.expanduser(cfg.dir or DEFAULT_LSUN_DIR))
@@ -172,7 +169,7 @@ def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
   return readable, skipped
 
 
-def _folder_source(cfg, seed, process_index, process_count) -> ImageSource:
+def folder_source(cfg, seed, process_index, process_count) -> ImageSource:
   del seed
   accepted = "/".join(e[1:] for e in FOLDER_EXTENSIONS)
   if not cfg.dir:
@@ -197,7 +194,7 @@ def _folder_source(cfg, seed, process_index, process_count) -> ImageSource:
   return ImageSource(ds, lambda p: decode(tf.io.read_file(p)), len(paths), may_fail=True)
 
 
-def _digits_source(cfg, seed, process_index, process_count) -> ImageSource:
+def digits_source(cfg, seed, process_index, process_count) -> ImageSource:
   del seed
   from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
   images = load_digits().images.astype(np.float32)[..., None] * (255.0 / 16.0)
@@ -205,33 +202,24 @@ def _digits_source(cfg, seed, process_index, process_count) -> ImageSource:
   return ImageSource(tf.data.Dataset.from_tensor_slices(images), lambda x: x, len(images))
 
 
-_SOURCES = {
-    "lsun_bedroom": _lsun_source,
-    "cifar10": _tfds_source,
-    "mnist": _tfds_source,
-    "celeb_a": _tfds_source,
-    "image_folder": _folder_source,
-    "digits": _digits_source,
-}
-
-
 # ---------------------------------------------------------------- pipeline
 
 def open_source(cfg: ml_collections.ConfigDict, seed: int, process_index: int = 0,
                 process_count: int = 1) -> ImageSource:
   """This process's share of data set `cfg.name`, or a DataError saying how to get it."""
-  if cfg.name not in _SOURCES:
-    raise DataError(f"unknown image data set {cfg.name!r}; use one of {', '.join(IMAGE_DATASETS)}")
+  if cfg.name not in data.names(data.IMAGE):
+    raise DataError(f"unknown image data set {cfg.name!r}; use one of "
+                    f"{', '.join(data.names(data.IMAGE))}")
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
-  return _SOURCES[cfg.name](cfg, seed, process_index, process_count)
+  return data.open_source(cfg.name)(cfg, seed, process_index, process_count)
 
 
 def build_image_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int,
                         process_index: int = 0, process_count: int = 1, start: int = 0,
                         source: ImageSource | None = None) -> tf.data.Dataset:
-  """Infinite dataset of (position, images) batches: images float32 [batch_size, H, W, C] in
-  [-1, 1]; position (int64) counts the elements of this process's stream read up to and
+  """Infinite dataset of (position, images) batches: images uint8 [batch_size, H, W, C];
+  position (int64) counts the elements of this process's stream read up to and
   including the batch (unreadable ones too), so `start=position` resumes right after it."""
   source = source or open_source(cfg, seed, process_index, process_count)
   size = cfg.image_size
@@ -246,6 +234,27 @@ def build_image_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: i
   options = tf.data.Options()
   options.deterministic = True
   return ds.with_options(options)
+
+
+def critic_stacks(ds: tf.data.Dataset, sizes: np.ndarray, default_size: int) -> tf.data.Dataset:
+  """(position, images) batches -> (position, stack [k, batch, H, W, C]): the real
+  batches of one generator iteration each, `sizes[i]` of them for the i-th
+  iteration from here (the critic schedule) and `default_size` after the last.
+  Built by tf.data (group_by_window keyed by iteration), off the Python thread."""
+  sizes = np.asarray(sizes, np.int64)
+  bounds = tf.constant(np.concatenate([[0], np.cumsum(sizes)]), tf.int64)
+  sizes_t = tf.constant(np.append(sizes, default_size), tf.int64)
+  known, default = tf.constant(len(sizes), tf.int64), tf.constant(default_size, tf.int64)
+
+  def iteration(update, _):
+    last = bounds[-1]
+    inside = tf.searchsorted(bounds, [update], side="right", out_type=tf.int64)[0] - 1
+    return tf.where(update < last, inside, known + (update - last) // default)
+
+  size = lambda key: sizes_t[tf.minimum(key, known)]
+  ds = ds.enumerate().group_by_window(iteration, lambda _, window: window.batch(1 << 30),
+                                      window_size_func=size)
+  return ds.map(lambda _, batch: (batch[0][-1], batch[1])).prefetch(2)
 
 
 class Batches:
@@ -265,17 +274,14 @@ class Batches:
     return images
 
 
-def numpy_batches(ds: tf.data.Dataset) -> Iterator[np.ndarray]:
-  """The image batches of `ds` (from `build_image_dataset`) as numpy arrays."""
-  return Batches(ds)
-
-
-def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: float) -> float:
-  """Images/s of the input pipeline alone (read, decode, resize, crop, batch), after one batch."""
-  batches = numpy_batches(build_image_dataset(cfg, batch_size, seed=0))
-  next(batches)  # fills the shuffle buffer and starts the workers
+def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: float
+                      ) -> tuple[int, float]:
+  """(images, seconds) the input pipeline alone delivers (read, decode, resize,
+  crop, batch) in at least `seconds`, after a first batch that fills the
+  shuffle buffer and starts the workers."""
+  batches = Batches(build_image_dataset(cfg, batch_size, seed=0))
+  next(batches)
   count, start = 0, time.perf_counter()
   while time.perf_counter() - start < seconds:
-    next(batches)
-    count += batch_size
-  return count / (time.perf_counter() - start)
+    count += len(next(batches))
+  return count, time.perf_counter() - start

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wgan_jax import data
+
 Sampler = Callable[[jax.Array, int], jax.Array]
 
 
@@ -45,7 +47,7 @@ def _mixture(centers: np.ndarray, std: float) -> Sampler:
   return sample
 
 
-def _eight_gaussians() -> ToyDataset:
+def eight_gaussians() -> ToyDataset:
   s = 1.0 / math.sqrt(2)
   unit = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)])
   scale = 1.414
@@ -53,14 +55,14 @@ def _eight_gaussians() -> ToyDataset:
   return ToyDataset("8gaussians", _mixture(centers, 0.02 / scale), centers, 0.02 / scale)
 
 
-def _twenty_five_gaussians() -> ToyDataset:
+def twenty_five_gaussians() -> ToyDataset:
   scale = 2.828
   grid = np.array([(2.0 * x, 2.0 * y) for x in range(-2, 3) for y in range(-2, 3)])
   centers = (grid / scale).astype(np.float32)
   return ToyDataset("25gaussians", _mixture(centers, 0.05 / scale), centers, 0.05 / scale)
 
 
-def _swissroll() -> ToyDataset:
+def swissroll() -> ToyDataset:
   noise, scale = 0.25, 7.5
 
   def sample(key: jax.Array, n: int) -> jax.Array:
@@ -74,14 +76,9 @@ def _swissroll() -> ToyDataset:
   return ToyDataset("swissroll", sample, None, None)
 
 
-TOY_DATASETS: dict[str, Callable[[], ToyDataset]] = {
-    "8gaussians": _eight_gaussians,
-    "25gaussians": _twenty_five_gaussians,
-    "swissroll": _swissroll,
-}
-
-
 def get_toy_dataset(name: str) -> ToyDataset:
-  if name not in TOY_DATASETS:
-    raise ValueError(f"unknown toy data set {name!r}; known: {', '.join(TOY_DATASETS)}")
-  return TOY_DATASETS[name]()
+  """The toy data set `name` of the registry (`wgan_jax.data`)."""
+  entry = data.get(name)
+  if entry.kind != data.TOY:
+    raise ValueError(f"{name!r} is not a toy data set; toy sets: {', '.join(data.names(data.TOY))}")
+  return data.open_source(name)()

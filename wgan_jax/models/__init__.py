@@ -1,76 +1,138 @@
 """Model registry: a config's `model.generator` / `model.critic` section -> module.
 
-Each factory reads the keys of its own section and the shape of one example
-(`(2,)` for the toy sets, `(H, W, C)` for images), and takes `axis_name`: the
-`jax.pmap` axis over which batch norm computes global batch statistics (None
-outside pmap; networks without batch norm ignore it). It changes no parameter.
+Each architecture declares, next to its factories, the keys its sections read
+(with their rules) and the checks that involve the rest of the config (image
+size, objective); `configs.validate` asks the registry. Factories take the
+section, the shape of one example (`(2,)` for the toy sets, `(H, W, C)` for
+images) and two keywords: `axis_name`, the `jax.pmap` axis over which batch
+norm computes global batch statistics (None outside pmap; it changes no
+parameter), and `convolutions`, how strided convolutions are formulated
+(`layers.IMPLS`, resolved per backend).
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Callable, Mapping
 
 import flax.linen as nn
 import ml_collections
 
+from wgan_jax import data
 from wgan_jax.models import dcgan, mlp, resnet
+from wgan_jax.rules import ConfigError, Rule, check
 
-# (section, data_shape, *, axis_name) -> module.
+# (section, data_shape, *, axis_name, convolutions) -> module.
 ModelFactory = Callable[..., nn.Module]
+# (config, role) -> what is wrong with the combination, or None.
+CrossCheck = Callable[[ml_collections.ConfigDict, str], str | None]
+ROLES = ("generator", "critic")
 
 
-def _mlp_generator(cfg, data_shape, *, axis_name=None):
-  del axis_name  # No batch statistics.
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+  generator: ModelFactory
+  critic: ModelFactory
+  generator_rules: Mapping[str, Rule]
+  critic_rules: Mapping[str, Rule]
+  images_only: bool
+  cross_check: CrossCheck | None = None
+
+
+# ---------------------------------------------------------------- MLP
+
+def _mlp_generator(cfg, data_shape, *, axis_name=None, convolutions="auto"):
+  del axis_name, convolutions  # No batch statistics, no convolutions.
   return mlp.MLP(features=cfg.features, depth=cfg.depth, output_shape=data_shape,
-                 output_activation=cfg.output_activation)
+                 output_activation=cfg.output_activation, weight_init=cfg.weight_init)
 
 
-def _mlp_critic(cfg, data_shape, *, axis_name=None):
-  del data_shape, axis_name
-  return mlp.MLP(features=cfg.features, depth=cfg.depth, output_shape=())
+def _mlp_critic(cfg, data_shape, *, axis_name=None, convolutions="auto"):
+  del data_shape, axis_name, convolutions
+  return mlp.MLP(features=cfg.features, depth=cfg.depth, output_shape=(), weight_init=cfg.weight_init)
 
 
-def _dcgan_generator(cfg, data_shape, *, axis_name=None):
+# ---------------------------------------------------------------- DCGAN
+
+def _dcgan_generator(cfg, data_shape, *, axis_name=None, convolutions="auto"):
   height, _, channels = data_shape
   return dcgan.DCGANGenerator(image_size=height, channels=channels, ngf=cfg.ngf,
                               n_extra_layers=cfg.n_extra_layers, norm=cfg.norm,
-                              axis_name=axis_name)
+                              axis_name=axis_name, convolutions=convolutions)
 
 
-def _dcgan_critic(cfg, data_shape, *, axis_name=None):
+def _dcgan_critic(cfg, data_shape, *, axis_name=None, convolutions="auto"):
   return dcgan.DCGANCritic(image_size=data_shape[0], ndf=cfg.ndf,
                            n_extra_layers=cfg.n_extra_layers, norm=cfg.norm,
-                           axis_name=axis_name)
+                           axis_name=axis_name, convolutions=convolutions)
 
 
-def _resnet_generator(cfg, data_shape, *, axis_name=None):
+def _dcgan_check(config: ml_collections.ConfigDict, role: str) -> str | None:
+  if role == "critic" and config.objective == "wgan-gp" and config.model.critic.norm == "batch":
+    return ("objective='wgan-gp' forbids batch norm in the critic (the gradient penalty is per "
+            "example); set --experiment.model.critic.norm=layer or none")
+  return dcgan.image_size_problem(config.data.image_size)
+
+
+# ---------------------------------------------------------------- ResNet
+
+def _resnet_generator(cfg, data_shape, *, axis_name=None, convolutions="auto"):
+  del convolutions  # Stride-1 convolutions only.
   height, _, channels = data_shape
   return resnet.ResNetGenerator(image_size=height, channels=channels, dim=cfg.dim,
                                 multipliers=tuple(cfg.multipliers), axis_name=axis_name)
 
 
-def _resnet_critic(cfg, data_shape, *, axis_name=None):
-  del axis_name  # The WGAN-GP critic has no batch norm.
+def _resnet_critic(cfg, data_shape, *, axis_name=None, convolutions="auto"):
+  del axis_name, convolutions  # The WGAN-GP critic has no batch norm.
   return resnet.ResNetCritic(image_size=data_shape[0], dim=cfg.dim,
-                             multipliers=tuple(cfg.multipliers))
+                             multipliers=tuple(cfg.multipliers), norm=cfg.norm)
 
 
-GENERATORS: dict[str, ModelFactory] = {
-    "mlp": _mlp_generator, "dcgan": _dcgan_generator, "resnet": _resnet_generator}
-CRITICS: dict[str, ModelFactory] = {
-    "mlp": _mlp_critic, "dcgan": _dcgan_critic, "resnet": _resnet_critic}
-# Architectures that only make sense on images (H, W, C).
-IMAGE_ONLY = ("dcgan", "resnet")
+def _resnet_check(config: ml_collections.ConfigDict, role: str) -> str | None:
+  section, size = config.model[role], config.data.image_size
+  if role == "generator":
+    return resnet.generator_size_problem(size, section.multipliers)
+  return resnet.critic_size_problem(size, section.multipliers)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "mlp": Architecture(_mlp_generator, _mlp_critic, mlp.GENERATOR_RULES, mlp.CRITIC_RULES,
+                        images_only=False),
+    "dcgan": Architecture(_dcgan_generator, _dcgan_critic, dcgan.GENERATOR_RULES,
+                          dcgan.CRITIC_RULES, images_only=True, cross_check=_dcgan_check),
+    "resnet": Architecture(_resnet_generator, _resnet_critic, resnet.GENERATOR_RULES,
+                           resnet.CRITIC_RULES, images_only=True, cross_check=_resnet_check),
+}
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The model sections' keys and values, and their fit with the data and the
+  objective, or a ConfigError saying what to change."""
+  for role in ROLES:
+    section = config.model[role]
+    check(section, {"name": lambda n: None if n in ARCHITECTURES else
+                    f"is unknown; use one of {', '.join(ARCHITECTURES)}"}, f"model.{role}.")
+    arch = ARCHITECTURES[section.name]
+    check(section, arch.generator_rules if role == "generator" else arch.critic_rules,
+          f"model.{role}.", owner=f"model.{role}.name={section.name!r}",
+          hint=f"start from an experiment that uses {section.name}")
+    if arch.images_only and data.get(config.data.name).kind != data.IMAGE:
+      raise ConfigError(f"model.{role}.name={section.name!r} needs image data, but "
+                        f"data.name={config.data.name!r} is 2-D")
+    problem = arch.cross_check(config, role) if arch.cross_check else None
+    if problem:
+      raise ConfigError(problem)
 
 
 def build_generator(cfg: ml_collections.ConfigDict, data_shape: tuple[int, ...], *,
-                    axis_name: str | None = None) -> nn.Module:
-  """The generator named by `cfg.name`, producing samples of `data_shape`;
-  `axis_name`: the pmap axis of its batch statistics (see the module doc)."""
-  return GENERATORS[cfg.name](cfg, data_shape, axis_name=axis_name)
+                    axis_name: str | None = None, convolutions: str = "auto") -> nn.Module:
+  """The generator named by `cfg.name`, producing samples of `data_shape`."""
+  return ARCHITECTURES[cfg.name].generator(cfg, data_shape, axis_name=axis_name,
+                                           convolutions=convolutions)
 
 
 def build_critic(cfg: ml_collections.ConfigDict, data_shape: tuple[int, ...], *,
-                 axis_name: str | None = None) -> nn.Module:
-  """The critic named by `cfg.name`: samples of `data_shape` -> one value each;
-  `axis_name`: the pmap axis of its batch statistics (see the module doc)."""
-  return CRITICS[cfg.name](cfg, data_shape, axis_name=axis_name)
+                 axis_name: str | None = None, convolutions: str = "auto") -> nn.Module:
+  """The critic named by `cfg.name`: samples of `data_shape` -> one value each."""
+  return ARCHITECTURES[cfg.name].critic(cfg, data_shape, axis_name=axis_name,
+                                        convolutions=convolutions)

@@ -15,8 +15,14 @@ import jax
 import jax.numpy as jnp
 
 from wgan_jax.models.layers import Conv, ConvTranspose, torch_padding
+from wgan_jax.rules import at_least, choice
 
 NORMS = ("batch", "layer", "none")
+GENERATOR_NORMS = ("batch", "none")
+GENERATOR_RULES = {"ngf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
+                   "norm": choice(*GENERATOR_NORMS)}
+CRITIC_RULES = {"ndf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
+                "norm": choice(*NORMS)}
 _W_INIT = nn.initializers.normal(0.02)
 
 
@@ -45,9 +51,18 @@ def _apply_norm(kind: str, x: jax.Array, train: bool, axis_name: str | None = No
   return x if norm is None else norm(x)
 
 
-def check_image_size(isize: int) -> None:
-  if isize < 16 or isize % 16:
-    raise ValueError(f"DCGAN image size must be a multiple of 16, got {isize}")
+def image_size_problem(size: int) -> str | None:
+  """Why DCGAN cannot make `size`x`size` images, or None."""
+  if size < 16 or size % 16:
+    return (f"data.image_size={size} does not suit DCGAN: use a multiple of 16 "
+            "(16, 32, 64, ...)")
+  return None
+
+
+def check_image_size(size: int) -> None:
+  problem = image_size_problem(size)
+  if problem:
+    raise ValueError(problem)
 
 
 class DCGANGenerator(nn.Module):
@@ -57,6 +72,7 @@ class DCGANGenerator(nn.Module):
   n_extra_layers: int = 0
   norm: str = "batch"  # "batch" or "none" (the WGAN paper's no-BN generator)
   axis_name: str | None = None  # pmap axis for global batch statistics
+  convolutions: str = "auto"  # layers.IMPLS
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -65,20 +81,21 @@ class DCGANGenerator(nn.Module):
     x = z.reshape(z.shape[0], 1, 1, -1)
     # 1x1 -> 4x4: PyTorch's ConvTranspose2d(nz, cngf, 4, 1, 0).
     x = ConvTranspose(cngf, (4, 4), (1, 1), torch_padding(4, 0), use_bias=False,
-                      kernel_init=_W_INIT)(x)
+                      kernel_init=_W_INIT, impl=self.convolutions)(x)
     x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
     size = 4
     while size < self.image_size // 2:
       cngf //= 2
       x = ConvTranspose(cngf, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
-                        kernel_init=_W_INIT)(x)
+                        kernel_init=_W_INIT, impl=self.convolutions)(x)
       x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
       size *= 2
     for _ in range(self.n_extra_layers):
-      x = Conv(cngf, (3, 3), padding=1, use_bias=False, kernel_init=_W_INIT)(x)
+      x = Conv(cngf, (3, 3), padding=1, use_bias=False, kernel_init=_W_INIT,
+               impl=self.convolutions)(x)
       x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
     x = ConvTranspose(self.channels, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
-                      kernel_init=_W_INIT)(x)
+                      kernel_init=_W_INIT, impl=self.convolutions)(x)
     return jnp.tanh(x)
 
 
@@ -88,12 +105,13 @@ class DCGANCritic(nn.Module):
   n_extra_layers: int = 0
   norm: str = "batch"  # "batch", "layer" (WGAN-GP) or "none"
   axis_name: str | None = None  # pmap axis for global batch statistics
+  convolutions: str = "auto"  # layers.IMPLS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     check_image_size(self.image_size)
     conv = lambda f, k, s, p: Conv(f, (k, k), (s, s), padding=p, use_bias=False,
-                                   kernel_init=_W_INIT)
+                                   kernel_init=_W_INIT, impl=self.convolutions)
     norm = lambda y: _apply_norm(self.norm, y, train, self.axis_name)
     x = nn.leaky_relu(conv(self.ndf, 4, 2, 1)(x), 0.2)
     cndf, size = self.ndf, self.image_size // 2

@@ -14,6 +14,11 @@ convolution of the input with the kernel taps that reach it. So:
 - `conv` / `Conv` compute `lax.conv_general_dilated` / `flax.linen.Conv`,
   forward and weight gradient as XLA does them, and the input gradient as
   such a `conv_transpose`.
+
+GPUs (cuDNN) and TPUs run the dilated forms natively, so the layers choose
+per backend (`impl`, the config's `convolutions`): "phase_split" on CPU,
+"xla" (plain `lax` convolutions) elsewhere; both compute the same function
+with the same parameters, so checkpoints move between them.
 """
 from __future__ import annotations
 
@@ -30,6 +35,16 @@ _DN = ("NHWC", "HWIO", "NHWC")
 # Output phases of fewer channels than this are computed as one convolution:
 # narrower matmuls leave most of an AVX-512 register (16 floats) empty.
 _MIN_PHASE_FEATURES = 16
+IMPLS = ("auto", "phase_split", "xla")
+
+
+def phase_split(impl: str) -> bool:
+  """Whether convolutions formulated by `impl` use the phase split ("auto": on CPU)."""
+  if impl not in IMPLS:
+    raise ValueError(f"unknown convolution impl {impl!r}; expected one of {IMPLS}")
+  if impl == "auto":
+    return jax.default_backend() == "cpu"
+  return impl == "phase_split"
 
 
 def _phase_taps(k: int, s: int, lo: int, phase: int) -> tuple[list[int], int]:
@@ -209,6 +224,7 @@ class _Convolution(nn.Module):
   use_bias: bool = True
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
+  impl: str = "auto"  # one of IMPLS
 
   def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
     raise NotImplementedError
@@ -232,7 +248,7 @@ class Conv(_Convolution):
   def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
     strides = tuple(self.strides)
     padding = _explicit_padding(self.padding, self.kernel_size)
-    if max(strides) > 1:
+    if max(strides) > 1 and phase_split(self.impl):
       return conv(x, kernel, strides, padding)
     return _lax_conv(x, kernel, strides, padding)  # Stride 1: XLA's gradients are ordinary.
 
@@ -243,7 +259,10 @@ class ConvTranspose(_Convolution):
   padding: Padding = ((0, 0), (0, 0))
 
   def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return conv_transpose(x, kernel, self.strides, self.padding)
+    if phase_split(self.impl):
+      return conv_transpose(x, kernel, self.strides, self.padding)
+    return jax.lax.conv_transpose(x, kernel, tuple(self.strides), tuple(self.padding),
+                                  dimension_numbers=_DN)
 
 
 def torch_padding(kernel_size: int, padding: int) -> tuple[tuple[int, int], tuple[int, int]]:

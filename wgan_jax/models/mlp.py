@@ -1,11 +1,43 @@
 """MLP generator and critic: the WGAN-GP toy networks and the WGAN paper's MLPs."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from wgan_jax.rules import at_least, choice
+
+# How the weights start: "lecun" (flax's default: LeCun normal, zero biases),
+# "tflib" (the WGAN-GP code: He uniform for the ReLU layers, Glorot uniform for the
+# last, zero biases), "torch" (PyTorch's nn.Linear: U(+-1/sqrt(fan_in)) for weights
+# and biases, the WGAN code's MLP_G / MLP_D).
+INITS = ("lecun", "tflib", "torch")
+ACTIVATIONS = ("linear", "tanh")
+GENERATOR_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
+                   "output_activation": choice(*ACTIVATIONS), "weight_init": choice(*INITS)}
+CRITIC_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
+                "weight_init": choice(*INITS)}
+
+
+def _torch_bias_init(fan_in: int):
+  bound = 1.0 / math.sqrt(fan_in)
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _dense(features: int, fan_in: int, init: str, last: bool) -> nn.Dense:
+  if init == "tflib":
+    scale, mode = (1.0, "fan_avg") if last else (2.0, "fan_in")
+    return nn.Dense(features, kernel_init=nn.initializers.variance_scaling(scale, mode, "uniform"))
+  if init == "torch":
+    return nn.Dense(features, kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in",
+                                                                           "uniform"),
+                    bias_init=_torch_bias_init(fan_in))
+  if init == "lecun":
+    return nn.Dense(features)
+  raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
 
 
 class MLP(nn.Module):
@@ -13,23 +45,21 @@ class MLP(nn.Module):
 
   The toy generator (noise 2 -> 3x512 -> 2), the toy critic (2 -> 3x512 -> 1)
   and the WGAN paper's MLP generator/critic are all this module; an image
-  input is flattened first and an image output gets `tanh`.
+  input is flattened first, and an image output gets `tanh` if asked.
   """
   features: int = 512
   depth: int = 3
   output_shape: Sequence[int] = (2,)
   output_activation: str = "linear"  # "linear" or "tanh"
+  weight_init: str = "lecun"  # one of INITS (a field may not be called `init`: Module.init)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     del train  # No batch statistics: same function in training and sampling.
     x = x.reshape((x.shape[0], -1))
     for _ in range(self.depth):
-      x = nn.relu(nn.Dense(self.features)(x))
-    size = 1
-    for d in self.output_shape:
-      size *= d
-    x = nn.Dense(size)(x)
+      x = nn.relu(_dense(self.features, x.shape[-1], self.weight_init, last=False)(x))
+    x = _dense(math.prod(self.output_shape), x.shape[-1], self.weight_init, last=True)(x)
     if self.output_activation == "tanh":
       x = jnp.tanh(x)
     return x.reshape((x.shape[0],) + tuple(self.output_shape))

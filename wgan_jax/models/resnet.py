@@ -5,7 +5,13 @@ Residual blocks: norm, ReLU, 3x3 conv, norm, ReLU, 3x3 conv, plus a shortcut
 (identity, or a 1x1 conv with the same resampling). Up-sampling is nearest
 neighbour before the conv (UpsampleConv); down-sampling is a 2x2 mean pool
 after the conv (ConvMeanPool), or before it on the shortcut (MeanPoolConv).
-The generator uses batch norm, the critic no normalisation (WGAN-GP).
+The generator uses batch norm; the CIFAR-10 critic no normalisation, the
+64x64 critic layer norm in every block (gan_64x64.py's `Normalize` under
+WGAN-GP). Weights start as tflib's: uniform with std sqrt(4 / (fan_in +
+fan_out)) for the "He" convolutions, sqrt(2 / (fan_in + fan_out)) (Glorot)
+for the shortcuts, the first critic convolution, the linear layers and the
+CIFAR-10 generator's output convolution; in the 64x64 network the first
+convolution of each block has no bias.
 """
 from __future__ import annotations
 
@@ -15,8 +21,43 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_HE = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
+from wgan_jax.rules import at_least, choice
+
+# tflib's conv2d: he_init std sqrt(4 / (fan_in + fan_out)), else sqrt(2 / (...)).
+_HE = nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")
 _GLOROT = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+CRITIC_NORMS = ("none", "layer")
+
+
+def _multipliers(value) -> str | None:
+  if not value or any(not isinstance(m, int) or m < 1 for m in value):
+    return "must be a non-empty list of positive integers"
+  return None
+
+
+GENERATOR_RULES = {"dim": at_least(1, 4096), "multipliers": _multipliers}
+CRITIC_RULES = {"dim": at_least(1, 4096), "multipliers": _multipliers,
+                "norm": choice(*CRITIC_NORMS)}
+
+
+def generator_size_problem(size: int, multipliers) -> str | None:
+  if 4 * 2 ** (len(multipliers) - 1) != size:
+    return (f"model.generator.multipliers={tuple(multipliers)} make "
+            f"{4 * 2 ** (len(multipliers) - 1)}x images, not data.image_size={size}: one "
+            "multiplier for the 4x4 map and one per doubling")
+  return None
+
+
+def critic_size_problem(size: int, multipliers) -> str | None:
+  if size == 32:
+    if len(multipliers) < 2:
+      return "model.critic.multipliers needs at least 2 entries for 32x32 images"
+    return None
+  if 4 * 2 ** (len(multipliers) - 1) != size:
+    return (f"model.critic.multipliers={tuple(multipliers)} reduce data.image_size={size} "
+            "images to another size than 4x4: one multiplier for the first convolution "
+            "and one per halving")
+  return None
 
 
 def _upsample(x: jax.Array) -> jax.Array:
@@ -29,21 +70,29 @@ def _mean_pool(x: jax.Array) -> jax.Array:
   return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
-def _conv(features: int, size: int, init=_HE) -> nn.Conv:
-  return nn.Conv(features, (size, size), padding="SAME", kernel_init=init)
+def _conv(features: int, size: int, init=_HE, bias: bool = True) -> nn.Conv:
+  return nn.Conv(features, (size, size), padding="SAME", kernel_init=init, use_bias=bias)
 
 
 class ResidualBlock(nn.Module):
   features: int
   resample: str | None = None  # "up", "down" or None
-  norm: bool = True
+  norm: str = "batch"  # "batch", "layer" or "none"
   axis_name: str | None = None  # pmap axis for global batch statistics
+  first_bias: bool = True  # gan_64x64.py's blocks have none on their first conv
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     in_features = x.shape[-1]
-    bn = lambda y: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                axis_name=self.axis_name)(y) if self.norm else y
+
+    def bn(y):
+      if self.norm == "batch":
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                            axis_name=self.axis_name)(y)
+      if self.norm == "layer":
+        return nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1)(y)
+      return y
+
     if self.resample is None and in_features == self.features:
       shortcut = x
     elif self.resample == "up":
@@ -55,9 +104,10 @@ class ResidualBlock(nn.Module):
 
     y = nn.relu(bn(x))
     if self.resample == "up":
-      y = _conv(self.features, 3)(_upsample(y))
+      y = _conv(self.features, 3, bias=self.first_bias)(_upsample(y))
     else:
-      y = _conv(in_features if self.resample == "down" else self.features, 3)(y)
+      y = _conv(in_features if self.resample == "down" else self.features, 3,
+                bias=self.first_bias)(y)
     y = nn.relu(bn(y))
     y = _conv(self.features, 3)(y)
     if self.resample == "down":
@@ -83,12 +133,14 @@ class ResNetGenerator(nn.Module):
       raise ValueError(f"{blocks} up-sampling blocks make {4 * 2 ** blocks}x{4 * 2 ** blocks} "
                        f"images, not {self.image_size}x{self.image_size}")
     first = self.dim * self.multipliers[0]
+    cifar = self.image_size == 32
     x = nn.Dense(4 * 4 * first, kernel_init=_GLOROT)(z).reshape(z.shape[0], 4, 4, first)
     for m in self.multipliers[1:]:
-      x = ResidualBlock(self.dim * m, "up", axis_name=self.axis_name)(x, train)
+      x = ResidualBlock(self.dim * m, "up", axis_name=self.axis_name, first_bias=cifar)(x, train)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      axis_name=self.axis_name)(x)
-    return jnp.tanh(_conv(self.channels, 3)(nn.relu(x)))
+    # gan_cifar_resnet.py's output conv is Glorot (he_init=False), gan_64x64.py's He.
+    return jnp.tanh(_conv(self.channels, 3, _GLOROT if cifar else _HE)(nn.relu(x)))
 
 
 class ResNetCritic(nn.Module):
@@ -99,6 +151,7 @@ class ResNetCritic(nn.Module):
   image_size: int = 32
   dim: int = 128
   multipliers: Sequence[int] = (1, 1, 1, 1)
+  norm: str = "none"  # "none" (gan_cifar_resnet.py) or "layer" (gan_64x64.py)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -108,13 +161,13 @@ class ResNetCritic(nn.Module):
       y = _mean_pool(_conv(self.dim, 3)(nn.relu(_conv(self.dim, 3)(x))))
       x = shortcut + y
       for i, m in enumerate(self.multipliers[1:]):
-        x = ResidualBlock(self.dim * m, "down" if i == 0 else None, norm=False)(x, train)
+        x = ResidualBlock(self.dim * m, "down" if i == 0 else None, norm=self.norm)(x, train)
       x = jnp.mean(nn.relu(x), axis=(1, 2))
     else:
-      x = _conv(self.dim * self.multipliers[0], 3)(x)
+      x = _conv(self.dim * self.multipliers[0], 3, _GLOROT)(x)
       size = self.image_size
       for m in self.multipliers[1:]:
-        x = ResidualBlock(self.dim * m, "down", norm=False)(x, train)
+        x = ResidualBlock(self.dim * m, "down", norm=self.norm, first_bias=False)(x, train)
         size //= 2
       if size != 4:
         raise ValueError(f"critic multipliers {tuple(self.multipliers)} reduce "

@@ -1,0 +1,138 @@
+"""What a run is built from: the spec (modules, optimizers, objective), the
+initial state (born on the devices in its layout), the critic schedule, and
+the per-backend choices. The trainer, `bench` and the tests build from here.
+"""
+from __future__ import annotations
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from wgan_jax import models, optim, steps
+from wgan_jax.devices import Devices
+from wgan_jax.state import NetState, TrainState
+
+# How many critic updates the reference schedule gives its long phases.
+REFERENCE_LONG_PHASE = 100
+
+
+# ----------------------------------------------------------------------------
+# Per-backend choices ("auto" in the config).
+# ----------------------------------------------------------------------------
+
+
+def convolutions(config: ml_collections.ConfigDict) -> str:
+  """The config's `convolutions`, "auto" resolved: the phase split on XLA:CPU,
+  whose strided-convolution gradients are slow; XLA's own elsewhere."""
+  if config.convolutions != "auto":
+    return config.convolutions
+  return "phase_split" if jax.default_backend() == "cpu" else "xla"
+
+
+def unroll_critic(config: ml_collections.ConfigDict) -> bool:
+  """Whether the critic updates of one program are written out: "auto" on
+  XLA:CPU only, where a strided convolution's weight gradient inside a loop
+  body runs far slower than outside one (BUILD.md)."""
+  if config.critic_loop != "auto":
+    return config.critic_loop == "unrolled"
+  return jax.default_backend() == "cpu"
+
+
+# ----------------------------------------------------------------------------
+# Critic schedule.
+# ----------------------------------------------------------------------------
+
+
+def num_critic_updates(step: int, config: ml_collections.ConfigDict) -> int:
+  """Critic updates before generator update number `step` (0-based).
+
+  "wgan_reference" is the WGAN code's rule: 100 for the first 25 generator
+  iterations and every 500th one, so the critic is near optimal when it matters.
+  """
+  if config.critic_schedule == "wgan_reference" and (step < 25 or step % 500 == 0):
+    return REFERENCE_LONG_PHASE
+  return config.n_critic
+
+
+def critic_schedule(config: ml_collections.ConfigDict, start: int = 0,
+                    stop: int | None = None) -> np.ndarray:
+  """`num_critic_updates` of generator steps [start, stop) (default: to the end)."""
+  stop = config.num_generator_steps if stop is None else stop
+  return np.array([num_critic_updates(s, config) for s in range(start, stop)], np.int64)
+
+
+# ----------------------------------------------------------------------------
+# Spec and state.
+# ----------------------------------------------------------------------------
+
+
+def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
+              axis_name: str | None = None) -> steps.GanSpec:
+  """Modules, optimizers and objective of `config`; `axis_name`: the pmap axis
+  the steps run under (None under jit)."""
+  clip = config.clip if config.objective == "wgan" else None
+  total = config.num_generator_steps
+  layout = dict(axis_name=axis_name, convolutions=convolutions(config))
+  return steps.GanSpec(
+      generator=models.build_generator(config.model.generator, data_shape, **layout),
+      critic=models.build_critic(config.model.critic, data_shape, **layout),
+      generator_tx=optim.make_optimizer(config.optimizer, total),
+      critic_tx=optim.make_optimizer(config.optimizer, int(critic_schedule(config).sum()),
+                                     clip=clip),
+      objective=config.objective,
+      noise_dim=config.model.noise_dim,
+      gp_weight=config.gp_weight,
+      clip=clip,
+      gan_generator_loss=config.gan_generator_loss,
+      generator_batch_multiple=config.generator_batch_multiple,
+      dequantize=bool(config.data.get("dequantize", False)),
+      axis_name=axis_name)
+
+
+def _init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None) -> NetState:
+  variables = module.init(key, x, train=False)
+  params = variables["params"]
+  if clip is not None:
+    # Start inside the feasible set, so weights lie in [-c, c] at every step.
+    params = jax.tree.map(lambda p: jnp.clip(p, -clip, clip), params)
+  return NetState(params=params, batch_stats=variables.get("batch_stats", {}),
+                  opt_state=tx.init(params))
+
+
+def init_state(spec: steps.GanSpec, data_shape: tuple[int, ...], seed: int) -> TrainState:
+  """Fresh generator and critic, initialised from `seed` (a pure function)."""
+  k_gen, k_critic, k_train = jax.random.split(jax.random.PRNGKey(seed), 3)
+  z = jnp.zeros((2, spec.noise_dim), jnp.float32)
+  x = jnp.zeros((2, *data_shape), jnp.float32)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), rng=k_train,
+      generator=_init_net(spec.generator, spec.generator_tx, k_gen, z),
+      critic=_init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip))
+
+
+def abstract_state(spec: steps.GanSpec, data_shape: tuple[int, ...],
+                   devices: Devices | None = None) -> TrainState:
+  """The state's shapes and dtypes, with the shardings of the global view on
+  `devices` where given: a restore target that allocates nothing."""
+  shapes = jax.eval_shape(lambda: init_state(spec, data_shape, 0))
+  if devices is None:
+    return shapes
+  return jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype,
+                                                               sharding=sharding),
+                      shapes, devices.view_shardings(shapes))
+
+
+def create_state(spec: steps.GanSpec, data_shape: tuple[int, ...], seed: int,
+                 devices: Devices) -> TrainState:
+  """A fresh state in the global view, computed by one jitted program whose
+  outputs land in their shardings: a large model is born sharded."""
+  shardings = devices.view_shardings(abstract_state(spec, data_shape))
+  create = jax.jit(init_state, static_argnums=(0, 1), out_shardings=shardings)
+  return create(spec, data_shape, seed)
+
+
+def log_backend_choices(config: ml_collections.ConfigDict) -> None:
+  logging.info("backend %s: convolutions %s, critic updates %s", jax.default_backend(),
+               convolutions(config), "unrolled" if unroll_critic(config) else "in a loop")

@@ -1,0 +1,134 @@
+"""Where a run's state and batches live on its devices (config `parallelism`).
+
+`Devices` is the run's data parallelism: `jax.jit` over a Mesh of every device
+of every process (the state replicated, or with `shard_state` split along
+`data` too; each real batch sharded along `data`), or `jax.pmap` (a copy of
+the state per device, the steps averaging over the `data` axis).
+
+Two views of a state: the *global view*, what checkpoints hold and restore
+into (under jit the laid-out state itself; under pmap the first device's
+copy), and the *layout* the compiled steps take (`put` turns one into the
+other, `get` back).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import jax
+from jax.sharding import SingleDeviceSharding
+import numpy as np
+
+from wgan_jax import parallel, steps
+from wgan_jax.state import PyTree
+
+StepFn = Callable[..., tuple[PyTree, steps.Metrics]]
+
+
+class Devices:
+  """The devices a run uses and how its state and batches are laid out on them.
+
+  Default: every device of every process (`devices` narrows it, e.g. to one).
+  """
+
+  def __init__(self, parallelism: str = "jit",
+               devices: Sequence[jax.Device] | None = None, shard_state: bool = False):
+    if parallelism not in parallel.PARALLELISMS:
+      raise ValueError(f"parallelism={parallelism!r}; use one of "
+                       f"{', '.join(parallel.PARALLELISMS)}")
+    if shard_state and parallelism == "pmap":
+      raise ValueError("shard_state needs parallelism='jit' (pmap keeps a copy per device)")
+    self.pmap, self.shard_state = parallelism == "pmap", shard_state
+    self.mesh = parallel.make_mesh(devices)
+    self.axis_name = parallel.DATA_AXIS if self.pmap else None
+    self._replicated = parallel.replicated(self.mesh)
+    self._batches = parallel.batch_sharding(self.mesh, 1)  # [k, batch, ...]
+
+  @classmethod
+  def single(cls) -> "Devices":
+    return cls("jit", jax.devices()[:1])
+
+  @property
+  def count(self) -> int:
+    return self.mesh.size
+
+  def check_batch(self, global_batch: int) -> None:
+    """A one-line ValueError unless `global_batch` splits over the devices."""
+    parallel.check_batch_divisible(global_batch, self.mesh)
+
+  def process_batch(self, global_batch: int) -> int:
+    """Rows of each global batch this process reads (ValueError if it does not split)."""
+    return parallel.process_batch_size(global_batch, self.mesh)
+
+  # ------------------------------------------------------------------ state
+
+  def view_sharding(self, leaf) -> jax.sharding.Sharding:
+    """Where the global view keeps an array shaped like `leaf`."""
+    if self.pmap:
+      return SingleDeviceSharding(jax.local_devices()[0])
+    if self.shard_state:
+      return parallel.sharded_along_data(leaf, self.mesh)
+    return self._replicated
+
+  def view_shardings(self, tree: PyTree) -> PyTree:
+    return jax.tree.map(self.view_sharding, tree)
+
+  def put(self, view: PyTree) -> PyTree:
+    """A global-view state (created or restored) laid out for the steps."""
+    if self.pmap:
+      return parallel.pmap_replicate(view)
+    return jax.device_put(view, self.view_shardings(view))
+
+  def get(self, tree: PyTree) -> PyTree:
+    """The global view of a laid-out state or of metrics: what checkpoints take."""
+    return parallel.pmap_unreplicate(tree) if self.pmap else tree
+
+  def replicated(self, tree: PyTree) -> PyTree:
+    """The global view with every array whole on every device (evaluation, checks:
+    with `shard_state` no process holds all of an array)."""
+    if self.pmap or not self.shard_state:
+      return self.get(tree)
+    return self._gather(tree)
+
+  @functools.cached_property
+  def _gather(self) -> Callable[[PyTree], PyTree]:
+    # One jitted identity: it compiles once per state structure, not per call.
+    return jax.jit(lambda t: t, out_shardings=self._replicated)
+
+  # ------------------------------------------------------------------ programs
+
+  def compile(self, fn: StepFn, host_data: bool) -> StepFn:
+    """`fn(state, [real,] first)` compiled over the devices; it donates the state."""
+    if self.pmap:
+      in_axes = (0, 0, None) if host_data else (0, None)
+      return jax.pmap(fn, axis_name=self.axis_name, in_axes=in_axes, donate_argnums=0)
+    compiled = {}
+
+    def run(state, *args):
+      if not compiled:  # The state keeps the layout it came in with (see `put`).
+        layout = jax.tree.map(lambda x: x.sharding, state)
+        compiled["fn"] = jax.jit(fn, out_shardings=(layout, self._replicated),
+                                 donate_argnums=0)
+      return compiled["fn"](state, *args)
+
+    return run
+
+  def shard_in_program(self, real: jax.Array) -> jax.Array:
+    """Real data drawn inside the program for the global batch ([k, batch, ...]):
+    split along `data`, so each device works on its rows only."""
+    if self.pmap:
+      return steps.local_slice(real, self.axis_name, axis=1)
+    return jax.lax.with_sharding_constraint(real, self._batches)
+
+  def real(self, local: np.ndarray) -> jax.Array:
+    """This process's rows [k, local batch, ...] on the devices, as the program
+    takes them (the transfer is asynchronous)."""
+    if self.pmap:
+      return parallel.pmap_shard(parallel.split_for_pmap(local, jax.local_device_count(), axis=1))
+    return parallel.global_batch_from_local(local, self.mesh, self._batches)
+
+  def slice_updates(self, real: jax.Array, start: int, stop: int) -> jax.Array:
+    """Critic updates [start, stop) of real batches laid out by `real`."""
+    if self.pmap:
+      return real[:, start:stop]
+    return real[start:stop]

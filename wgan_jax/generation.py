@@ -1,0 +1,63 @@
+"""Samples from a generator: in training, for evaluation grids, and from a
+checkpoint (`wgan_jax.sample`).
+
+Batch norm (config `sampling_batch_norm`): "batch" normalises each generated
+batch of `batch_size` by its own statistics, as both reference codes sample
+(the WGAN code never puts netG in eval mode; tflib's batch norm always uses
+the batch); "running" uses the running averages. In "batch" mode the last,
+partial batch is filled up with the first noise rows, so every batch's
+statistics come from `batch_size` genuine samples; the fillers are dropped.
+"""
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from wgan_jax import checkpointing, data, models, plots, steps
+from wgan_jax.state import NetState
+
+
+@functools.partial(jax.jit, static_argnames=("module", "batch_statistics"))
+def _forward(module: nn.Module, params, batch_stats, z: jax.Array,
+             batch_statistics: bool) -> jax.Array:
+  return steps.apply_net(module, params, batch_stats, z, train=batch_statistics)[0]
+
+
+def generate(module: nn.Module, generator: NetState, noise: jax.Array | np.ndarray,
+             batch_norm: str, batch_size: int) -> np.ndarray:
+  """The generator's samples for `noise` [N, noise_dim], `batch_size` at a time."""
+  noise = np.asarray(noise, np.float32)
+  n = len(noise)
+  batch_size = min(batch_size, n)
+  fill = -n % batch_size
+  padded = np.concatenate([noise, np.resize(noise, (fill, noise.shape[1]))]) if fill else noise
+  batch_statistics = batch_norm == "batch"
+  out = [np.asarray(_forward(module, generator.params, generator.batch_stats,
+                             padded[i:i + batch_size], batch_statistics))
+         for i in range(0, len(padded), batch_size)]
+  return np.concatenate(out)[:n]
+
+
+def from_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int, num: int,
+                    seed: int) -> np.ndarray:
+  """`num` samples of the generator saved at `step`, noise seeded by `seed`;
+  only the generator's params and batch statistics are read."""
+  module = models.build_generator(config.model.generator, data.data_shape(config.data))
+  z = jax.ShapeDtypeStruct((2, config.model.noise_dim), np.float32)
+  like = jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False), z)
+  generator = checkpointing.restore_generator(
+      workdir, step, NetState(like["params"], like.get("batch_stats", {}), None))
+  noise = jax.random.normal(jax.random.PRNGKey(seed), (num, config.model.noise_dim))
+  return generate(module, generator, noise, config.sampling_batch_norm, config.batch_size)
+
+
+def save_figure(path: str, samples: np.ndarray, title: str) -> None:
+  """An image grid, or for a toy set a scatter of the points, as PNG."""
+  if samples.ndim == 2:
+    plots.points_figure(path, samples, title=title)
+  else:
+    plots.save_png(path, plots.image_grid(samples))

@@ -1,0 +1,138 @@
+"""Real data for the compiled iteration, by the kind of data set.
+
+`open_data(config, devices)` checks that the data is there (before anything
+is written) and returns:
+
+- `DrawnData` for the toy sets: a `sampler` the compiled program calls; no
+  host stream (`stream` gives batches of None).
+- `ImageData` for image sets: `stream(step, position)` starts this process's
+  tf.data pipeline at a data-stream position and hands out each generator
+  iteration's uint8 stack [k, batch, H, W, C] already on the devices,
+  `PREFETCH` iterations ahead (the transfer overlaps the running step).
+- `SyntheticImages` (`synthetic=True`, the benchmark): one random uint8 batch.
+
+Streams report `position`: how far this process's data stream has been read
+by the iterations handed out, what a checkpoint saves (None when the data is
+a function of the step).
+"""
+from __future__ import annotations
+
+import collections
+from typing import Protocol
+
+import jax
+import ml_collections
+import numpy as np
+
+from wgan_jax import builders, data
+from wgan_jax.devices import Devices
+from wgan_jax.iteration import Sampler
+
+# Iterations whose real batches are on their way to the devices ahead of use.
+PREFETCH = 2
+
+
+class Stream(Protocol):
+  position: int | None
+
+  def next(self, n_critic: int) -> jax.Array | None:
+    """The real batches of the next generator iteration, on the devices."""
+
+
+class _NoStream:
+  """Data drawn inside the program: nothing to feed, no position to save."""
+  position = None
+
+  def next(self, n_critic: int) -> None:
+    del n_critic
+
+
+class DrawnData:
+  """A toy set: sampled on device inside the compiled step."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    from wgan_jax.data import toy  # pylint: disable=import-outside-toplevel
+    self.dataset = toy.get_toy_dataset(config.data.name)
+    self.sampler: Sampler | None = self.dataset.sample
+
+  def stream(self, step: int, position: int) -> Stream:
+    del step, position
+    return _NoStream()
+
+
+class _ImageStream:
+  """This process's iteration stacks from tf.data, prefetched to the devices."""
+
+  def __init__(self, batches, devices: Devices, position: int):
+    self._batches, self._devices = batches, devices
+    self._ahead: collections.deque[tuple[int, jax.Array]] = collections.deque()
+    self.position = position
+
+  def next(self, n_critic: int) -> jax.Array:
+    while len(self._ahead) <= PREFETCH:
+      position, stack = next(self._batches)
+      self._ahead.append((int(position), self._devices.real(stack)))
+    position, stack = self._ahead.popleft()
+    updates = stack.shape[1] if self._devices.pmap else stack.shape[0]
+    if updates != n_critic:
+      raise RuntimeError(f"the input pipeline stacked {stack.shape} for {n_critic} critic "
+                         "updates: its schedule differs from the trainer's")
+    self.position = position
+    return stack
+
+
+class ImageData:
+  """An image set: this process's share, read by tf.data."""
+  sampler: Sampler | None = None
+
+  def __init__(self, config: ml_collections.ConfigDict, devices: Devices):
+    from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
+    self._images, self._config, self._devices = images, config, devices
+    self._index, self._count = jax.process_index(), jax.process_count()
+    # Opened now: missing data fails here, before anything is written.
+    self._source = images.open_source(config.data, config.seed, self._index, self._count)
+    self._batch = devices.process_batch(config.batch_size)  # This process's rows.
+
+  def stream(self, step: int, position: int) -> Stream:
+    """The stream from generator step `step` on, at data-stream `position`."""
+    c = self._config
+    ds = self._images.build_image_dataset(c.data, self._batch, c.seed, self._index, self._count,
+                                          start=position, source=self._source)
+    stacks = self._images.critic_stacks(ds, builders.critic_schedule(c, step), c.n_critic)
+    return _ImageStream(stacks.as_numpy_iterator(), self._devices, position)
+
+
+class _Repeated:
+  """The same device-resident stack for every iteration of a given size."""
+  position = None
+
+  def __init__(self, batch: np.ndarray, devices: Devices):
+    self._batch, self._devices, self._stacks = batch, devices, {}
+
+  def next(self, n_critic: int) -> jax.Array:
+    if n_critic not in self._stacks:
+      stack = np.broadcast_to(self._batch, (n_critic, *self._batch.shape))
+      self._stacks[n_critic] = self._devices.real(np.ascontiguousarray(stack))
+    return self._stacks[n_critic]
+
+
+class SyntheticImages:
+  """Random uint8 images of the data set's shape: the benchmark needs no data."""
+  sampler: Sampler | None = None
+
+  def __init__(self, config: ml_collections.ConfigDict, devices: Devices):
+    shape = (devices.process_batch(config.batch_size), *data.data_shape(config.data))
+    self._batch = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    self._devices = devices
+
+  def stream(self, step: int, position: int) -> Stream:
+    del step, position
+    return _Repeated(self._batch, self._devices)
+
+
+def open_data(config: ml_collections.ConfigDict, devices: Devices, synthetic: bool = False
+              ) -> DrawnData | ImageData | SyntheticImages:
+  """The real data of `config` for `devices` (a DataError if it is missing)."""
+  if data.get(config.data.name).kind == data.TOY:
+    return DrawnData(config)
+  return SyntheticImages(config, devices) if synthetic else ImageData(config, devices)

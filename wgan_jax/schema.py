@@ -1,0 +1,122 @@
+"""The config schema: every key an experiment has, its default, and its rule.
+
+Every experiment in `experiments/` starts from `base_config()` and changes
+what it needs, so all experiments share one schema and an override that names
+a key no experiment has is caught as a typo. The `model.*` and `data` sections
+belong to the model and data-set registries, which own their keys' rules.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from wgan_jax import losses, optim, parallel
+from wgan_jax.rules import Rule, any_value, at_least, choice, in_unit_interval, positive
+
+CRITIC_SCHEDULES = ("constant", "wgan_reference")
+# How the networks' strided convolutions are formulated (models/layers.py):
+# "auto" picks "phase_split" on CPU and "xla" on GPU and TPU.
+CONVOLUTIONS = ("auto", "phase_split", "xla")
+# How the n_critic critic updates of one program run: "auto" writes them out
+# ("unrolled") on CPU and loops ("scan") on GPU and TPU.
+CRITIC_LOOPS = ("auto", "unrolled", "scan")
+# Batch norm when sampling (grids, `wgan_jax.sample`): "batch" uses each generated
+# batch's own statistics, as both reference implementations do; "running" the
+# running averages.
+SAMPLING_BATCH_NORM = ("batch", "running")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every experiment (WGAN-GP on 8gaussians)."""
+  c = ml_collections.ConfigDict()
+  c.experiment = ""           # filled in by `configs.load`
+  c.seed = 0
+  # Data parallelism over every device of every process: "jit" (one program over
+  # a device mesh, the batch sharded) or "pmap" (same numbers up to float rounding).
+  c.parallelism = "jit"
+  # jit only: split parameters and optimizer states along the devices too (each holds
+  # 1/N of every array whose largest axis divides by N; XLA gathers them per step).
+  c.shard_state = False
+  c.convolutions = "auto"     # auto | phase_split | xla (see CONVOLUTIONS)
+  c.critic_loop = "auto"      # auto | unrolled | scan (see CRITIC_LOOPS)
+
+  c.objective = "wgan-gp"     # wgan | wgan-gp | gan
+  c.n_critic = 5              # critic updates per generator update
+  # "wgan_reference": the WGAN code's rule, 100 critic updates for the first 25
+  # generator iterations and every 500th one, n_critic otherwise.
+  c.critic_schedule = "constant"
+  c.gp_weight = 10.0          # WGAN-GP's lambda
+  c.clip = 0.01               # WGAN's c (used by objective "wgan" only)
+  c.gan_generator_loss = "non-saturating"  # or "minimax" (objective "gan" only)
+
+  c.batch_size = 256          # the critic's batch (global, over all devices)
+  # The generator update's batch as a multiple of batch_size (gan_cifar_resnet.py: 2).
+  c.generator_batch_multiple = 1
+  c.num_generator_steps = 10_000
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "8gaussians"
+
+  c.model = ml_collections.ConfigDict()
+  c.model.noise_dim = 2
+  c.model.generator = ml_collections.ConfigDict(
+      dict(name="mlp", features=512, depth=3, output_activation="linear", weight_init="lecun"))
+  c.model.critic = ml_collections.ConfigDict(dict(name="mlp", features=512, depth=3,
+                                                  weight_init="lecun"))
+
+  # One optimizer definition, instantiated separately for generator and critic.
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"   # adam | rmsprop (PyTorch's) | rmsprop_tf (TensorFlow 1's)
+  c.optimizer.lr = 1e-4
+  c.optimizer.schedule = "constant"  # constant | linear (decay to 0 by the last step)
+  c.optimizer.b1 = 0.5        # adam
+  c.optimizer.b2 = 0.9        # adam
+  c.optimizer.decay = 0.99    # rmsprop (PyTorch's alpha; TF's decay)
+  c.optimizer.eps = 1e-8      # rmsprop
+
+  c.sampling_batch_norm = "batch"  # batch | running (see SAMPLING_BATCH_NORM)
+  c.log_every = 100           # generator iterations between scalar logs
+  c.eval_every = 1000         # ... between evaluations and figures (0: only at the end)
+  c.eval_samples = 2500       # toy: points for exact W1; images: samples in the grid
+  c.checkpoint_every = 1000   # generator iterations between checkpoints (0: only at the end)
+  c.keep_checkpoints = 3      # how many recent checkpoints to keep
+  # After a non-finite loss or gradient: 0 stops the run (exit 1); N > 0 restores
+  # the last good checkpoint with a new RNG stream, up to N times.
+  c.nonfinite_restarts = 0
+  return c
+
+
+# The rule of every key outside the model and data sections.
+RULES: dict[str, Rule] = {
+    "experiment": any_value,
+    "seed": at_least(0, 2**31 - 1),
+    "parallelism": choice(*parallel.PARALLELISMS),
+    "shard_state": any_value,
+    "convolutions": choice(*CONVOLUTIONS),
+    "critic_loop": choice(*CRITIC_LOOPS),
+    "objective": choice(*losses.OBJECTIVES),
+    "n_critic": at_least(1, 1000),
+    "critic_schedule": choice(*CRITIC_SCHEDULES),
+    "gp_weight": at_least(0, 1e6),
+    "clip": positive(why="WGAN clips weights to [-c, c]"),
+    "gan_generator_loss": choice(*losses.GAN_GENERATOR_LOSSES),
+    "batch_size": at_least(1, 1 << 20),
+    "generator_batch_multiple": at_least(1, 64),
+    "num_generator_steps": at_least(0, 1 << 40),
+    "sampling_batch_norm": choice(*SAMPLING_BATCH_NORM),
+    "log_every": at_least(1),
+    "eval_every": at_least(0),
+    "eval_samples": at_least(2, 100_000),
+    "checkpoint_every": at_least(0),
+    "keep_checkpoints": at_least(1),
+    "nonfinite_restarts": at_least(0, 1000),
+}
+MODEL_RULES: dict[str, Rule] = {"noise_dim": at_least(1, 1 << 16)}
+OPTIMIZER_RULES: dict[str, Rule] = {
+    "name": choice(*optim.OPTIMIZERS),
+    "lr": positive(),
+    "schedule": choice(*optim.LR_SCHEDULES),
+    "b1": in_unit_interval(),
+    "b2": in_unit_interval(),
+    "decay": in_unit_interval(),
+    "eps": positive(1.0),
+}
