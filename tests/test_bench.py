@@ -49,5 +49,3 @@ def test_iteration_flops_are_those_of_the_whole_unrolled_iteration(objective):
   whole = jax.jit(lambda s, r: steps.generator_iteration(spec, s, r, 0, unroll=True)).lower(
       state, jnp.zeros((3, 64, 2))).compile()
   assert parts["iteration"] == pytest.approx(bench._flops(whole), rel=0.03)  # pylint: disable=protected-access
-  assert parts["iteration"] == pytest.approx(
-      3 * (parts["critic_step"] + parts["generate"]) + parts["generator_step"])

@@ -1,4 +1,6 @@
 """Experiments by name, type-checked overrides, validation (the CLI's errors: test_bad_input)."""
+import json
+
 import pytest
 
 from wgan_jax import configs
@@ -150,3 +152,26 @@ def test_split_experiment_args():
   assert name == "toy_swissroll"
   assert overrides == [("optimizer.lr", "1e-4"), ("n_critic", "3")]
   assert rest == ["--workdir=/x"]
+
+
+def test_a_config_saved_before_keys_were_added_resumes_as_it_was_trained():
+  # What a run saved before generator_batch_multiple, dequantize, ... existed holds.
+  saved = json.loads(configs.load("cifar10_resnet_gp").to_json())
+  for key in ("generator_batch_multiple", "sampling_batch_norm", "convolutions", "critic_loop"):
+    del saved[key]
+  del saved["data"]["dequantize"]
+  del saved["model"]["critic"]["norm"]
+  config = configs.from_dict(saved)
+  # The code of then: one batch size, x / 127.5 - 1, running averages, no critic norm;
+  # not today's cifar10_resnet_gp defaults (2, True, batch).
+  assert (config.generator_batch_multiple, config.data.dequantize, config.sampling_batch_norm,
+          config.model.critic.norm) == (1, False, "running", "none")
+  assert configs.check_resumable(saved, config, "W", 5) == []
+  # A data section saved for another data set than the experiment's default is
+  # restored whole, with the keys it lacked.
+  saved = json.loads(configs.load("bedrooms_dcgan").to_json())
+  saved["data"] = dict(name="image_folder", image_size=16, dir="/x", split="train",
+                       shuffle_buffer=4)
+  config = configs.from_dict(saved)
+  assert (config.data.name, config.data.dir, config.data.dequantize) == ("image_folder", "/x",
+                                                                          False)

@@ -268,13 +268,16 @@ def test_empty_share_is_a_data_error(tmp_path):
                                process_index=1, process_count=2)
 
 
-def test_decode_throughput_counts_images(lsun_root):
+def test_decode_throughput_counts_images(lsun_root, monkeypatch):
+  # A clock that advances 0.1 s a reading: the loop reads it once before
+  # starting, once per batch, and once at the end.
+  ticks = iter(np.arange(0, 100, 0.1))
+  monkeypatch.setattr(images.time, "perf_counter", lambda: float(next(ticks)))
   count, seconds = images.decode_throughput(data_config("lsun_bedroom", 16, root=lsun_root),
-                                            4, 0.3)
-  # Whole batches of 4, timed for at least the 0.3 s asked (and not much more:
-  # a batch of 4 tiny JPEGs takes milliseconds).
-  assert count >= 4 and count % 4 == 0
-  assert 0.3 <= seconds < 5.0
+                                            4, 0.35)
+  # Readings 0.1, 0.2, 0.3 fall inside 0.35 s: three batches of 4, then the end at 0.5.
+  assert count == 12
+  assert seconds == pytest.approx(0.5)
 
 
 def positioned(cfg, n_batches, batch_size, start=0):

@@ -73,7 +73,7 @@ def test_two_processes_train_checkpoint_resume_like_one_with_four_devices(tmp_pa
 def test_sigterm_to_one_process_stops_all_at_the_same_step(tmp_path):
   """The processes agree on the stop through JAX's preemption service (no
   device collective): SIGTERM to process 1 alone saves one checkpoint at a
-  step both reach, both exit 0, and the same command resumes both there."""
+  step both reach, both exit 0, and `--workdir` alone resumes both there."""
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=2")
   args = [sys.executable, "-m", "wgan_jax.train", *TOY, f"--workdir={tmp_path}",
@@ -98,3 +98,15 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step(tmp_path):
               "command to resume")
   assert lines == [expected, expected]
   assert not (tmp_path / "summary.json").exists()
+  # Both resume there from the saved config and finish together.
+  port = free_port()
+  resumed = [subprocess.Popen(
+      [sys.executable, "-m", "wgan_jax.train", f"--workdir={tmp_path}",
+       f"--experiment.num_generator_steps={step + 2}",
+       f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+  for proc in resumed:
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert f"at generator step {step}" in err
+  assert (tmp_path / "summary.json").exists()

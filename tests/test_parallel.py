@@ -69,12 +69,12 @@ DCGAN_TOL = dict(atol=2e-6, rtol=1e-5)
 
 # name: (config, shape of one example, tolerance)
 CASES = {
-    # WGAN-GP toy: MLPs, Adam; real data drawn in the program (ToyFeed).
+    # WGAN-GP toy: MLPs, Adam; real data drawn in the program.
     "toy_wgan_gp": (lambda: _toy_config("wgan-gp"), (2,), TOY_TOL),
     # WGAN toy: weight clipping, RMSProp.
     "toy_wgan_clip": (lambda: _toy_config("wgan", clip=0.1), (2,), TOY_TOL),
     # The WGAN paper's DCGAN: batch norm in generator and critic, RMSProp,
-    # clipping; real batches from the host (HostFeed).
+    # clipping; real batches from the host.
     "dcgan_batch_norm": (lambda: _image_config("bedrooms_dcgan"), (16, 16, 3), DCGAN_TOL),
     # WGAN-GP's DCGAN: batch-norm generator, layer-norm critic, Adam.
     "dcgan_layer_norm_gp": (lambda: _image_config("digits_dcgan_gp"), (16, 16, 1), DCGAN_TOL),
@@ -86,16 +86,17 @@ def _is_toy(config) -> bool:
 
 
 def _spec(config, shape, axis_name=None, bn_axis_name=None) -> steps.GanSpec:
-  spec = builders.make_spec(config, shape)
+  """The production spec (`builders.make_spec`, batch norm over `bn_axis_name`)
+  with the steps under `axis_name`: both None, or both the pmap axis, in a run;
+  apart only in the teeth tests. The toy cases' Adam gets eps 1e-6."""
+  spec = dataclasses.replace(builders.make_spec(config, shape, bn_axis_name),
+                             axis_name=axis_name)
   if _is_toy(config) and config.optimizer.name == "adam":
     # Adam with eps 1e-6 (the config has no Adam eps): see the module doc.
     o = config.optimizer
     tx = optax.adam(o.lr, b1=o.b1, b2=o.b2, eps=1e-6)
     spec = dataclasses.replace(spec, generator_tx=tx, critic_tx=tx)
-  return dataclasses.replace(
-      spec, axis_name=axis_name,
-      generator=models.build_generator(config.model.generator, shape, axis_name=bn_axis_name),
-      critic=models.build_critic(config.model.critic, shape, axis_name=bn_axis_name))
+  return spec
 
 
 @functools.cache
@@ -373,10 +374,10 @@ def test_sharded_state_holds_a_slice_per_device_trains_alike_and_resumes(tmp_pat
   nu = state.critic.opt_state[0].nu["Dense_1"]["kernel"]
   assert nu.sharding == kernel.sharding  # Optimizer states are split the same way.
   # Whole again for evaluation, by one program compiled once.
-  whole = devices.replicated(state)
+  whole = devices.whole(state)
   assert whole.critic.params["Dense_1"]["kernel"].sharding.is_fully_replicated
   np.testing.assert_array_equal(whole.critic.params["Dense_1"]["kernel"], kernel)
-  devices.replicated(state)
+  devices.whole(state)
   assert devices._gather._cache_size() == 1  # pylint: disable=protected-access
 
   trainer.train_and_evaluate(config, str(tmp_path / "replicated"))

@@ -225,19 +225,14 @@ def test_long_critic_phases_run_in_chunks_with_the_same_numbers(objective):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
   assert float(metrics_a["generator_loss"]) == pytest.approx(
       float(metrics_b["generator_loss"]), rel=1e-5)
-  # Teeth: a different first update index draws other data.
-  c, _ = _toy_iteration(config, spec, chunk=7)(copy(), 6)
-  assert not np.allclose(jax.tree.leaves(c.critic.params)[0],
-                         jax.tree.leaves(a.critic.params)[0])
 
 
-@pytest.mark.parametrize("loop", ["unrolled", "scan"])
-def test_critic_loop_unrolled_or_scanned_gives_the_same_numbers(loop):
-  config, spec, state = _setup("wgan-gp", critic_loop=loop)
-  run = _toy_iteration(config, spec)
-  assert run.unroll == (loop == "unrolled")
-  reference = _toy_iteration(tiny_config("wgan-gp", critic_loop="unrolled"), spec)
-  a, _ = run(jax.tree.map(jnp.copy, state), 3)
-  b, _ = reference(state, 3)
+def test_critic_loop_scanned_gives_the_numbers_of_the_unrolled_one():
+  config, spec, state = _setup("wgan-gp", critic_loop="scan")
+  scanned = _toy_iteration(config, spec)
+  unrolled = _toy_iteration(tiny_config("wgan-gp", critic_loop="unrolled"), spec)
+  assert not scanned.unroll and unrolled.unroll
+  a, _ = scanned(jax.tree.map(jnp.copy, state), 3)
+  b, _ = unrolled(state, 3)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from wgan_jax import models, optim, steps
+from wgan_jax.models import layers
 from wgan_jax.devices import Devices
 from wgan_jax.state import NetState, TrainState
 
@@ -24,11 +25,8 @@ REFERENCE_LONG_PHASE = 100
 
 
 def convolutions(config: ml_collections.ConfigDict) -> str:
-  """The config's `convolutions`, "auto" resolved: the phase split on XLA:CPU,
-  whose strided-convolution gradients are slow; XLA's own elsewhere."""
-  if config.convolutions != "auto":
-    return config.convolutions
-  return "phase_split" if jax.default_backend() == "cpu" else "xla"
+  """The config's `convolutions`, "auto" resolved by `layers.backend_impl`."""
+  return layers.backend_impl() if config.convolutions == "auto" else config.convolutions
 
 
 def unroll_critic(config: ml_collections.ConfigDict) -> bool:

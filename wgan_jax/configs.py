@@ -8,6 +8,7 @@ module.
 from __future__ import annotations
 
 import ast
+import copy
 import importlib
 import pkgutil
 from typing import Any, Sequence
@@ -133,9 +134,8 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, wo
         f"{workdir} holds checkpoints of experiment {name!r} (step {step}), not "
         f"{config.experiment!r}: resume it with --workdir={workdir} alone, or pass another "
         "--workdir")
-  old, new = flatten(saved), flatten(config.to_dict())
-  # A key the saved config lacks is newer than the run, which used its default.
-  changed = [k for k in sorted(old) if old[k] != new.get(k)]
+  old, new = flatten(_with_added_keys(saved)), flatten(config.to_dict())
+  changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
   shaped = [k for k in changed if k.startswith(_SHAPE_KEYS)]
   if shaped:
     raise ConfigError(
@@ -145,6 +145,42 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, wo
         + ", ".join(f"{k}={new.get(k)!r}" for k in shaped)
         + ": the checkpoint cannot hold that; drop those overrides or pass another --workdir")
   return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
+
+
+# Keys added to the schema after runs were saved, with what the code did before the
+# key existed: (section, architecture or data set it applies to or None, key, old value).
+# A run saved without one resumes as it was trained, not with today's defaults.
+_ADDED_KEYS = (
+    ("", None, "generator_batch_multiple", 1),
+    ("", None, "sampling_batch_norm", "running"),
+    ("", None, "convolutions", "auto"),
+    ("", None, "critic_loop", "auto"),
+    ("data", "image", "dequantize", False),
+    ("model.generator", "mlp", "weight_init", "lecun"),
+    ("model.critic", "mlp", "weight_init", "lecun"),
+    ("model.critic", "resnet", "norm", "none"),
+)
+
+
+def _with_added_keys(saved: dict[str, Any]) -> dict[str, Any]:
+  """`saved` with every key the schema gained since, at the value the code that
+  wrote it behaved as."""
+  from wgan_jax import data  # pylint: disable=import-outside-toplevel
+  saved = copy.deepcopy(saved)
+  for path, applies_to, key, old in _ADDED_KEYS:
+    section = saved
+    for part in filter(None, path.split(".")):
+      section = section.get(part) if isinstance(section, dict) else None
+    if not isinstance(section, dict) or key in section:
+      continue
+    if applies_to == "image":
+      entry = data.DATASETS.get(section.get("name"))
+      if entry is None or entry.kind != data.IMAGE:
+        continue
+    elif applies_to is not None and section.get("name") != applies_to:
+      continue
+    section[key] = old
+  return saved
 
 
 def _restore_values(config: ml_collections.ConfigDict, saved: dict[str, Any]) -> None:
@@ -167,6 +203,7 @@ def from_dict(saved: dict[str, Any], overrides: Sequence[tuple[str, str]] = ()
               ) -> ml_collections.ConfigDict:
   """A config saved with a run (e.g. in a checkpoint), with overrides, validated.
   Keys added to the experiment since the run was saved keep their defaults."""
+  saved = _with_added_keys(saved)
   if saved.get("experiment") in known_experiments():
     config = load(saved["experiment"])
     _restore_values(config, saved)

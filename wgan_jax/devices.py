@@ -41,7 +41,9 @@ class Devices:
     self.pmap, self.shard_state = parallelism == "pmap", shard_state
     self.mesh = parallel.make_mesh(devices)
     self.axis_name = parallel.DATA_AXIS if self.pmap else None
-    self._replicated = parallel.replicated(self.mesh)
+    # This process's devices of the mesh: pmap's devices.
+    self._local = [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
+    self._everywhere = parallel.replicated_sharding(self.mesh)
     self._batches = parallel.batch_sharding(self.mesh, 1)  # [k, batch, ...]
 
   @classmethod
@@ -65,10 +67,10 @@ class Devices:
   def view_sharding(self, leaf) -> jax.sharding.Sharding:
     """Where the global view keeps an array shaped like `leaf`."""
     if self.pmap:
-      return SingleDeviceSharding(jax.local_devices()[0])
+      return SingleDeviceSharding(self._local[0])
     if self.shard_state:
       return parallel.sharded_along_data(leaf, self.mesh)
-    return self._replicated
+    return self._everywhere
 
   def view_shardings(self, tree: PyTree) -> PyTree:
     return jax.tree.map(self.view_sharding, tree)
@@ -76,14 +78,14 @@ class Devices:
   def put(self, view: PyTree) -> PyTree:
     """A global-view state (created or restored) laid out for the steps."""
     if self.pmap:
-      return parallel.pmap_replicate(view)
+      return parallel.pmap_replicate(view, self._local)
     return jax.device_put(view, self.view_shardings(view))
 
   def get(self, tree: PyTree) -> PyTree:
     """The global view of a laid-out state or of metrics: what checkpoints take."""
     return parallel.pmap_unreplicate(tree) if self.pmap else tree
 
-  def replicated(self, tree: PyTree) -> PyTree:
+  def whole(self, tree: PyTree) -> PyTree:
     """The global view with every array whole on every device (evaluation, checks:
     with `shard_state` no process holds all of an array)."""
     if self.pmap or not self.shard_state:
@@ -93,7 +95,7 @@ class Devices:
   @functools.cached_property
   def _gather(self) -> Callable[[PyTree], PyTree]:
     # One jitted identity: it compiles once per state structure, not per call.
-    return jax.jit(lambda t: t, out_shardings=self._replicated)
+    return jax.jit(lambda t: t, out_shardings=self._everywhere)
 
   # ------------------------------------------------------------------ programs
 
@@ -101,13 +103,14 @@ class Devices:
     """`fn(state, [real,] first)` compiled over the devices; it donates the state."""
     if self.pmap:
       in_axes = (0, 0, None) if host_data else (0, None)
-      return jax.pmap(fn, axis_name=self.axis_name, in_axes=in_axes, donate_argnums=0)
+      return jax.pmap(fn, axis_name=self.axis_name, in_axes=in_axes, donate_argnums=0,
+                      devices=self._local)
     compiled = {}
 
     def run(state, *args):
       if not compiled:  # The state keeps the layout it came in with (see `put`).
         layout = jax.tree.map(lambda x: x.sharding, state)
-        compiled["fn"] = jax.jit(fn, out_shardings=(layout, self._replicated),
+        compiled["fn"] = jax.jit(fn, out_shardings=(layout, self._everywhere),
                                  donate_argnums=0)
       return compiled["fn"](state, *args)
 
@@ -124,7 +127,8 @@ class Devices:
     """This process's rows [k, local batch, ...] on the devices, as the program
     takes them (the transfer is asynchronous)."""
     if self.pmap:
-      return parallel.pmap_shard(parallel.split_for_pmap(local, jax.local_device_count(), axis=1))
+      return parallel.pmap_shard(parallel.split_for_pmap(local, len(self._local), axis=1),
+                                 self._local)
     return parallel.global_batch_from_local(local, self.mesh, self._batches)
 
   def slice_updates(self, real: jax.Array, start: int, stop: int) -> jax.Array:

@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import checkpointing, data, models, plots, steps
+from wgan_jax import builders, checkpointing, data, models, plots, steps
 from wgan_jax.state import NetState
 
 
@@ -46,7 +46,8 @@ def from_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int, 
                     seed: int) -> np.ndarray:
   """`num` samples of the generator saved at `step`, noise seeded by `seed`;
   only the generator's params and batch statistics are read."""
-  module = models.build_generator(config.model.generator, data.data_shape(config.data))
+  module = models.build_generator(config.model.generator, data.data_shape(config.data),
+                                  convolutions=builders.convolutions(config))
   z = jax.ShapeDtypeStruct((2, config.model.noise_dim), np.float32)
   like = jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False), z)
   generator = checkpointing.restore_generator(

@@ -62,11 +62,6 @@ class InFlight:
     while self._pending:
       self._read_oldest()
 
-  def discard(self) -> None:
-    """Forgets what is in flight and what arrived (after a restart)."""
-    self._pending.clear()
-    self._arrived.clear()
-
   def means(self) -> dict[str, float]:
     """Means of the metrics that arrived since the last call (after `drain`)."""
     arrived, self._arrived = self._arrived, []

@@ -26,7 +26,7 @@ import numpy as np
 
 from wgan_jax import builders, data
 from wgan_jax.devices import Devices
-from wgan_jax.iteration import Sampler
+from wgan_jax.data.toy import Sampler
 
 # Iterations whose real batches are on their way to the devices ahead of use.
 PREFETCH = 2

@@ -18,20 +18,17 @@ then cover the last chunk.
 from __future__ import annotations
 
 import functools
-from typing import Callable
-
 import jax
 import ml_collections
 
 from wgan_jax import builders, steps
+from wgan_jax.data.toy import Sampler
 from wgan_jax.devices import Devices
 from wgan_jax.state import TrainState
 
 # Separates the data stream from the model's stream under one seed.
 DATA_STREAM = 0x64617461
 
-# (key, n) -> n examples, traced inside the program.
-Sampler = Callable[[jax.Array, int], jax.Array]
 
 
 class Iteration:

@@ -137,7 +137,7 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
   """A full copy on every device of `mesh`: parameters, optimizer state."""
   return NamedSharding(mesh, PartitionSpec())
 
@@ -188,7 +188,7 @@ def sharded_along_data(x: jax.Array | np.ndarray, mesh: Mesh) -> NamedSharding:
   n, shape = mesh.size, np.shape(x)
   axes = [i for i in np.argsort(shape)[::-1] if shape[i] % n == 0 and shape[i] >= n]
   if not axes or n == 1 or np.size(x) < MIN_SHARDED_SIZE:
-    return replicated(mesh)
+    return replicated_sharding(mesh)
   spec = [None] * len(shape)
   spec[axes[0]] = DATA_AXIS
   return NamedSharding(mesh, PartitionSpec(*spec))
@@ -197,7 +197,7 @@ def sharded_along_data(x: jax.Array | np.ndarray, mesh: Mesh) -> NamedSharding:
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
   """`tree` (e.g. a TrainState) copied onto every device of `mesh`. With
   several processes each passes the same values (e.g. from the same seed)."""
-  return jax.device_put(tree, replicated(mesh))
+  return jax.device_put(tree, replicated_sharding(mesh))
 
 
 # ----------------------------------------------------------------------------

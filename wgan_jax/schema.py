@@ -10,12 +10,13 @@ from __future__ import annotations
 import ml_collections
 
 from wgan_jax import losses, optim, parallel
+from wgan_jax.models import layers
 from wgan_jax.rules import Rule, any_value, at_least, choice, in_unit_interval, positive
 
 CRITIC_SCHEDULES = ("constant", "wgan_reference")
 # How the networks' strided convolutions are formulated (models/layers.py):
 # "auto" picks "phase_split" on CPU and "xla" on GPU and TPU.
-CONVOLUTIONS = ("auto", "phase_split", "xla")
+CONVOLUTIONS = ("auto", *layers.IMPLS)
 # How the n_critic critic updates of one program run: "auto" writes them out
 # ("unrolled") on CPU and loops ("scan") on GPU and TPU.
 CRITIC_LOOPS = ("auto", "unrolled", "scan")

@@ -26,7 +26,8 @@ from wgan_jax.state import NetState, PyTree, TrainState
 Metrics = dict[str, jax.Array]
 # Folded into a critic update's key for the noise that dequantises its real batch.
 _DEQUANTIZE_STREAM = 0x64657175
-# The metric that counts non-finite parameters after the update (0 when healthy).
+# The metric that counts non-finite parameters and batch statistics after the
+# update (0 when healthy).
 NONFINITE_PARAMS = "nonfinite_params"
 
 
@@ -258,8 +259,8 @@ def generator_iteration(spec: GanSpec, state: TrainState, real: jax.Array,
   with `first` = 0 the whole iteration. The step advances by one.
 
   Its metrics include `NONFINITE_PARAMS`, the number of non-finite parameters
-  the iteration left: the host learns from the metrics it already reads
-  whether the state is fit to be saved."""
+  and batch statistics the iteration left: the host learns from the metrics it
+  already reads whether the state is fit to be saved."""
   batch = real.shape[1]
   state, metrics = train_critic(spec, state, real, first, unroll)
   generator, critic_stats, gen_metrics = generator_step(
@@ -268,7 +269,8 @@ def generator_iteration(spec: GanSpec, state: TrainState, real: jax.Array,
   metrics.update(gen_metrics)
   if spec.clip is not None:
     metrics["clipped_fraction"] = clipped_fraction(critic.params, spec.clip)
-  metrics[NONFINITE_PARAMS] = count_nonfinite((generator.params, critic.params))
+  metrics[NONFINITE_PARAMS] = count_nonfinite((generator.params, generator.batch_stats,
+                                                critic.params, critic.batch_stats))
   return state.replace(step=state.step + 1, generator=generator, critic=critic), metrics
 
 

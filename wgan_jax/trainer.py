@@ -51,7 +51,7 @@ class _Run:
 
   def whole(self) -> TrainState:
     """The state with whole arrays on every device, for evaluation and checks."""
-    return self.devices.replicated(self.state)
+    return self.devices.whole(self.state)
 
 
 # ----------------------------------------------------------------------------

@@ -31,10 +31,6 @@ class ToyDataset:
   centers: np.ndarray | None      # mixture centres, for mode metrics
   std: float | None               # per-coordinate std of each mode
 
-  @property
-  def shape(self) -> tuple[int, ...]:
-    return (2,)
-
 
 def _mixture(centers: np.ndarray, std: float) -> Sampler:
   centers_j = jnp.asarray(centers, jnp.float32)

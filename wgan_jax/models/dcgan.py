@@ -72,7 +72,7 @@ class DCGANGenerator(nn.Module):
   n_extra_layers: int = 0
   norm: str = "batch"  # "batch" or "none" (the WGAN paper's no-BN generator)
   axis_name: str | None = None  # pmap axis for global batch statistics
-  convolutions: str = "auto"  # layers.IMPLS
+  convolutions: str = "auto"  # "auto" or one of layers.IMPLS
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -105,7 +105,7 @@ class DCGANCritic(nn.Module):
   n_extra_layers: int = 0
   norm: str = "batch"  # "batch", "layer" (WGAN-GP) or "none"
   axis_name: str | None = None  # pmap axis for global batch statistics
-  convolutions: str = "auto"  # layers.IMPLS
+  convolutions: str = "auto"  # "auto" or one of layers.IMPLS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:

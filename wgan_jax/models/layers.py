@@ -35,15 +35,21 @@ _DN = ("NHWC", "HWIO", "NHWC")
 # Output phases of fewer channels than this are computed as one convolution:
 # narrower matmuls leave most of an AVX-512 register (16 floats) empty.
 _MIN_PHASE_FEATURES = 16
-IMPLS = ("auto", "phase_split", "xla")
+IMPLS = ("phase_split", "xla")
+
+
+def backend_impl() -> str:
+  """The formulation for the default backend: the phase split on XLA:CPU, whose
+  dilated-convolution gradients are slow; XLA's own on GPU and TPU."""
+  return "phase_split" if jax.default_backend() == "cpu" else "xla"
 
 
 def phase_split(impl: str) -> bool:
-  """Whether convolutions formulated by `impl` use the phase split ("auto": on CPU)."""
+  """Whether convolutions formulated by `impl` ("auto": `backend_impl()`) use the phase split."""
+  impl = backend_impl() if impl == "auto" else impl
   if impl not in IMPLS:
-    raise ValueError(f"unknown convolution impl {impl!r}; expected one of {IMPLS}")
-  if impl == "auto":
-    return jax.default_backend() == "cpu"
+    raise ValueError(f"unknown convolution impl {impl!r}; expected one of auto, "
+                     f"{', '.join(IMPLS)}")
   return impl == "phase_split"
 
 
@@ -224,7 +230,7 @@ class _Convolution(nn.Module):
   use_bias: bool = True
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
-  impl: str = "auto"  # one of IMPLS
+  impl: str = "auto"  # "auto" (backend_impl()) or one of IMPLS
 
   def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
     raise NotImplementedError
