@@ -75,6 +75,40 @@ TABLE = [
     ("missing data set", "wgan_jax.train",
      ["--experiment=bedrooms_dcgan", "--experiment.data.dir=/nonexistent/lsun"], "new",
      "error: LSUN bedrooms not found at /nonexistent/lsun: download bedroom_train_lmdb.zip"),
+    ("a file named checkpoints in the workdir", "wgan_jax.train", [], "checkpoints_file",
+     "error: WORKDIR/checkpoints is a file, not a folder of checkpoints: move it away or pass "
+     "another --workdir"),
+    ("a workdir name longer than the file system allows", "wgan_jax.train", [], "long_name",
+     "error: --workdir=WORKDIR has a name of 300 bytes (aaaaaaaaaaaaaaaaaaaa...); the file "
+     "system allows 255: pass a shorter path"),
+    ("a dangling symbolic link as workdir", "wgan_jax.train", [], "dangling",
+     "error: --workdir=WORKDIR is a symbolic link to "),
+    ("a value out of its range", "wgan_jax.train", ["--experiment.optimizer.b1=2"], "new",
+     "error: optimizer.b1=2.0 must be in [0, 1)"),
+    ("a seed beyond 32 bits", "wgan_jax.train", ["--experiment.seed=99999999999999999999999"],
+     "new", "error: seed=99999999999999999999999 must be at least 0 and at most 2147483647"),
+    ("more evaluation samples than exact W1 can hold", "wgan_jax.train",
+     ["--experiment.eval_samples=100000"], "new",
+     "error: eval_samples=100000 must be at least 2 and at most 10000 (exact W1 solves an N x "
+     "N transport problem)"),
+    ("a typo in a choice", "wgan_jax.train",
+     ["--experiment.model.generator.output_activation=tahn"], "new",
+     "error: model.generator.output_activation='tahn' is unknown; use one of linear, tanh"),
+    ("a layer count below 0", "wgan_jax.train", ["--experiment.model.generator.depth=-1"], "new",
+     "error: model.generator.depth=-1 must be at least 0"),
+    ("an infinite learning rate", "wgan_jax.train", ["--experiment.optimizer.lr=inf"], "new",
+     "error: optimizer.lr=inf must be positive"),
+    ("sample: more samples than one call writes", "wgan_jax.sample", ["--num=200000000"], "run",
+     "error: --num=200000000 must be at least 1 and at most 100000; for more, call again with "
+     "other --seed values"),
+    ("sample: --out into a missing folder", "wgan_jax.sample", ["--out=/nonexistent/x.png"],
+     "run", "error: --out=/nonexistent/x.png: the folder /nonexistent does not exist"),
+    ("sample: --out without .png", "wgan_jax.sample", ["--out=/tmp/grid"], "run",
+     "error: --out=/tmp/grid must end in .png"),
+    ("sample: --npz of another kind", "wgan_jax.sample", ["--npz=/tmp/samples.txt"], "run",
+     "error: --npz=/tmp/samples.txt must end in .npz"),
+    ("sample: an output folder that cannot be written", "wgan_jax.sample", ["--out=/sys/x.png"],
+     "run", "error: --out=/sys/x.png cannot be written (EACCES in /sys); pass another path"),
     ("sample with no checkpoint", "wgan_jax.sample", [], "new",
      "error: no checkpoint in WORKDIR"),
     ("sample: a step that does not exist", "wgan_jax.sample", ["--step=7"], "run",
@@ -96,6 +130,16 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, module, args, wh
   elif where == "under_file":
     (tmp_path / "file").write_text("keep me")
     workdir = str(tmp_path / "file" / "w")
+  elif where == "checkpoints_file":
+    workdir = str(tmp_path / "w")
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "checkpoints"), "w") as f:
+      f.write("keep me")
+  elif where == "long_name":
+    workdir = str(tmp_path / ("a" * 300))
+  elif where == "dangling":
+    workdir = str(tmp_path / "link")
+    os.symlink(tmp_path / "gone", workdir)
   else:
     workdir = where
   before = snapshot(workdir if where != "file" else str(tmp_path))

@@ -136,7 +136,8 @@ def test_overrides_are_type_checked():
     ("model.critic.features", "0", "model.critic.features=0 must be at least 1"),
     ("seed", "99999999999999999999999", "seed=99999999999999999999999 must be at least 0 "
      "and at most 2147483647"),
-    ("eval_samples", "100000000", "eval_samples=100000000 must be at least 2 and at most"),
+    ("eval_samples", "100000", "eval_samples=100000 must be at least 2 and at most 10000 "
+     r"\(exact W1 solves an N x N transport problem\)"),
     ("convolutions", "fft", "convolutions='fft' is unknown; use one of auto, phase_split, xla"),
     ("critic_loop", "while", "critic_loop='while' is unknown; use one of auto, unrolled, scan"),
 ])

@@ -2,9 +2,11 @@
 import errno
 import logging
 import os
+import shutil
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
@@ -29,6 +31,21 @@ def restore_latest(workdir, cfg):
   return state
 
 
+def flip_a_bit(step_dir):
+  """The state item written again with one bit of one value flipped, as a bad
+  disk or a bad copy would return it: everything reads, one number is wrong."""
+  path = os.path.join(step_dir, "state")
+  checkpointer = ocp.PyTreeCheckpointer()
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                          checkpointer.metadata(path).item_metadata.tree)
+  tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+  kernel = np.array(tree["critic"]["params"]["Dense_1"]["kernel"])
+  kernel.view(np.uint32).flat[7] ^= 1 << 4
+  tree["critic"]["params"]["Dense_1"]["kernel"] = kernel
+  shutil.rmtree(path)
+  checkpointer.save(path, args=ocp.args.PyTreeSave(tree))
+
+
 def truncate_array_data(item_dir):
   """Halves every data file of an Orbax item (OCDBT keeps arrays in `d/` folders)."""
   files = [os.path.join(d, f) for d, _, fs in os.walk(item_dir) for f in fs
@@ -46,6 +63,8 @@ DAMAGE = {
                                                                 "metadata")),
     "deleted state": lambda step_dir: __import__("shutil").rmtree(
         os.path.join(step_dir, "state")),
+    # Loads without an error; the checksums in the metadata catch it.
+    "a flipped bit": flip_a_bit,
 }
 
 
@@ -169,3 +188,18 @@ def test_non_finite_beyond_the_restarts_allowed_stops_and_keeps_the_checkpoint(t
   with pytest.raises(trainer.NonFiniteError, match="non-finite critic_loss at generator step 5"):
     trainer.train_and_evaluate(config(nonfinite_restarts=2), str(tmp_path))
   assert steps_in(str(tmp_path)) == ["2", "4"]
+
+
+def test_a_non_finite_generator_is_never_scored():
+  """Evaluation between two checks of the metrics used to score a NaN generator
+  (exact W1 of NaN points came out 0)."""
+  from wgan_jax import evaluation  # pylint: disable=import-outside-toplevel
+  cfg = config()
+  spec = builders.make_spec(cfg, (2,))
+  state = builders.init_state(spec, (2,), cfg.seed)
+  state = state.replace(generator=state.generator.replace(params=jax.tree.map(
+      lambda p: p * np.nan, state.generator.params)))
+  evaluator = evaluation.make_evaluator(cfg, spec)
+  with pytest.raises(trainer.NonFiniteError, match="non-finite generator samples at the "
+                     "evaluation of generator step 0"):
+    evaluator(state, "/nonexistent", "000000")

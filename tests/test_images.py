@@ -344,3 +344,63 @@ def test_critic_stacks_follow_the_schedule():
     np.testing.assert_array_equal(stack, np.stack(flat[first:first + size]))
     first += size
     assert position == 4 * first
+
+
+def test_lsun_skips_a_value_that_does_not_decode_and_counts_it(tmp_path):
+  env = lmdb.open(str(tmp_path / "bedroom_train_lmdb"), map_size=1 << 24)
+  with env.begin(write=True) as txn:
+    for i in range(4):
+      txn.put(f"{i:04d}".encode(), encode(picture(40, 40, i), "JPEG"))
+    txn.put(b"0002x", b"\xff\xd8 not a jpeg at all")  # sorts between good ones
+  env.close()
+  cfg = data_config("lsun_bedroom", 16, root=tmp_path)
+  batches, position = positioned(cfg, 4, 2)  # two epochs of 4 good images
+  assert all(b.shape == (2, 16, 16, 3) for b in batches)
+  # 8 good images handed out; the bad value is read, and counted, once an epoch of 5.
+  assert 9 <= position <= 10
+
+
+def test_lsun_whose_data_mdb_is_no_lmdb_is_one_line(tmp_path):
+  folder = tmp_path / "bedroom_train_lmdb"
+  folder.mkdir()
+  (folder / "data.mdb").write_bytes(b"")
+  for content in (b"", b"garbage" * 1000):
+    (folder / "data.mdb").write_bytes(content)
+    with pytest.raises(images.DataError) as err:
+      images.open_source(data_config("lsun_bedroom", root=tmp_path), 0)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{folder}/data.mdb is not a readable LMDB (")
+    assert message.endswith("download and unzip bedroom_train_lmdb.zip again")
+
+
+def test_a_damaged_tfds_dataset_info_is_one_line(tmp_path):
+  info = tmp_path / "cifar10" / "3.0.2" / "dataset_info.json"
+  info.parent.mkdir(parents=True)
+  info.write_text("{garbage")
+  with pytest.raises(images.DataError) as err:
+    images.open_source(data_config("cifar10", root=tmp_path), 0)
+  message = str(err.value)
+  assert "\n" not in message
+  assert message.startswith(f"cifar10 under {tmp_path} cannot be read (ParseError: ")
+  assert "rebuild it with `tfds build cifar10 --data_dir=...`" in message
+
+
+@pytest.mark.parametrize("name", ["image_folder", "lsun_bedroom"])
+def test_a_data_dir_that_is_a_file_says_so(name, tmp_path):
+  path = tmp_path / "images.zip"
+  path.write_bytes(b"PK")
+  with pytest.raises(images.DataError, match="is a file"):
+    images.open_source(data_config(name, root=path), 0)
+
+
+def test_a_folder_linked_into_itself_counts_each_image_once(tmp_path):
+  root = tmp_path / "images"
+  (root / "sub").mkdir(parents=True)
+  Image.fromarray(picture(20, 20, 0)).save(root / "a.png")
+  Image.fromarray(picture(20, 20, 1)).save(root / "sub" / "b.png")
+  os.symlink(root, root / "sub" / "loop")  # images/sub/loop -> images
+  os.symlink(root / "a.png", root / "sub" / "also_a.png")
+  readable, skipped = images.scan_image_folder(str(root))
+  assert [os.path.relpath(p, root) for p in readable] == ["a.png", "sub/b.png"]
+  assert skipped == []

@@ -316,8 +316,9 @@ def test_initialize_distributed_does_nothing_for_a_plain_process(fake_initialize
 def test_initialize_distributed_passes_explicit_values_once(fake_initialize):
   parallel.initialize_distributed("localhost:1234", 2, 1)
   parallel.initialize_distributed("localhost:1234", 2, 1)  # Already initialized: no-op.
+  # JAX's own deadline lies beyond the watchdog's (300 s), so the watchdog's one line fires.
   assert fake_initialize == [dict(coordinator_address="localhost:1234", num_processes=2,
-                                  process_id=1)]
+                                  process_id=1, initialization_timeout=360)]
   fake_initialize.clear()
   with pytest.raises(ValueError, match="give all of"):
     parallel.initialize_distributed("localhost:1234", None, None)
@@ -338,7 +339,8 @@ def test_initialize_distributed_auto_detects_launchers(fake_initialize, monkeypa
     monkeypatch.setenv(k, v)
   assert parallel.cluster_environment() == launcher
   parallel.initialize_distributed(None, None, None)
-  assert fake_initialize == [{}]  # No arguments: JAX reads the environment.
+  # No addresses: JAX reads the environment.
+  assert fake_initialize == [{"initialization_timeout": 300}]
 
 
 def test_single_task_slurm_job_is_a_plain_process(fake_initialize, monkeypatch):

@@ -3,8 +3,10 @@
 Layout: `WORKDIR/checkpoints/<step>/{state,metadata}`. `state` is the
 TrainState as a pytree (`flax.serialization.to_state_dict`: every field, so a
 field added to TrainState is saved and restored with no change here);
-`metadata` is JSON with the step, each process's data-stream position and the
-experiment's config. A run restores into an abstract target (shapes, dtypes
+`metadata` is JSON with the step, each process's data-stream position, the
+experiment's config, the last logged training means and a checksum of every
+array (two sums of its bits, computed on the devices), which a restore
+recomputes: an array that does not read back bit for bit is damage. A run restores into an abstract target (shapes, dtypes
 and the run's shardings, nothing allocated). Sampling restores the
 generator's params and batch stats alone (a partial restore of `state`),
 without building the critic or any optimizer state.
@@ -30,6 +32,7 @@ from typing import Any
 from absl import logging
 from flax import serialization
 import jax
+import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
@@ -44,6 +47,10 @@ LEGACY_ITEMS = ("generator", "critic", "metadata")
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint where one was asked for: reported as one line."""
+
+
+class DamagedCheckpointError(CheckpointError):
+  """A checkpoint whose files cannot be read back (an older one may serve)."""
 
 
 class CheckpointWriteError(RuntimeError):
@@ -116,6 +123,9 @@ class Checkpointer:
   def __init__(self, workdir: str, every: int, keep: int):
     self.every = every
     self.directory = checkpoint_dir(workdir)
+    if os.path.lexists(self.directory) and not os.path.isdir(self.directory):
+      raise CheckpointError(f"{self.directory} is a file, not a folder of checkpoints: move it "
+                            "away or pass another --workdir")
     self._pending: int | None = None  # step of the save that may still be in flight
     self._manager = ocp.CheckpointManager(
         self.directory, item_names=ITEMS, item_handlers=_handlers(ITEMS),
@@ -130,21 +140,24 @@ class Checkpointer:
     return bool(self.every) and step % self.every == 0
 
   def save(self, state: TrainState, config: ml_collections.ConfigDict,
-           data_position: list[int] | None = None, force: bool = False) -> bool:
+           data_position: list[int] | None = None, force: bool = False,
+           train_scalars: dict[str, float] | None = None) -> bool:
     """Saves at multiples of `every` (or any step with `force`); returns whether it did.
 
     `data_position` holds each process's position in its data stream (None
-    where the data is a function of the step, as for the toy sets)."""
+    where the data is a function of the step, as for the toy sets);
+    `train_scalars` the last logged training means (for a summary written later)."""
     step = int(state.step)
     if not force and not self.due(step):
       return False
     if step in self._manager.all_steps():
       return False
-    metadata = {"step": step, "data_position": data_position, "config": config.to_dict()}
+    tree = serialization.to_state_dict(state)
+    metadata = {"step": step, "data_position": data_position, "config": config.to_dict(),
+                "train_scalars": train_scalars or {}, "checksums": checksums(tree)}
     with self._writing(step):
       saved = self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.PyTreeSave(serialization.to_state_dict(state)),
-          metadata=ocp.args.JsonSave(metadata)), force=True)
+          state=ocp.args.PyTreeSave(tree), metadata=ocp.args.JsonSave(metadata)), force=True)
     self._pending = step
     return saved
 
@@ -179,6 +192,7 @@ class Checkpointer:
     meta = restored.metadata
     if meta["step"] != step:
       raise ValueError(f"metadata says step {meta['step']}")
+    _verify(restored.state, meta.get("checksums"))
     return serialization.from_state_dict(like, restored.state), meta
 
   def restore_intact(self, like: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
@@ -242,6 +256,38 @@ class Checkpointer:
     self._manager.close()
 
 
+def _checksum(x: jax.Array) -> jax.Array:
+  """Two uint32 sums of `x`'s bits, plain and weighted by position: any single
+  flipped bit changes the first, and swapped values the second."""
+  x = jnp.asarray(x)
+  if x.dtype == jnp.bool_:
+    x = x.astype(jnp.uint8)
+  unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[x.dtype.itemsize]
+  bits = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32).reshape(-1)
+  weights = jnp.arange(1, bits.size + 1, dtype=jnp.uint32)
+  return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * weights, dtype=jnp.uint32)])
+
+
+_checksums = jax.jit(lambda tree: jax.tree.map(_checksum, tree))
+
+
+def checksums(tree: PyTree) -> dict[str, list[int]]:
+  """Every array's checksum by path, computed where the arrays live (one program)."""
+  sums = jax.device_get(_checksums(tree))
+  return {_path_name(p): [int(v) for v in np.asarray(s)]
+          for p, s in jax.tree_util.tree_leaves_with_path(sums)}
+
+
+def _verify(tree: PyTree, expected: dict[str, list[int]] | None) -> None:
+  """ValueError (damage) unless every array reads back with its saved checksum."""
+  if not expected:  # Checkpoints written before checksums.
+    return
+  for path, got in checksums(tree).items():
+    if expected.get(path) != got:
+      raise ValueError(f"{path} does not read back as it was written (checksum {got}, saved "
+                       f"{expected.get(path)})")
+
+
 def _one_line(error: Exception) -> str:
   return " ".join(str(error).split())[:300] or type(error).__name__
 
@@ -284,8 +330,23 @@ def read_metadata(workdir: str, step: int | None = None) -> tuple[int, dict[str,
     elif step not in steps:
       raise CheckpointError(f"no checkpoint for step {step} in {checkpoint_dir(workdir)}; "
                             f"saved steps: {', '.join(map(str, sorted(steps)))}")
-    return step, manager.restore(step, args=ocp.args.Composite(
-        metadata=ocp.args.JsonRestore())).metadata
+    try:
+      metadata = manager.restore(step, args=ocp.args.Composite(
+          metadata=ocp.args.JsonRestore())).metadata
+      if not isinstance(metadata, dict) or metadata.get("step") != step:
+        raise ValueError("it is not the metadata of this step")
+    except Exception as e:  # pylint: disable=broad-except  # whatever a damaged file raises
+      others = [s for s in sorted(steps) if s != step]
+      raise DamagedCheckpointError(
+          f"the metadata of checkpoint {step} in {checkpoint_dir(workdir)} cannot be read "
+          f"({type(e).__name__}): it is damaged"
+          + (f"; pass --step= one of {', '.join(map(str, others))}" if others else "")) from e
+    return step, metadata
+
+
+def finished_steps(workdir: str) -> list[int]:
+  """The steps of `workdir`'s finished checkpoints, oldest first."""
+  return _finished_steps(checkpoint_dir(workdir))
 
 
 def saved_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
@@ -351,7 +412,7 @@ def restore_generator(workdir: str, step: int, like: NetState) -> NetState:
       raise
     except Exception as e:  # pylint: disable=broad-except
       others = [s for s in manager.all_steps() if s != step]
-      raise CheckpointError(
+      raise DamagedCheckpointError(
           f"the generator of checkpoint {step} in {checkpoint_dir(workdir)} cannot be read "
           f"({type(e).__name__}): it is damaged"
           + (f"; pass --step= one of {', '.join(map(str, sorted(others)))}" if others else "")

@@ -3,9 +3,11 @@
 errors with exit code 2 for bad command lines."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
+import tempfile
 from typing import Callable, NoReturn, Sequence
 
 from absl import flags
@@ -71,10 +73,25 @@ def flags_parser(default: str | None = DEFAULT_EXPERIMENT) -> Callable:
   return parse
 
 
-def quiet_orbax_info_logs() -> None:
-  """Orbax logs a dozen INFO lines per save; keep its warnings and errors only."""
+def quiet_orbax_logs() -> None:
+  """Orbax logs a dozen INFO lines per save: keep its warnings and errors only,
+  without tracebacks (a failed save is reported as one line by the caller)."""
 
   def keep(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    record.exc_info, record.exc_text = None, None
+    return record.levelno >= logging.WARNING
 
   logging.getLogger("absl").addFilter(keep)
+
+
+def unwritable(folder: str) -> str | None:
+  """Why nothing can be written in the existing `folder` (e.g. "EACCES"), or None.
+  Root passes os.access everywhere: try the real thing, and leave nothing behind."""
+  try:
+    with tempfile.TemporaryFile(dir=folder):
+      pass
+  except OSError as e:
+    return errno.errorcode.get(e.errno, "") or e.strerror or type(e).__name__
+  return None

@@ -101,6 +101,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.model, schema.MODEL_RULES, "model.")
   check(config.optimizer, schema.OPTIMIZER_RULES, "optimizer.")
   data.check_config(config.data)
+  data.check_eval_samples(config)
   models.check_config(config)
 
 
@@ -121,7 +122,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, workdir: str,
-                    step: int) -> list[str]:
+                    step: int | None) -> list[str]:
   """Whether `config` may resume the run saved (at `step`) in `workdir`.
 
   Another experiment, or a setting that changes what the checkpoint holds,
@@ -129,9 +130,10 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, wo
   (e.g. a longer run or a new learning rate), which may change.
   """
   name = saved.get("experiment")
+  source = f"step {step}" if step is not None else "its config.json"
   if name != config.experiment:
     raise ConfigError(
-        f"{workdir} holds checkpoints of experiment {name!r} (step {step}), not "
+        f"{workdir} holds checkpoints of experiment {name!r} ({source}), not "
         f"{config.experiment!r}: resume it with --workdir={workdir} alone, or pass another "
         "--workdir")
   old, new = flatten(_with_added_keys(saved)), flatten(config.to_dict())
@@ -141,7 +143,7 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, wo
     raise ConfigError(
         f"{workdir} was trained with "
         + ", ".join(f"{k}={old.get(k)!r}" for k in shaped)
-        + " (step " + str(step) + "), this command sets "
+        + f" ({source}), this command sets "
         + ", ".join(f"{k}={new.get(k)!r}" for k in shaped)
         + ": the checkpoint cannot hold that; drop those overrides or pass another --workdir")
   return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]

@@ -13,11 +13,20 @@ import ml_collections
 import numpy as np
 
 from wgan_jax import data, generation, plots, steps
+from wgan_jax.inflight import NonFiniteError
 from wgan_jax.data.toy import ToyDataset, get_toy_dataset
 from wgan_jax.metrics import toy as toy_metrics
 from wgan_jax.state import TrainState
 
 GRID_SIZE = 128
+
+
+def _finite(samples: np.ndarray, state: TrainState) -> np.ndarray:
+  """`samples`, or a NonFiniteError: a non-finite sample is never scored or drawn."""
+  if not np.all(np.isfinite(samples)):
+    raise NonFiniteError(f"non-finite generator samples at the evaluation of generator step "
+                         f"{int(jax.device_get(state.step))}; lower optimizer.lr or check the data")
+  return samples
 
 
 class ToyEvaluator:
@@ -44,8 +53,8 @@ class ToyEvaluator:
         spec.critic, c.params, c.batch_stats, grid, train=False)[0])
 
   def samples(self, state: TrainState) -> np.ndarray:
-    return generation.generate(self.spec.generator, state.generator, self.noise,
-                               self.batch_norm, self.batch_size)
+    return _finite(generation.generate(self.spec.generator, state.generator, self.noise,
+                                       self.batch_norm, self.batch_size), state)
 
   def metrics(self, fake: np.ndarray) -> dict[str, float]:
     w1 = toy_metrics.exact_w1(fake, self.real)
@@ -77,8 +86,8 @@ class ImageEvaluator:
     self.noise = steps.sample_noise(spec, key, num_samples)
 
   def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
-    grid = plots.image_grid(generation.generate(self.spec.generator, state.generator, self.noise,
-                                                self.batch_norm, self.batch_size))
+    grid = plots.image_grid(_finite(generation.generate(
+        self.spec.generator, state.generator, self.noise, self.batch_norm, self.batch_size), state))
     if jax.process_index() == 0:
       plots.save_png(os.path.join(workdir, f"samples_{tag}.png"), grid)
     return {}, grid

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 from typing import Protocol
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -61,12 +62,15 @@ class DrawnData:
 
 
 class _ImageStream:
-  """This process's iteration stacks from tf.data, prefetched to the devices."""
+  """This process's iteration stacks from tf.data, prefetched to the devices.
+  Images that fail to decode are skipped by the pipeline; the positions count
+  them, and the stream reports how many."""
 
-  def __init__(self, batches, devices: Devices, position: int):
-    self._batches, self._devices = batches, devices
+  def __init__(self, batches, devices: Devices, position: int, batch: int, where: str):
+    self._batches, self._devices, self._batch, self._where = batches, devices, batch, where
     self._ahead: collections.deque[tuple[int, jax.Array]] = collections.deque()
     self.position = position
+    self.skipped = 0
 
   def next(self, n_critic: int) -> jax.Array:
     while len(self._ahead) <= PREFETCH:
@@ -77,6 +81,11 @@ class _ImageStream:
     if updates != n_critic:
       raise RuntimeError(f"the input pipeline stacked {stack.shape} for {n_critic} critic "
                          "updates: its schedule differs from the trainer's")
+    skipped = position - self.position - n_critic * self._batch
+    if skipped:
+      self.skipped += skipped
+      logging.warning("%s: skipped %d images that do not decode (%d so far)", self._where,
+                      skipped, self.skipped)
     self.position = position
     return stack
 
@@ -99,7 +108,8 @@ class ImageData:
     ds = self._images.build_image_dataset(c.data, self._batch, c.seed, self._index, self._count,
                                           start=position, source=self._source)
     stacks = self._images.critic_stacks(ds, builders.critic_schedule(c, step), c.n_critic)
-    return _ImageStream(stacks.as_numpy_iterator(), self._devices, position)
+    return _ImageStream(stacks.as_numpy_iterator(), self._devices, position, self._batch,
+                        c.data.dir or c.data.name)
 
 
 class _Repeated:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
+import threading
 from typing import Mapping, Sequence
 
 from absl import logging
@@ -84,15 +86,36 @@ def cluster_environment(environ: Mapping[str, str] | None = None) -> str | None:
   return None
 
 
+def _exit_unless_cancelled(timeout_s: float, message: str) -> threading.Timer:
+  """Prints `message` as one error line and ends the process after `timeout_s`,
+  unless cancelled first. JAX's distributed client aborts the whole process
+  (a C++ check failure, with its stack) when it cannot register in time, so
+  there is no exception to catch: this fires first."""
+
+  def fire():
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    os._exit(1)  # pylint: disable=protected-access
+
+  timer = threading.Timer(timeout_s, fire)
+  timer.daemon = True
+  timer.start()
+  return timer
+
+
+# JAX's own registration deadline, beyond ours, so that ours is the one that fires.
+_JAX_TIMEOUT_MARGIN_S = 60
+
+
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+                           process_id: int | None = None, timeout_s: int = 300) -> None:
   """Joins this process to a multi-process JAX run; call it first, before any
   other JAX call (it must precede the backend's start).
 
   - Explicit values (GPU clusters, tests): `jax.distributed.initialize` with
     them; the coordinator (process 0) listens on `coordinator_address`
-    ("host:port").
+    ("host:port"), and the others wait up to `timeout_s` for it
+    (CoordinatorError, one line, after that).
   - None of them, under a launcher JAX detects (Cloud TPU VM or pod slice,
     SLURM, Open MPI; see `cluster_environment`): `jax.distributed.initialize()`
     with no arguments, which reads everything from the environment.
@@ -110,14 +133,29 @@ def initialize_distributed(coordinator_address: str | None = None,
     if launcher is None:
       return
     logging.info("initializing jax.distributed from the %s environment", launcher)
-    jax.distributed.initialize()
+    jax.distributed.initialize(initialization_timeout=timeout_s)
   else:
     if None in explicit:
       raise ValueError("give all of coordinator_address, num_processes and process_id "
                        f"(got {coordinator_address!r}, {num_processes!r}, {process_id!r}), "
                        "or none of them on a TPU pod / SLURM / Open MPI")
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+    if not 0 <= process_id < num_processes:
+      raise ValueError(f"process_id={process_id} is not in 0 .. {num_processes - 1} "
+                       f"(num_processes={num_processes})")
+    logging.warning("process %d of %d: waiting up to %d s for all %d processes to reach the "
+                    "coordinator at %s (process 0)", process_id, num_processes, timeout_s,
+                    num_processes, coordinator_address)
+    watchdog = _exit_unless_cancelled(timeout_s, (
+        f"process {process_id} of {num_processes}: the {num_processes} processes did not all "
+        f"reach the coordinator at {coordinator_address} within {timeout_s} s; start every "
+        "process with the same --coordinator_address and --num_processes (process 0 on that "
+        "host), or check that they can reach it"))
+    try:
+      jax.distributed.initialize(coordinator_address=coordinator_address,
+                                 num_processes=num_processes, process_id=process_id,
+                                 initialization_timeout=timeout_s + _JAX_TIMEOUT_MARGIN_S)
+    finally:
+      watchdog.cancel()
   logging.info("process %d of %d; %d local of %d devices", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
 

@@ -1,10 +1,12 @@
 """SIGTERM / SIGINT as a request to stop cleanly.
 
 Preemptible VMs and schedulers send SIGTERM and wait a little before SIGKILL;
-users press Ctrl-C. Inside `with StopSignals() as stop:` either signal only
-records its name, and the training loop asks `stop.requested(step)` after
-each iteration: it then writes a checkpoint and returns. A second Ctrl-C
-aborts at once (the last finished checkpoint is still there).
+users press Ctrl-C. Inside `with StopSignals() as stop:` a signal either
+raises `StopRequested` at once (start-up, the final evaluation: nothing to
+save, or all saved) or, inside `with stop.deferred():` (the training loop),
+is recorded: the loop asks `stop.requested(step)` after each iteration, then
+writes a checkpoint and returns. A second Ctrl-C raises at once; the last
+finished checkpoint is still there.
 
 With several processes every one of them must stop at the same step, since
 saving is collective. They agree through JAX's preemption service on the
@@ -16,6 +18,7 @@ that process, so it reaches the others the same way.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -28,13 +31,41 @@ from jax.experimental import multihost_utils
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # What the other processes of a multi-process run learn: a notice, not a signal name.
 PREEMPTION_NOTICE = "a preemption notice (SIGTERM to one of the processes)"
+SECOND_CTRL_C = "a second Ctrl-C"
+# Exit codes of a process stopped by a signal before anything could be saved.
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, SECOND_CTRL_C: 130}
+
+
+class StopRequested(Exception):
+  """A signal asked to stop where no checkpoint is written for it."""
+
+  def __init__(self, reason: str):
+    super().__init__(reason)
+    self.reason = reason
+
+  @property
+  def exit_code(self) -> int:
+    return EXIT_CODES.get(self.reason, 1)
+
+
+def raise_on_sigterm() -> None:
+  """Until a `StopSignals` takes over: SIGTERM raises StopRequested (Ctrl-C
+  raises KeyboardInterrupt), so start-up ends with one line, not a silent 143."""
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _raise_stop)
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+  del frame
+  raise StopRequested(signal.Signals(signum).name)
 
 
 class StopSignals:
-  """Records SIGTERM / SIGINT instead of dying on them, while in its `with` block."""
+  """Turns SIGTERM / SIGINT into StopRequested, or records them while deferred."""
 
   def __init__(self):
     self.received: str | None = None
+    self._deferred = False
     self._previous: dict[int, object] = {}
     self._coordinated = jax.process_count() > 1
 
@@ -51,15 +82,28 @@ class StopSignals:
       signal.signal(sig, handler)
     self._previous.clear()
 
+  @contextlib.contextmanager
+  def deferred(self):
+    """Within: signals are recorded for `requested` instead of raising."""
+    self._deferred = True
+    try:
+      yield self
+    finally:
+      self._deferred = False
+
   def _handle(self, signum: int, frame: FrameType | None) -> None:
     del frame
     name = signal.Signals(signum).name
     if name == "SIGINT" and self.received == "SIGINT":
-      raise KeyboardInterrupt("second Ctrl-C: stopping without a final checkpoint")
-    self.received = name
-    logging.warning("%s received: finishing this iteration, then saving a checkpoint and "
-                    "stopping%s", name, " (Ctrl-C again to abort without saving)"
-                    if name == "SIGINT" else "")
+      raise StopRequested(SECOND_CTRL_C)
+    first = self.received is None
+    self.received = self.received or name
+    if not self._deferred:
+      raise StopRequested(name)
+    if first:
+      logging.warning("%s received: finishing this iteration, then saving a checkpoint and "
+                      "stopping%s", name, " (Ctrl-C again to stop without saving)"
+                      if name == "SIGINT" else "")
     if self._coordinated:
       os.kill(os.getpid(), signal.SIGTERM)  # To JAX's notifier, which tells the others.
 

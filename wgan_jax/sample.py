@@ -19,15 +19,58 @@ from absl import app, flags, logging
 import numpy as np
 
 from wgan_jax import configs
-from wgan_jax.cli import flags_parser, usage_error
+from wgan_jax.cli import flags_parser, unwritable, usage_error
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's working directory.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest intact one).")
 _NUM = flags.DEFINE_integer("num", 64, "Number of samples.")
 _OUT = flags.DEFINE_string("out", None, "PNG to write (default: WORKDIR/samples_step<N>.png).")
 _NPZ = flags.DEFINE_string("npz", None, "Also write the samples to this .npz (key 'samples': "
                            "uint8 [N, H, W, C] images, or float32 [N, 2] points).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise.")
+
+# Samples one call writes at most (a 64x64 RGB grid of this many is ~1.2 GB of pixels).
+MAX_SAMPLES = 100_000
+
+
+def output_problem(flag: str, path: str, extension: str) -> str | None:
+  """Why `path` cannot take the output of `flag`, or None; checked before anything is written."""
+  if not path.lower().endswith(extension):
+    return f"{flag}={path} must end in {extension}"
+  absolute = os.path.abspath(path)
+  folder = os.path.dirname(absolute)
+  if os.path.isdir(absolute):
+    return f"{flag}={path} is a directory; pass a file name ending in {extension}"
+  if not os.path.isdir(folder):
+    return f"{flag}={path}: the folder {folder} does not exist; create it or pass another path"
+  reason = unwritable(folder)
+  if reason:
+    return f"{flag}={path} cannot be written ({reason} in {folder}); pass another path"
+  return None
+
+
+def _samples(workdir: str, step: int | None, name: str | None,
+             overrides: list[tuple[str, str]], num: int, seed: int):
+  """(step, config, samples) of `step`, or of the newest checkpoint that reads back."""
+  from wgan_jax import checkpointing, generation  # pylint: disable=import-outside-toplevel
+  candidates = [step] if step is not None else checkpointing.finished_steps(workdir)[::-1]
+  damaged = []
+  for candidate in candidates or [None]:
+    try:
+      found, metadata = checkpointing.read_metadata(workdir, candidate)
+      if name is None:
+        config = configs.from_dict(metadata["config"], overrides)
+      else:
+        config = configs.from_command_line(name, overrides)
+      return found, config, generation.from_checkpoint(config, workdir, found, num, seed)
+    except checkpointing.DamagedCheckpointError as e:
+      if step is not None:
+        raise
+      print(f"warning: {e}; trying an older checkpoint", file=sys.stderr)
+      damaged.append(str(candidate))
+  raise checkpointing.CheckpointError(
+      f"none of the checkpoints in {checkpointing.checkpoint_dir(workdir)} reads back (steps "
+      f"{', '.join(damaged)} are damaged); train again, or restore the folder from a copy")
 
 
 def main(parsed) -> None:
@@ -35,29 +78,44 @@ def main(parsed) -> None:
   workdir = _WORKDIR.value
   if not workdir:
     usage_error("--workdir is required: the directory of a training run")
-  if _NUM.value < 1:
-    usage_error(f"--num={_NUM.value} must be at least 1")
+  if not 1 <= _NUM.value <= MAX_SAMPLES:
+    usage_error(f"--num={_NUM.value} must be at least 1 and at most {MAX_SAMPLES}; for more, "
+                "call again with other --seed values")
+  for flag, path, extension in (("--out", _OUT.value, ".png"), ("--npz", _NPZ.value, ".npz")):
+    problem = path and output_problem(flag, path, extension)
+    if problem:
+      usage_error(problem)
 
   from wgan_jax import checkpointing, generation, plots  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   try:
-    step, metadata = checkpointing.read_metadata(workdir, _STEP.value)
-    if name is None:
-      config = configs.from_dict(metadata["config"], overrides)
-    else:
-      config = configs.from_command_line(name, overrides)
-    samples = generation.from_checkpoint(config, workdir, step, _NUM.value, _SEED.value)
+    step, config, samples = _samples(workdir, _STEP.value, name, overrides, _NUM.value,
+                                     _SEED.value)
   except (checkpointing.CheckpointError, configs.ConfigError) as e:
     usage_error(str(e))
 
   out = _OUT.value or os.path.join(workdir, f"samples_step{step}.png")
-  generation.save_figure(out, samples, f"{config.experiment}: {len(samples)} samples")
-  if _NPZ.value:
-    np.savez_compressed(_NPZ.value,
-                        samples=samples if samples.ndim == 2 else plots.to_uint8(samples),
-                        step=step, seed=_SEED.value)
-  print(f"wrote {_NUM.value} samples of step {step} to {out}"
-        + (f" and {_NPZ.value}" if _NPZ.value else ""), file=sys.stderr)
+  problem = output_problem("--out", out, ".png")
+  if problem:
+    usage_error(problem)
+  written = []
+  try:
+    generation.save_figure(out, samples, f"{config.experiment}: {len(samples)} samples")
+    written.append(out)
+    if _NPZ.value:
+      np.savez_compressed(_NPZ.value,
+                          samples=samples if samples.ndim == 2 else plots.to_uint8(samples),
+                          step=step, seed=_SEED.value)
+      written.append(_NPZ.value)
+  except OSError as e:
+    for path in written + [_NPZ.value or out]:  # Nothing half-written stays behind.
+      if os.path.isfile(path):
+        os.remove(path)
+    print(f"error: could not write the samples ([Errno {e.errno}] {e.strerror}): free disk "
+          "space or pass another --out / --npz; nothing was written", file=sys.stderr)
+    sys.exit(1)
+  print(f"wrote {len(samples)} samples of step {step} to " + " and ".join(written),
+        file=sys.stderr)
 
 
 if __name__ == "__main__":

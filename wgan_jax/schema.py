@@ -106,7 +106,7 @@ RULES: dict[str, Rule] = {
     "sampling_batch_norm": choice(*SAMPLING_BATCH_NORM),
     "log_every": at_least(1),
     "eval_every": at_least(0),
-    "eval_samples": at_least(2, 100_000),
+    "eval_samples": at_least(2),  # and at most data.EVAL_SAMPLES_MAX of its kind
     "checkpoint_every": at_least(0),
     "keep_checkpoints": at_least(1),
     "nonfinite_restarts": at_least(0, 1000),

@@ -7,20 +7,25 @@
 `--experiment.KEY=VALUE` overrides any key of the experiment's config; the
 value is read as the type the key already holds. Running the same command
 again resumes from the newest intact checkpoint; SIGTERM / Ctrl-C save a
-checkpoint and exit 0.
+checkpoint and exit 0. Every failure ends in one `error:` line: exit 2 for bad
+input (command line, config, workdir, data), 1 for what happens while running
+(a non-finite value, a write that fails), 130 / 143 for a signal that stopped
+it before it could save.
 """
 from __future__ import annotations
 
-import errno
+import json
 import os
 import sys
-import tempfile
+from typing import Any, NoReturn
 
 from absl import app, flags, logging
 import ml_collections
 
 from wgan_jax import configs
-from wgan_jax.cli import DEFAULT_EXPERIMENT, flags_parser, quiet_orbax_info_logs, usage_error
+from wgan_jax.cli import (DEFAULT_EXPERIMENT, flags_parser, quiet_orbax_logs, unwritable,
+                          usage_error)
+from wgan_jax.preemption import StopRequested, raise_on_sigterm
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where checkpoints, TensorBoard events, figures and summary.json go "
@@ -33,12 +38,19 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
                                       "Multi-process runs: the number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "Multi-process runs: this process's index, 0 .. n-1.")
+_COORDINATOR_TIMEOUT = flags.DEFINE_integer(
+    "coordinator_timeout", 300, "Multi-process runs: seconds to wait for every process to "
+    "reach the coordinator before giving up with one line.")
 
 
 def workdir_problem(workdir: str) -> str | None:
-  """Why `workdir` cannot hold a run (not a directory, not writable), or None.
-  Nothing is created: a failed check leaves no trace."""
+  """Why `workdir` cannot hold a run (not a directory, not writable, a name too
+  long, a dangling link, a file where its checkpoints go), or None. Nothing is
+  created: a failed check leaves no trace."""
   path = os.path.abspath(workdir)
+  if os.path.islink(path) and not os.path.exists(path):
+    return (f"--workdir={workdir} is a symbolic link to {os.readlink(path)}, which does not "
+            "exist; create that directory or pass another --workdir")
   if os.path.exists(path) and not os.path.isdir(path):
     return f"--workdir={workdir} is a file; pass a directory"
   existing = path
@@ -46,13 +58,36 @@ def workdir_problem(workdir: str) -> str | None:
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing):
     return f"--workdir={workdir} cannot be created: {existing} is a file; pass another directory"
-  try:  # Root passes os.access everywhere: try the real thing, and leave nothing behind.
-    with tempfile.TemporaryFile(dir=existing):
-      pass
-  except OSError as e:
-    reason = errno.errorcode.get(e.errno, "") or e.strerror or type(e).__name__
+  longest = os.pathconf(existing, "PC_NAME_MAX")
+  too_long = [part for part in path.split(os.sep) if len(part.encode()) > longest]
+  if too_long:
+    return (f"--workdir={workdir} has a name of {len(too_long[0].encode())} bytes "
+            f"({too_long[0][:20]}...); the file system allows {longest}: pass a shorter path")
+  checkpoints = os.path.join(path, "checkpoints")
+  if os.path.lexists(checkpoints) and not os.path.isdir(checkpoints):
+    return (f"{checkpoints} is a file, not a folder of checkpoints: move it away or pass "
+            "another --workdir")
+  reason = unwritable(existing)
+  if reason:
     return (f"--workdir={workdir} is not writable ({reason} in {existing}); pass a directory "
             "you can write to")
+  return None
+
+
+def _saved_run_config(workdir: str) -> tuple[int | None, dict[str, Any]] | None:
+  """(step, config) of the run `workdir` holds: from its newest readable
+  checkpoint metadata, else from its config.json (step None), else None."""
+  from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  saved = checkpointing.saved_config(workdir)
+  if saved is not None:
+    return saved
+  path = os.path.join(workdir, "config.json")
+  if os.path.isfile(path):
+    try:
+      with open(path) as f:
+        return None, json.load(f)
+    except (OSError, ValueError) as e:
+      logging.warning("cannot read %s (%s)", path, type(e).__name__)
   return None
 
 
@@ -60,8 +95,7 @@ def resolve_config(name: str | None, overrides: list[tuple[str, str]], workdir: 
                    ) -> ml_collections.ConfigDict:
   """The experiment to run in `workdir`: the saved run's config where there is one
   (refusing a different experiment or a shape-changing override), else `name`'s."""
-  from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
-  saved = checkpointing.saved_config(workdir)
+  saved = _saved_run_config(workdir)
   if name is None and saved is not None:
     config = configs.from_dict(saved[1], overrides)
   else:
@@ -73,8 +107,18 @@ def resolve_config(name: str | None, overrides: list[tuple[str, str]], workdir: 
   return config
 
 
+def _fail(message: str, code: int) -> NoReturn:
+  """One error line, then leave without waiting for Orbax's background threads:
+  after a failed save they wait minutes for signals that will not come, and
+  nothing is left to write (a failed save never replaces a finished one)."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  logging.flush()
+  os._exit(code)  # pylint: disable=protected-access
+
+
 def main(parsed) -> None:
   name, overrides, _ = parsed
+  raise_on_sigterm()
   if name is not None:
     try:  # Fail fast, before JAX starts, on a bad experiment or override.
       configs.from_command_line(name, overrides)
@@ -84,13 +128,38 @@ def main(parsed) -> None:
   problem = workdir_problem(workdir)
   if problem:
     usage_error(problem)
+  if _COORDINATOR_TIMEOUT.value < 1:
+    usage_error(f"--coordinator_timeout={_COORDINATOR_TIMEOUT.value} must be at least 1 s")
 
-  quiet_orbax_info_logs()
+  quiet_orbax_logs()
+  try:
+    summary = _run(name, overrides, workdir)
+  except (KeyboardInterrupt, StopRequested) as e:
+    reason = e.reason if isinstance(e, StopRequested) else "SIGINT"
+    step, newest = getattr(e, "step", None), getattr(e, "newest_checkpoint", None)
+    where = (f"at generator step {step} without a final checkpoint" if step is not None
+             else "during start-up")
+    kept = (f"checkpoint {newest} is the newest and a rerun resumes from it" if newest is not None
+            else "no checkpoint was written")
+    _fail(f"stopped by {reason} {where}; {kept}",
+          e.exit_code if isinstance(e, StopRequested) else 130)
+  if "stopped_by" in summary:
+    then = ("resume" if summary["during"] == "training" else
+            "evaluate it (training is complete)")
+    print(f"stopped by {summary['stopped_by']} at generator step {summary['generator_steps']}"
+          + ("" if summary["during"] == "training" else f" during {summary['during']}")
+          + f": checkpoint in {summary['checkpoint']}; run the same command to {then}",
+          file=sys.stderr)
+
+
+def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> dict[str, Any]:
+  """Distributed start-up, the config, the training; every failure is one line."""
   # Imported here so that bad command lines fail fast, before JAX starts.
   from wgan_jax import checkpointing, parallel, trainer  # pylint: disable=import-outside-toplevel
   from wgan_jax.data.images import DataError  # pylint: disable=import-outside-toplevel
   try:  # Before anything else touches JAX's backend.
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                    timeout_s=_COORDINATOR_TIMEOUT.value)
   except ValueError as e:
     usage_error(str(e))
   try:
@@ -100,16 +169,12 @@ def main(parsed) -> None:
   logging.info("experiment %s, workdir %s, overrides %s", config.experiment, workdir,
                overrides)
   try:
-    summary = trainer.train_and_evaluate(config, workdir)
+    return trainer.train_and_evaluate(config, workdir)
   except (DataError, checkpointing.CheckpointError, configs.ConfigError) as e:
-    usage_error(str(e))
-  except (trainer.NonFiniteError, checkpointing.CheckpointWriteError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
-  if "stopped_by" in summary:
-    print(f"stopped by {summary['stopped_by']} at generator step {summary['generator_steps']}: "
-          f"checkpoint in {summary['checkpoint']}; run the same command to resume",
-          file=sys.stderr)
+    _fail(str(e), 2)
+  except (trainer.NonFiniteError, checkpointing.CheckpointWriteError,
+          trainer.OutputWriteError) as e:
+    _fail(str(e), 1)
 
 
 if __name__ == "__main__":

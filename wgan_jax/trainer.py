@@ -26,13 +26,17 @@ import numpy as np
 from wgan_jax import builders, checkpointing, configs, data, evaluation, inputs, iteration
 from wgan_jax.devices import Devices
 from wgan_jax.inflight import InFlight, NonFiniteError
-from wgan_jax.preemption import StopSignals
+from wgan_jax.preemption import StopRequested, StopSignals
 from wgan_jax.state import TrainState
 
-__all__ = ["train_and_evaluate", "NonFiniteError"]
+__all__ = ["train_and_evaluate", "NonFiniteError", "OutputWriteError", "StopRequested"]
 
 # Folded into the RNG key for each restart after a non-finite value.
 _RESTART_STREAM = 0x72657374
+
+
+class OutputWriteError(RuntimeError):
+  """A file of the run (figure, summary, config) could not be written: one line."""
 
 
 class _Run:
@@ -86,7 +90,8 @@ def _save(checkpointer: checkpointing.Checkpointer, run: _Run,
   """Saves the run, never a non-finite one: every iteration's metrics, and the
   finiteness of the parameters each left, are checked first."""
   run.inflight.drain()
-  checkpointer.save(run.view(), config, _data_positions(run.stream), force=force)
+  checkpointer.save(run.view(), config, _data_positions(run.stream), force=force,
+                    train_scalars=run.scalars)
 
 
 @contextlib.contextmanager
@@ -144,7 +149,12 @@ def _train(config: ml_collections.ConfigDict, run: _Run, iterate: iteration.Iter
     if checkpointer.due(done):
       _save(checkpointer, run, config)
     if config.eval_every and done % config.eval_every == 0 and done != total:
-      _eval_and_report(evaluator, run.whole(), workdir, f"{done:06d}", writer)
+      run.inflight.drain()  # A non-finite generator is never scored.
+      try:
+        _eval_and_report(evaluator, run.whole(), workdir, f"{done:06d}", writer)
+      except OSError as e:
+        raise _write_error(f"the evaluation files of step {done} in {workdir}", e,
+                           checkpointer) from e
     reason = stop.requested(done)
     if reason and done != total:
       return reason
@@ -171,10 +181,30 @@ def _restart_after_nonfinite(error: NonFiniteError, checkpointer: checkpointing.
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config` in `workdir`, resuming from its newest intact checkpoint.
 
-  Returns the final summary (also written to `workdir/summary.json`), or, when
-  stopped by SIGTERM / SIGINT, {"stopped_by", "generator_steps", "checkpoint"}
-  after saving a checkpoint at the step it stopped at.
+  Returns the final summary (also written to `workdir/summary.json`; a run
+  already at its last step keeps the one it wrote), or, when stopped by
+  SIGTERM / SIGINT, {"stopped_by", "during", "generator_steps", "checkpoint"}
+  after saving a checkpoint at the step it stopped at. A signal during
+  start-up, or a second Ctrl-C, raises `StopRequested` (its `step` and
+  `newest_checkpoint` say where the run stands).
   """
+  with StopSignals() as stop:
+    return _train_and_evaluate(config, workdir, stop)
+
+
+def _write_error(what: str, error: OSError, checkpointer: checkpointing.Checkpointer
+                 ) -> OutputWriteError:
+  reason = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+  checkpointer.wait()  # The save in flight, of a good state, is part of what is kept.
+  newest = checkpointer.latest_step()
+  return OutputWriteError(
+      f"could not write {what} ({reason}); free disk space or make the workdir writable, then "
+      "run the same command" + (f": checkpoint {newest} is saved and a rerun resumes from it"
+                                if newest is not None else ""))
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals
+                        ) -> dict[str, Any]:
   # --- Devices and data (first: missing data must not leave a workdir behind).
   if config.parallelism == "pmap" and jax.process_count() > 1:
     raise configs.ConfigError("parallelism='pmap' runs within one process; with several "
@@ -210,6 +240,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  int(jax.device_get(state.step)))
   run = _Run(devices, state, source.stream(int(jax.device_get(state.step)),
                                            _own_position(metadata)))
+  run.scalars = dict((metadata or {}).get("train_scalars") or {})
+  summary_path = os.path.join(workdir, "summary.json")
+  if run.step >= config.num_generator_steps and os.path.exists(summary_path):
+    logging.info("%s is already trained to generator step %d; its summary.json is kept",
+                 workdir, run.step)
+    checkpointer.close()
+    with open(summary_path) as f:
+      return json.load(f)
 
   # --- The compiled generator iteration.
   iterate = iteration.build(config, spec, devices, source.sampler)
@@ -219,36 +257,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams(configs.flatten(config.to_dict()))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=2))
+    try:
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json(indent=2))
+    except OSError as e:
+      raise _write_error(f"{workdir}/config.json", e, checkpointer) from e
 
   # --- Loop; a non-finite value stops it, or restarts from the last good checkpoint.
   start = time.perf_counter()
   logging.info("training %s for %d generator iterations in %s", config.experiment,
                config.num_generator_steps, workdir)
   restarts = 0
-  with StopSignals() as stop, _finishing_saves_on_error(checkpointer):
-    while True:
-      try:
-        stopped_by = _train(config, run, iterate, checkpointer, evaluator, workdir, writer,
-                            stop)
-        run.inflight.drain()
-        break
-      except NonFiniteError as e:
-        if restarts >= config.nonfinite_restarts:
-          raise
-        restarts += 1
-        run = _restart_after_nonfinite(e, checkpointer, abstract, devices, source, restarts)
+  try:
+    with stop.deferred(), _finishing_saves_on_error(checkpointer):
+      while True:
+        try:
+          stopped_by = _train(config, run, iterate, checkpointer, evaluator, workdir, writer,
+                              stop)
+          run.inflight.drain()
+          break
+        except NonFiniteError as e:
+          if restarts >= config.nonfinite_restarts:
+            raise
+          restarts += 1
+          run = _restart_after_nonfinite(e, checkpointer, abstract, devices, source, restarts)
 
-    # --- Final (or preemption) checkpoint.
-    _save(checkpointer, run, config, force=True)
-    checkpointer.wait()
+      # --- Final (or preemption) checkpoint.
+      _save(checkpointer, run, config, force=True)
+      checkpointer.wait()
+  except StopRequested as e:  # A second Ctrl-C: no final checkpoint.
+    e.step, e.newest_checkpoint = run.step, checkpointer.latest_step()
+    raise
   step = run.step
+  stopped = lambda reason, during: {
+      "stopped_by": reason, "during": during, "generator_steps": step,
+      "checkpoint": os.path.join(checkpointer.directory, str(step))}
   if stopped_by:
     checkpointer.close()
     writer.flush()
-    return {"stopped_by": stopped_by, "generator_steps": step,
-            "checkpoint": os.path.join(checkpointer.directory, str(step))}
+    return stopped(stopped_by, "training")
 
   if jax.process_count() > 1:  # Replicas that drifted apart would be a silent bug.
     whole = run.whole()
@@ -257,16 +304,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      (whole.generator.params, whole.critic.params)),
         "the processes' parameters differ")
 
-  # --- Final evaluation.
+  # --- Final evaluation: everything is saved, so a signal here stops it at once.
   summary: dict[str, Any] = dict(
       experiment=config.experiment, generator_steps=step,
       train_seconds=round(time.perf_counter() - start, 2), nonfinite_restarts=restarts,
       **{f"train_{k}": v for k, v in run.scalars.items()})
-  summary.update(_eval_and_report(evaluator, run.whole(), workdir, "final", writer))
+  try:
+    summary.update(_eval_and_report(evaluator, run.whole(), workdir, "final", writer))
+  except StopRequested as e:
+    checkpointer.close()
+    return stopped(e.reason, "the final evaluation")
+  except OSError as e:
+    raise _write_error(f"the final evaluation's files in {workdir}", e, checkpointer) from e
   checkpointer.close()
   writer.flush()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+    try:
+      with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=2)
+    except OSError as e:
+      raise _write_error(summary_path, e, checkpointer) from e
   logging.info("summary: %s", json.dumps(summary))
   return summary

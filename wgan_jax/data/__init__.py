@@ -51,6 +51,13 @@ IMAGE_RULES: dict[str, Rule] = {
 }
 
 
+# The most evaluation samples per kind: exact W1 solves an N x N transport problem
+# (10,000 points: an 800 MB cost matrix); an image grid of 1,024 is 32 x 32 images.
+EVAL_SAMPLES_MAX = {TOY: 10_000, IMAGE: 1_024}
+EVAL_SAMPLES_WHY = {TOY: "exact W1 solves an N x N transport problem",
+                    IMAGE: "the images of one sample grid"}
+
+
 def get(name: str) -> DataSet:
   if name not in DATASETS:
     raise ConfigError(f"data.name={name!r} is unknown; use one of {', '.join(DATASETS)}")
@@ -67,6 +74,13 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
   if get(cfg.name).kind == IMAGE:
     check(cfg, IMAGE_RULES, "data.", owner=f"data.name={cfg.name!r} is an image data set and",
           hint="start from an image experiment such as digits_dcgan_gp")
+
+
+def check_eval_samples(config: ml_collections.ConfigDict) -> None:
+  """`eval_samples` within what the data set's evaluation can hold."""
+  kind = get(config.data.name).kind
+  check(config, {"eval_samples": at_least(2, EVAL_SAMPLES_MAX[kind],
+                                          why=EVAL_SAMPLES_WHY[kind])})
 
 
 def data_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:

@@ -49,6 +49,8 @@ FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 # Formats PIL may recognise that tf.io.decode_image can also decode.
 _TF_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 DEFAULT_LSUN_DIR = "~/data/lsun"
+# Images a source tries to decode when opened before it declares none decodable.
+PROBE_LIMIT = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +94,14 @@ def _decoder(channels: int) -> Callable[[tf.Tensor], tf.Tensor]:
 
 def tfds_source(cfg, seed, process_index, process_count) -> ImageSource:
   name = cfg.name
-  builder = tfds.builder(name, data_dir=cfg.dir or None)
+  try:
+    builder = tfds.builder(name, data_dir=cfg.dir or None)
+  except Exception as e:  # pylint: disable=broad-except  # tfds raises what its parser raises
+    where = cfg.dir or "tfds's default data_dir"
+    raise DataError(f"{name} under {where} cannot be read ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:160]}); its dataset_info.json or files are "
+                    f"damaged: rebuild it with `tfds build {name} --data_dir=...` on a machine "
+                    "with internet and copy it here again") from e
   split = tfds.even_splits(cfg.split, n=process_count)[process_index]
   try:
     ds = builder.as_dataset(
@@ -118,18 +127,43 @@ def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where
   return share
 
 
+def _first_decodable(items, read, where: str, limit: int = PROBE_LIMIT) -> None:
+  """A DataError unless one of the first `limit` items decodes: a source that
+  yields nothing decodable would otherwise be skipped through forever."""
+  errors = []
+  for item in list(items)[:limit]:
+    try:
+      tf.io.decode_image(read(item), expand_animations=False)
+      return
+    except (tf.errors.OpError, OSError, KeyError, ValueError) as e:
+      errors.append(f"{item}: {type(e).__name__}")
+  raise DataError(f"none of the first {len(errors)} images of {where} can be decoded (e.g. "
+                  f"{errors[0]}); check the files, or point --experiment.data.dir elsewhere")
+
+
 def lsun_source(cfg, seed, process_index, process_count) -> ImageSource:
   del seed
   from wgan_jax.data import lsun  # pylint: disable=import-outside-toplevel
   root = os.path.abspath(os.path.expanduser(cfg.dir or DEFAULT_LSUN_DIR))
-  path = lsun.find_lmdb(root, "bedroom", cfg.split)
+  if os.path.isfile(root) and os.path.basename(root) != "data.mdb":
+    raise DataError(f"--experiment.data.dir={cfg.dir} is a file; pass the LMDB folder "
+                    "(bedroom_train_lmdb, holding data.mdb) or its parent")
+  path = lsun.find_lmdb(os.path.dirname(root) if os.path.isfile(root) else root, "bedroom",
+                        cfg.split)
   if path is None:
     raise DataError(
         f"LSUN bedrooms not found at {root}: download bedroom_train_lmdb.zip from "
         "http://dl.yf.io/lsun/scenes/ (or with the LSUN download.py: python download.py "
         "-c bedroom), unzip it, and pass --experiment.data.dir=/path/to/bedroom_train_lmdb")
-  keys = _shard(lsun.read_keys(path), cfg, process_index, process_count, path)
+  try:
+    keys = lsun.read_keys(path)
+  except lsun.lmdb.Error as e:
+    raise DataError(f"{path}/data.mdb is not a readable LMDB ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:120]}); download and unzip "
+                    "bedroom_train_lmdb.zip again") from e
+  keys = _shard(keys, cfg, process_index, process_count, path)
   reader = lsun.LmdbReader(path, keys)
+  _first_decodable(range(len(keys)), reader, path)
   logging.info("lsun_bedroom: %d images for process %d of %d in %s",
                len(keys), process_index, process_count, path)
 
@@ -139,7 +173,9 @@ def lsun_source(cfg, seed, process_index, process_count) -> ImageSource:
 
   decode = _decoder(3)
   # Shuffle key indices and read after: the buffer holds 8 bytes an image, not JPEGs.
-  return ImageSource(tf.data.Dataset.range(len(keys)), lambda i: decode(read(i)), len(keys))
+  # A value that does not decode is skipped (and counted by the stream's positions).
+  return ImageSource(tf.data.Dataset.range(len(keys)), lambda i: decode(read(i)), len(keys),
+                     may_fail=True)
 
 
 def _scan_one(path: str) -> bool:
@@ -155,12 +191,23 @@ def _scan_one(path: str) -> bool:
 
 
 def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
-  """(readable, skipped) image paths under `root`, each sorted; skipped ones fail PIL's verify."""
-  paths = []
+  """(readable, skipped) image paths under `root`, each sorted; skipped ones fail PIL's
+  verify. Symbolic links are followed, each folder and file once (a folder linked
+  into itself is not a source of endless copies)."""
+  paths, seen_folders, seen_files = [], set(), set()
   for folder, dirs, files in os.walk(root, followlinks=True):
+    stat = os.stat(folder)
+    if (stat.st_dev, stat.st_ino) in seen_folders:
+      dirs[:] = []
+      continue
+    seen_folders.add((stat.st_dev, stat.st_ino))
     dirs.sort()
-    paths.extend(os.path.join(folder, f) for f in files
-                 if f.lower().endswith(FOLDER_EXTENSIONS))
+    for name in files:
+      path = os.path.join(folder, name)
+      real = os.path.realpath(path)
+      if name.lower().endswith(FOLDER_EXTENSIONS) and real not in seen_files:
+        seen_files.add(real)
+        paths.append(path)
   paths.sort()
   with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
     ok = list(pool.map(_scan_one, paths))
@@ -176,6 +223,9 @@ def folder_source(cfg, seed, process_index, process_count) -> ImageSource:
     raise DataError(f"image_folder needs a folder of {accepted} images: pass "
                     "--experiment.data.dir=/path/to/images")
   root = os.path.abspath(os.path.expanduser(cfg.dir))
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise DataError(f"image folder {root} is a file: pass --experiment.data.dir=/path/to/"
+                    f"images, a folder holding {accepted} files (any nesting)")
   if not os.path.isdir(root):
     raise DataError(f"image folder {root} does not exist: pass --experiment.data.dir=/path/to/"
                     f"images, a folder holding {accepted} files (any nesting)")
@@ -188,6 +238,7 @@ def folder_source(cfg, seed, process_index, process_count) -> ImageSource:
                     f"{accepted} files there (any nesting, any case) or point "
                     "--experiment.data.dir elsewhere")
   paths = _shard(np.array(readable), cfg, process_index, process_count, root)
+  _first_decodable(paths, lambda p: tf.io.read_file(str(p)), root)
   ds = tf.data.Dataset.from_tensor_slices(paths)
   decode = _decoder(3)
   # PIL's verify does not catch every broken file (a truncated JPEG passes it).

@@ -1,0 +1,225 @@
+"""How a real `wgan_jax.train` process ends when something goes wrong while it
+runs: one `error:` line (or the stop line), the exit code, no traceback, a
+bound on the wall time, and nothing saved lost. Faults this machine cannot make
+for real, and delays that give a signal a known place to land, come from
+tests/faulty.py."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, encode, picture
+from tests.runs import finished_steps, run_module
+
+TINY = ["--experiment=toy_8gaussians", "--experiment.batch_size=32", "--experiment.n_critic=2",
+        "--experiment.model.generator.features=16", "--experiment.model.critic.features=16",
+        "--experiment.num_generator_steps=6", "--experiment.log_every=2",
+        "--experiment.eval_every=0", "--experiment.eval_samples=100",
+        "--experiment.checkpoint_every=2"]
+
+
+def start(fault, workdir, *args):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "faulty.py"), fault,
+                           *TINY, *args, f"--workdir={workdir}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(proc, timeout=120):
+  """(exit code, last stderr line, stderr, seconds it took)."""
+  started = time.monotonic()
+  _, err = proc.communicate(timeout=timeout)
+  lines = err.strip().splitlines()
+  return proc.returncode, lines[-1] if lines else "", err, time.monotonic() - started
+
+
+def assert_one_line(err, last):
+  assert "Traceback" not in err, err[-3000:]
+  errors = [line for line in err.splitlines() if line.startswith("error:")]
+  assert errors in ([], [last]), err[-3000:]
+
+
+def wait_for(predicate, proc, seconds=120):
+  deadline = time.monotonic() + seconds
+  while not predicate():
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    assert time.monotonic() < deadline
+    time.sleep(0.02)
+
+
+def test_a_save_that_fails_in_the_background_ends_in_one_line_without_a_hang(tmp_path):
+  """A full disk (or exhausted inodes, a folder gone read-only) during Orbax's
+  async write of step 4: the one line, exit 1, in seconds; step 2 stays intact
+  and resumes. Orbax's waiting threads used to hold the exit for ~300 s."""
+  code, last, err, seconds = finish(start("disk_full_at_4", tmp_path))
+  assert code == 1 and seconds < 60, (code, seconds)
+  assert last == (f"error: could not write the checkpoint of step 4 to {tmp_path}/checkpoints "
+                  "([Errno 28] No space left on device); free disk space or make the workdir "
+                  "writable, then run the same command: step 2 is the newest intact checkpoint "
+                  "and a rerun resumes from it")
+  assert_one_line(err, last)
+  assert finished_steps(str(tmp_path)) == [2]
+  result = run_module("wgan_jax.train", f"--workdir={tmp_path}")
+  assert result.returncode == 0 and "at generator step 2" in result.stderr
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_start_up_is_one_line(tmp_path, sig, code):
+  workdir = tmp_path / "run"
+  proc = start("slow_startup", workdir)
+  wait_for(lambda: os.path.exists(f"{workdir}.started"), proc)
+  proc.send_signal(sig)
+  code_, last, err, seconds = finish(proc, timeout=60)
+  assert (code_, last) == (code, f"error: stopped by {sig.name} during start-up; no checkpoint "
+                                 "was written")
+  assert seconds < 30
+  assert_one_line(err, last)
+
+
+def test_a_second_ctrl_c_stops_at_once_with_one_line(tmp_path):
+  proc = start("slow_iterations", tmp_path, "--experiment.num_generator_steps=200")
+  wait_for(lambda: finished_steps(str(tmp_path)), proc)
+  proc.send_signal(signal.SIGINT)
+  time.sleep(0.1)
+  proc.send_signal(signal.SIGINT)
+  code, last, err, _ = finish(proc, timeout=60)
+  newest = max(finished_steps(str(tmp_path)))
+  assert code == 130, err[-3000:]
+  assert last.startswith("error: stopped by a second Ctrl-C at generator step ")
+  assert last.endswith(f" without a final checkpoint; checkpoint {newest} is the newest and "
+                       "a rerun resumes from it")
+  assert_one_line(err, last)
+
+
+def test_sigterm_during_the_final_evaluation_and_the_reruns_after_it(tmp_path):
+  """Everything is saved before the final evaluation: a SIGTERM there stops it
+  with the stop line (exit 0); the rerun evaluates and writes the summary,
+  training means included; a rerun after that keeps the summary."""
+  proc = start("slow_final_evaluation", tmp_path)
+  wait_for(lambda: 6 in finished_steps(str(tmp_path)), proc)
+  time.sleep(1.0)  # the final checkpoint is finished; the evaluation sleeps
+  proc.send_signal(signal.SIGTERM)
+  code, last, err, _ = finish(proc, timeout=60)
+  assert code == 0, err[-3000:]
+  assert last == (f"stopped by SIGTERM at generator step 6 during the final evaluation: "
+                  f"checkpoint in {tmp_path}/checkpoints/6; run the same command to evaluate it "
+                  "(training is complete)")
+  assert not (tmp_path / "summary.json").exists()
+
+  result = run_module("wgan_jax.train", f"--workdir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["generator_steps"] == 6 and "w1" in summary
+  assert "train_critic_loss" in summary  # kept in the checkpoint's metadata
+  before = (tmp_path / "summary.json").read_bytes()
+  result = run_module("wgan_jax.train", f"--workdir={tmp_path}")
+  assert result.returncode == 0 and "its summary.json is kept" in result.stderr
+  assert (tmp_path / "summary.json").read_bytes() == before
+
+
+def test_a_process_without_its_coordinator_says_what_it_waits_for_and_gives_up(tmp_path):
+  started = time.monotonic()
+  result = run_module("wgan_jax.train", *TINY, f"--workdir={tmp_path}",
+                      "--coordinator_address=127.0.0.1:1", "--num_processes=2",
+                      "--process_id=1", "--coordinator_timeout=3", timeout=120)
+  assert result.returncode == 1 and time.monotonic() - started < 60
+  assert ("process 1 of 2: waiting up to 3 s for all 2 processes to reach the coordinator at "
+          "127.0.0.1:1 (process 0)") in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last == ("error: process 1 of 2: the 2 processes did not all reach the coordinator at "
+                  "127.0.0.1:1 within 3 s; start every process with the same "
+                  "--coordinator_address and --num_processes (process 0 on that host), or check "
+                  "that they can reach it")
+  assert_one_line(result.stderr, last)
+
+
+def test_a_folder_of_images_none_of_which_decodes_stops_at_start(tmp_path):
+  """Every JPEG truncated mid-scan passes PIL's verify but not TF's decode: the
+  pipeline used to skip through them forever, logging megabytes a second."""
+  folder = tmp_path / "images"
+  folder.mkdir()
+  jpeg = encode(picture(64, 64, 1), "JPEG")
+  for i in range(5):
+    (folder / f"{i}.jpg").write_bytes(jpeg[:jpeg.index(b"\xff\xda") + 40])
+  result = run_module("wgan_jax.train", "--experiment=digits_dcgan_gp",
+                      "--experiment.data.name=image_folder", f"--experiment.data.dir={folder}",
+                      f"--workdir={tmp_path / 'run'}", timeout=120)
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert last.startswith(f"error: none of the first 5 images of {folder} can be decoded (e.g. ")
+  assert_one_line(result.stderr, last)
+
+
+def test_with_every_metadata_gone_the_workdir_config_names_the_real_problem(tmp_path):
+  result = run_module("wgan_jax.train", *TINY, f"--workdir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  for step in finished_steps(str(tmp_path)):
+    os.remove(tmp_path / "checkpoints" / str(step) / "metadata" / "metadata")
+  result = run_module("wgan_jax.train", f"--workdir={tmp_path}")
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode == 2
+  # The config comes from config.json; the error is the damage, not an experiment mismatch.
+  assert last.startswith(f"error: none of the 3 checkpoints in {tmp_path}/checkpoints restores")
+  assert_one_line(result.stderr, last)
+
+
+@pytest.mark.parametrize("name,what", [
+    ("toy_000002.png", "the evaluation files of step 2 in {workdir}"),
+    ("summary.json", "{workdir}/summary.json"),
+])
+def test_a_figure_or_summary_that_cannot_be_written_is_one_line(tmp_path, name, what):
+  """A full disk (the file is a link to /dev/full) when an evaluation figure or
+  the summary is written: the error says what is saved and what to do."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  os.symlink("/dev/full", workdir / name)
+  result = run_module("wgan_jax.train", *TINY, "--experiment.eval_every=2",
+                      f"--workdir={workdir}", timeout=120)
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode == 1, result.stderr[-3000:]
+  newest = max(finished_steps(str(workdir)))
+  assert last == (f"error: could not write {what.format(workdir=workdir)} ([Errno 28] No space "
+                  "left on device); free disk space or make the workdir writable, then run the "
+                  f"same command: checkpoint {newest} is saved and a rerun resumes from it")
+  assert_one_line(result.stderr, last)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("toy_run")
+  result = run_module("wgan_jax.train", *TINY, f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def test_sample_falls_back_past_a_damaged_checkpoint_or_names_the_intact_ones(toy_run):
+  with open(toy_run / "checkpoints" / "6" / "metadata" / "metadata", "r+b") as f:
+    f.truncate(5)
+  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--num=8")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "the metadata of checkpoint 6" in result.stderr and "it is damaged" in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"wrote 8 samples of step 4 to {toy_run}/samples_step4.png")
+  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--step=6")
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode == 2
+  assert last == (f"error: the metadata of checkpoint 6 in {toy_run}/checkpoints cannot be read "
+                  "(JSONDecodeError): it is damaged; pass --step= one of 2, 4")
+  assert_one_line(result.stderr, last)
+
+
+def test_sample_on_a_full_disk_is_one_line_and_leaves_nothing(toy_run, tmp_path):
+  os.symlink("/dev/full", tmp_path / "grid.png")
+  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--step=4",
+                      f"--out={tmp_path / 'grid.png'}", f"--npz={tmp_path / 'samples.npz'}")
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode == 1
+  assert last == ("error: could not write the samples ([Errno 28] No space left on device): "
+                  "free disk space or pass another --out / --npz; nothing was written")
+  assert_one_line(result.stderr, last)
+  assert not (tmp_path / "samples.npz").exists()
