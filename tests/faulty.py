@@ -6,8 +6,9 @@ FAULT is one of
   disk_full_at_N         the checkpoint of step N fails in Orbax's background thread
                          with ENOSPC, as a full disk or exhausted inodes would;
   slow_startup           start-up writes WORKDIR.started, then takes 60 s;
-  slow_iterations        every generator iteration takes 0.5 s more;
-  slow_final_evaluation  the final evaluation takes 60 s more.
+  slow_iterations        every generator iteration takes 2 s more;
+  slow_final_evaluation  the final evaluation writes WORKDIR.evaluating, then takes 60 s
+                         more.
 """
 import errno
 import os
@@ -39,7 +40,7 @@ def slow_startup(workdir: str) -> None:
   open_data = inputs.open_data
 
   def open_slowly(*args, **kwargs):
-    with open(workdir + ".started", "w"):
+    with open(workdir.rstrip("/") + ".started", "w"):
       pass
     time.sleep(60)
     return open_data(*args, **kwargs)
@@ -51,17 +52,19 @@ def slow_iterations() -> None:
   call = iteration.Iteration.__call__
 
   def slowly(self, *args, **kwargs):
-    time.sleep(0.5)
+    time.sleep(2)
     return call(self, *args, **kwargs)
 
   iteration.Iteration.__call__ = slowly
 
 
-def slow_final_evaluation() -> None:
+def slow_final_evaluation(marker: str) -> None:
   call = evaluation.ToyEvaluator.__call__
 
   def slowly(self, state, workdir, tag):
     if tag == "final":
+      with open(marker, "w"):
+        pass
       time.sleep(60)
     return call(self, state, workdir, tag)
 
@@ -78,7 +81,7 @@ if __name__ == "__main__":
   elif fault == "slow_iterations":
     slow_iterations()
   elif fault == "slow_final_evaluation":
-    slow_final_evaluation()
+    slow_final_evaluation(workdir.rstrip("/") + ".evaluating")
   else:
     sys.exit(f"unknown fault {fault!r}")
   app.run(train.main, flags_parser=flags_parser(default=None))

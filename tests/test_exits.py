@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-from PIL import Image
 
 from tests.conftest import ROOT, encode, picture
 from tests.runs import finished_steps, run_module
@@ -23,11 +22,27 @@ TINY = ["--experiment=toy_8gaussians", "--experiment.batch_size=32", "--experime
         "--experiment.checkpoint_every=2"]
 
 
+STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+  """A test that fails half-way leaves no training process running."""
+  yield
+  while STARTED:
+    proc = STARTED.pop()
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+
+
 def start(fault, workdir, *args):
   env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "faulty.py"), fault,
+  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "faulty.py"), fault,
                            *TINY, *args, f"--workdir={workdir}"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+  STARTED.append(proc)
+  return proc
 
 
 def finish(proc, timeout=120):
@@ -85,7 +100,7 @@ def test_a_second_ctrl_c_stops_at_once_with_one_line(tmp_path):
   proc = start("slow_iterations", tmp_path, "--experiment.num_generator_steps=200")
   wait_for(lambda: finished_steps(str(tmp_path)), proc)
   proc.send_signal(signal.SIGINT)
-  time.sleep(0.1)
+  time.sleep(0.3)  # inside the same 2-second iteration
   proc.send_signal(signal.SIGINT)
   code, last, err, _ = finish(proc, timeout=60)
   newest = max(finished_steps(str(tmp_path)))
@@ -100,26 +115,26 @@ def test_sigterm_during_the_final_evaluation_and_the_reruns_after_it(tmp_path):
   """Everything is saved before the final evaluation: a SIGTERM there stops it
   with the stop line (exit 0); the rerun evaluates and writes the summary,
   training means included; a rerun after that keeps the summary."""
-  proc = start("slow_final_evaluation", tmp_path)
-  wait_for(lambda: 6 in finished_steps(str(tmp_path)), proc)
-  time.sleep(1.0)  # the final checkpoint is finished; the evaluation sleeps
+  workdir = tmp_path / "run"
+  proc = start("slow_final_evaluation", workdir)
+  wait_for(lambda: os.path.exists(f"{workdir}.evaluating"), proc)  # all saved; it evaluates
   proc.send_signal(signal.SIGTERM)
   code, last, err, _ = finish(proc, timeout=60)
   assert code == 0, err[-3000:]
   assert last == (f"stopped by SIGTERM at generator step 6 during the final evaluation: "
-                  f"checkpoint in {tmp_path}/checkpoints/6; run the same command to evaluate it "
+                  f"checkpoint in {workdir}/checkpoints/6; run the same command to evaluate it "
                   "(training is complete)")
-  assert not (tmp_path / "summary.json").exists()
+  assert not (workdir / "summary.json").exists()
 
-  result = run_module("wgan_jax.train", f"--workdir={tmp_path}")
+  result = run_module("wgan_jax.train", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
-  summary = json.loads((tmp_path / "summary.json").read_text())
+  summary = json.loads((workdir / "summary.json").read_text())
   assert summary["generator_steps"] == 6 and "w1" in summary
   assert "train_critic_loss" in summary  # kept in the checkpoint's metadata
-  before = (tmp_path / "summary.json").read_bytes()
-  result = run_module("wgan_jax.train", f"--workdir={tmp_path}")
+  before = (workdir / "summary.json").read_bytes()
+  result = run_module("wgan_jax.train", f"--workdir={workdir}")
   assert result.returncode == 0 and "its summary.json is kept" in result.stderr
-  assert (tmp_path / "summary.json").read_bytes() == before
+  assert (workdir / "summary.json").read_bytes() == before
 
 
 def test_a_process_without_its_coordinator_says_what_it_waits_for_and_gives_up(tmp_path):
@@ -160,7 +175,7 @@ def test_with_every_metadata_gone_the_workdir_config_names_the_real_problem(tmp_
   assert result.returncode == 0, result.stderr[-3000:]
   for step in finished_steps(str(tmp_path)):
     os.remove(tmp_path / "checkpoints" / str(step) / "metadata" / "metadata")
-  result = run_module("wgan_jax.train", f"--workdir={tmp_path}")
+  result = run_module("wgan_jax.train", f"--workdir={tmp_path}", timeout=120)
   last = result.stderr.strip().splitlines()[-1]
   assert result.returncode == 2
   # The config comes from config.json; the error is the damage, not an experiment mismatch.
@@ -170,7 +185,8 @@ def test_with_every_metadata_gone_the_workdir_config_names_the_real_problem(tmp_
 
 @pytest.mark.parametrize("name,what", [
     ("toy_000002.png", "the evaluation files of step 2 in {workdir}"),
-    ("summary.json", "{workdir}/summary.json"),
+    ("toy_final.png", "the final evaluation's files in {workdir}"),
+    ("summary.json.tmp", "{workdir}/summary.json"),
 ])
 def test_a_figure_or_summary_that_cannot_be_written_is_one_line(tmp_path, name, what):
   """A full disk (the file is a link to /dev/full) when an evaluation figure or
@@ -200,12 +216,12 @@ def toy_run(tmp_path_factory):
 def test_sample_falls_back_past_a_damaged_checkpoint_or_names_the_intact_ones(toy_run):
   with open(toy_run / "checkpoints" / "6" / "metadata" / "metadata", "r+b") as f:
     f.truncate(5)
-  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--num=8")
+  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--num=8", timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "the metadata of checkpoint 6" in result.stderr and "it is damaged" in result.stderr
   assert result.stderr.strip().splitlines()[-1] == (
       f"wrote 8 samples of step 4 to {toy_run}/samples_step4.png")
-  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--step=6")
+  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--step=6", timeout=120)
   last = result.stderr.strip().splitlines()[-1]
   assert result.returncode == 2
   assert last == (f"error: the metadata of checkpoint 6 in {toy_run}/checkpoints cannot be read "
@@ -213,13 +229,70 @@ def test_sample_falls_back_past_a_damaged_checkpoint_or_names_the_intact_ones(to
   assert_one_line(result.stderr, last)
 
 
-def test_sample_on_a_full_disk_is_one_line_and_leaves_nothing(toy_run, tmp_path):
-  os.symlink("/dev/full", tmp_path / "grid.png")
-  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--step=4",
-                      f"--out={tmp_path / 'grid.png'}", f"--npz={tmp_path / 'samples.npz'}")
+@pytest.mark.parametrize("full", ["png", "npz"])
+def test_sample_on_a_full_disk_is_one_line_and_leaves_nothing_it_wrote(toy_run, tmp_path, full):
+  """The PNG written and then the .npz failing (or the PNG failing first): what this
+  call wrote is removed, a file it did not touch is kept."""
+  png, npz = tmp_path / "grid.png", tmp_path / "samples.npz"
+  if full == "png":
+    os.symlink("/dev/full", png)
+    npz.write_bytes(b"a file of the user's")
+  else:
+    os.symlink("/dev/full", npz)
+  started = time.monotonic()
+  result = run_module("wgan_jax.sample", f"--workdir={toy_run}", "--step=4", f"--out={png}",
+                      f"--npz={npz}", timeout=120)
   last = result.stderr.strip().splitlines()[-1]
-  assert result.returncode == 1
+  assert result.returncode == 1 and time.monotonic() - started < 60
   assert last == ("error: could not write the samples ([Errno 28] No space left on device): "
                   "free disk space or pass another --out / --npz; nothing was written")
   assert_one_line(result.stderr, last)
-  assert not (tmp_path / "samples.npz").exists()
+  if full == "png":
+    assert npz.read_bytes() == b"a file of the user's"
+  else:
+    assert not png.exists()
+
+
+def _lmdb(content):
+  def make(root):
+    folder = root / "bedroom_train_lmdb"
+    folder.mkdir()
+    (folder / "data.mdb").write_bytes(content)
+    return root, f"error: {folder}/data.mdb is not a readable LMDB ("
+  return make
+
+
+def _tfds_info(root):
+  info = root / "cifar10" / "3.0.2" / "dataset_info.json"
+  info.parent.mkdir(parents=True)
+  info.write_text("{garbage")
+  return root, f"error: cifar10 under {root} cannot be read (ParseError: "
+
+
+def _a_file(root):
+  path = root / "images.zip"
+  path.write_bytes(b"PK")
+  return path, f"error: image folder {path} is a file: pass --experiment.data.dir="
+
+
+DAMAGED_DATA = {
+    "an empty data.mdb": ("bedrooms_dcgan", "lsun_bedroom", _lmdb(b"")),
+    "a data.mdb of garbage": ("bedrooms_dcgan", "lsun_bedroom", _lmdb(b"garbage" * 1000)),
+    "a damaged tfds dataset_info.json": ("cifar10_resnet_gp", "cifar10", _tfds_info),
+    "a data.dir that is a file": ("digits_dcgan_gp", "image_folder", _a_file),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_DATA)
+def test_damaged_data_stops_at_start_with_one_line(case, tmp_path):
+  experiment, name, make = DAMAGED_DATA[case]
+  root, message = make(tmp_path)
+  started = time.monotonic()
+  result = run_module("wgan_jax.train", f"--experiment={experiment}",
+                      f"--experiment.data.name={name}", f"--experiment.data.dir={root}",
+                      f"--workdir={tmp_path / 'run'}", timeout=120)
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode == 2 and time.monotonic() - started < 60, result.stderr[-3000:]
+  assert last.startswith(message), last
+  assert_one_line(result.stderr, last)
+  assert not (tmp_path / "run").exists()  # found before anything was written

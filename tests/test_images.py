@@ -1,6 +1,5 @@
 """Image pipelines: every source on tiny data the test writes or mocks, geometry, seeds, shards, errors."""
 import hashlib
-import io
 import logging
 import os
 
@@ -13,7 +12,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from tests.conftest import LSUN_SIZES, encode, picture
+from tests.conftest import encode, picture
 from wgan_jax import data
 from wgan_jax.data import images
 

@@ -9,7 +9,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from tests.conftest import ROOT
 from tests.runs import TOY, final_state

@@ -340,7 +340,7 @@ def test_initialize_distributed_auto_detects_launchers(fake_initialize, monkeypa
   assert parallel.cluster_environment() == launcher
   parallel.initialize_distributed(None, None, None)
   # No addresses: JAX reads the environment.
-  assert fake_initialize == [{"initialization_timeout": 300}]
+  assert fake_initialize == [{"initialization_timeout": 360}]
 
 
 def test_single_task_slurm_job_is_a_plain_process(fake_initialize, monkeypatch):

@@ -13,7 +13,6 @@ a chain of square matmuls compiled by the same XLA in the same process.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import os
 import statistics

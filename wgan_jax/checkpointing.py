@@ -178,10 +178,12 @@ class Checkpointer:
           f"free disk space or make the workdir writable, then run the same command: "
           f"{fallback}") from e
 
-  def restore(self, like: TrainState, step: int | None = None
-               ) -> tuple[TrainState, dict[str, Any]]:
+  def restore(self, like: TrainState, step: int | None = None, verify: bool = True
+              ) -> tuple[TrainState, dict[str, Any]]:
     """The state saved at `step` (default: latest) and its metadata. `like` gives
-    every leaf's shape, dtype and sharding (e.g. `builders.abstract_state`)."""
+    every leaf's shape, dtype and sharding (e.g. `builders.abstract_state`).
+    `verify`: check every array against its saved checksum (ValueError if one
+    does not read back as written)."""
     step = self.latest_step() if step is None else step
     if _is_legacy(self.directory, step):
       return _restore_legacy(self.directory, like, step)
@@ -192,8 +194,10 @@ class Checkpointer:
     meta = restored.metadata
     if meta["step"] != step:
       raise ValueError(f"metadata says step {meta['step']}")
-    _verify(restored.state, meta.get("checksums"))
-    return serialization.from_state_dict(like, restored.state), meta
+    state = serialization.from_state_dict(like, restored.state)
+    if verify:
+      verify_state(state, meta)
+    return state, meta
 
   def restore_intact(self, like: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
     """The newest checkpoint that restores, or None if there are none.
@@ -209,7 +213,7 @@ class Checkpointer:
     failed: list[tuple[int, Exception]] = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        restored, error = self.restore(like, step), None
+        restored, error = self.restore(like, step, verify=False), None
       except CheckpointError:
         raise
       except Exception as e:  # pylint: disable=broad-except
@@ -218,6 +222,13 @@ class Checkpointer:
         oks = multihost_utils.process_allgather(np.int32(error is None))
         if error is None and not np.all(oks):
           restored, error = None, RuntimeError("it failed to restore on another process")
+      if error is None:
+        # Only now, with every process holding the arrays: the checksums are global
+        # sums (collectives), and their verdict the same on every process.
+        try:
+          verify_state(*restored)
+        except ValueError as e:
+          restored, error = None, e
       if error is None:
         for bad_step, bad_error in failed:
           self._set_aside(bad_step, bad_error)
@@ -278,14 +289,20 @@ def checksums(tree: PyTree) -> dict[str, list[int]]:
           for p, s in jax.tree_util.tree_leaves_with_path(sums)}
 
 
-def _verify(tree: PyTree, expected: dict[str, list[int]] | None) -> None:
-  """ValueError (damage) unless every array reads back with its saved checksum."""
+def _verify(tree: PyTree, expected: dict[str, list[int]] | None, prefix: str = "") -> None:
+  """ValueError (damage) unless every array of `tree` (at `prefix` of the saved
+  state) reads back with its saved checksum."""
   if not expected:  # Checkpoints written before checksums.
     return
   for path, got in checksums(tree).items():
-    if expected.get(path) != got:
-      raise ValueError(f"{path} does not read back as it was written (checksum {got}, saved "
-                       f"{expected.get(path)})")
+    if expected.get(prefix + path) != got:
+      raise ValueError(f"{prefix + path} does not read back as it was written (checksum {got}, "
+                       f"saved {expected.get(prefix + path)})")
+
+
+def verify_state(state: TrainState, metadata: dict[str, Any]) -> None:
+  """ValueError unless every array of `state` matches the checksums in `metadata`."""
+  _verify(serialization.to_state_dict(state), metadata.get("checksums"))
 
 
 def _one_line(error: Exception) -> str:
@@ -402,12 +419,14 @@ def restore_generator(workdir: str, step: int, like: NetState) -> NetState:
   legacy = _is_legacy(checkpoint_dir(workdir), step)
   item = "generator" if legacy else "state"
   target = nets if legacy else {"generator": nets}
-  with _read_only_manager(workdir, (item,)) as manager:
+  with _read_only_manager(workdir, (item, "metadata")) as manager:
     try:
       check_shapes(manager, step, item, target, partial=True)
-      tree = manager.restore(step, args=ocp.args.Composite(
-          **{item: _restore_args(target, partial=True)}))[item]
-      tree = tree if legacy else tree["generator"]
+      restored = manager.restore(step, args=ocp.args.Composite(
+          **{item: _restore_args(target, partial=True)}, metadata=ocp.args.JsonRestore()))
+      tree = restored[item] if legacy else restored[item]["generator"]
+      if not legacy:
+        _verify(tree, restored.metadata.get("checksums"), prefix="generator/")
     except CheckpointError:
       raise
     except Exception as e:  # pylint: disable=broad-except

@@ -21,6 +21,7 @@ import glob
 import os
 import sys
 import threading
+import time
 from typing import Mapping, Sequence
 
 from absl import logging
@@ -86,24 +87,46 @@ def cluster_environment(environ: Mapping[str, str] | None = None) -> str | None:
   return None
 
 
-def _exit_unless_cancelled(timeout_s: float, message: str) -> threading.Timer:
-  """Prints `message` as one error line and ends the process after `timeout_s`,
-  unless cancelled first. JAX's distributed client aborts the whole process
-  (a C++ check failure, with its stack) when it cannot register in time, so
-  there is no exception to catch: this fires first."""
+class CoordinatorError(RuntimeError):
+  """The processes of a multi-process run did not find each other: one line."""
 
-  def fire():
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    os._exit(1)  # pylint: disable=protected-access
 
-  timer = threading.Timer(timeout_s, fire)
-  timer.daemon = True
-  timer.start()
-  return timer
+def _exit_with(message: str) -> None:
+  """Prints `message` as one error line and ends the process. JAX's distributed
+  client aborts the whole process (a C++ check failure, with its stack) when it
+  cannot register in time, so there is no exception to catch: this comes first."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  os._exit(1)  # pylint: disable=protected-access
 
 
 # JAX's own registration deadline, beyond ours, so that ours is the one that fires.
 _JAX_TIMEOUT_MARGIN_S = 60
+
+
+def _initialize_waiting(timeout_s: int, expired: str, **kwargs) -> None:
+  """`jax.distributed.initialize(**kwargs)` on a helper thread, the main thread
+  waiting: signal handlers keep running there (a Ctrl-C is answered at once,
+  not after the C++ call returns), and after `timeout_s` one line ends it all."""
+  errors: list[BaseException] = []
+
+  def initialize():
+    try:
+      jax.distributed.initialize(initialization_timeout=timeout_s + _JAX_TIMEOUT_MARGIN_S,
+                                 **kwargs)
+    except BaseException as e:  # pylint: disable=broad-except  # handed to the main thread
+      errors.append(e)
+
+  thread = threading.Thread(target=initialize, name="jax-distributed-initialize", daemon=True)
+  thread.start()
+  deadline = time.monotonic() + timeout_s
+  while thread.is_alive():
+    if time.monotonic() > deadline:
+      _exit_with(expired)
+    thread.join(0.1)
+  if errors:
+    raise CoordinatorError(f"{' '.join(str(errors[0]).split())[:300]}: check "
+                           "--coordinator_address and that every process can reach it"
+                           ) from errors[0]
 
 
 def initialize_distributed(coordinator_address: str | None = None,
@@ -114,8 +137,8 @@ def initialize_distributed(coordinator_address: str | None = None,
 
   - Explicit values (GPU clusters, tests): `jax.distributed.initialize` with
     them; the coordinator (process 0) listens on `coordinator_address`
-    ("host:port"), and the others wait up to `timeout_s` for it
-    (CoordinatorError, one line, after that).
+    ("host:port"); every process waits up to `timeout_s` for all to arrive,
+    then prints one line and exits (JAX would abort the process).
   - None of them, under a launcher JAX detects (Cloud TPU VM or pod slice,
     SLURM, Open MPI; see `cluster_environment`): `jax.distributed.initialize()`
     with no arguments, which reads everything from the environment.
@@ -133,7 +156,8 @@ def initialize_distributed(coordinator_address: str | None = None,
     if launcher is None:
       return
     logging.info("initializing jax.distributed from the %s environment", launcher)
-    jax.distributed.initialize(initialization_timeout=timeout_s)
+    _initialize_waiting(timeout_s, f"the processes of this {launcher} job did not all start "
+                        f"within {timeout_s} s; check the job's other tasks")
   else:
     if None in explicit:
       raise ValueError("give all of coordinator_address, num_processes and process_id "
@@ -145,17 +169,14 @@ def initialize_distributed(coordinator_address: str | None = None,
     logging.warning("process %d of %d: waiting up to %d s for all %d processes to reach the "
                     "coordinator at %s (process 0)", process_id, num_processes, timeout_s,
                     num_processes, coordinator_address)
-    watchdog = _exit_unless_cancelled(timeout_s, (
+    _initialize_waiting(
+        timeout_s,
         f"process {process_id} of {num_processes}: the {num_processes} processes did not all "
         f"reach the coordinator at {coordinator_address} within {timeout_s} s; start every "
         "process with the same --coordinator_address and --num_processes (process 0 on that "
-        "host), or check that they can reach it"))
-    try:
-      jax.distributed.initialize(coordinator_address=coordinator_address,
-                                 num_processes=num_processes, process_id=process_id,
-                                 initialization_timeout=timeout_s + _JAX_TIMEOUT_MARGIN_S)
-    finally:
-      watchdog.cancel()
+        "host), or check that they can reach it",
+        coordinator_address=coordinator_address, num_processes=num_processes,
+        process_id=process_id)
   logging.info("process %d of %d; %d local of %d devices", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
 

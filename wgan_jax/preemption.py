@@ -36,8 +36,10 @@ SECOND_CTRL_C = "a second Ctrl-C"
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, SECOND_CTRL_C: 130}
 
 
-class StopRequested(Exception):
-  """A signal asked to stop where no checkpoint is written for it."""
+class StopRequested(BaseException):
+  """A signal asked to stop where no checkpoint is written for it. A
+  BaseException, as KeyboardInterrupt is: no `except Exception` may take it
+  for a failure (e.g. a checkpoint restore it interrupts for damage)."""
 
   def __init__(self, reason: str):
     super().__init__(reason)
@@ -48,11 +50,12 @@ class StopRequested(Exception):
     return EXIT_CODES.get(self.reason, 1)
 
 
-def raise_on_sigterm() -> None:
-  """Until a `StopSignals` takes over: SIGTERM raises StopRequested (Ctrl-C
-  raises KeyboardInterrupt), so start-up ends with one line, not a silent 143."""
+def raise_on_signals() -> None:
+  """Until a `StopSignals` takes over: SIGTERM and SIGINT raise StopRequested,
+  so start-up ends with one line, not a traceback or a silent 143."""
   if threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, _raise_stop)
+    for sig in _SIGNALS:
+      signal.signal(sig, _raise_stop)
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:

@@ -12,13 +12,14 @@ statistics, as the reference codes sample).
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 from absl import app, flags, logging
 import numpy as np
 
-from wgan_jax import configs
+from wgan_jax import configs, data
 from wgan_jax.cli import flags_parser, unwritable, usage_error
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's working directory.")
@@ -29,8 +30,10 @@ _NPZ = flags.DEFINE_string("npz", None, "Also write the samples to this .npz (ke
                            "uint8 [N, H, W, C] images, or float32 [N, 2] points).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise.")
 
-# Samples one call writes at most (a 64x64 RGB grid of this many is ~1.2 GB of pixels).
+# Samples one call writes at most, and the float32 bytes they may take (2 GiB:
+# e.g. 43,690 samples of 64x64x3).
 MAX_SAMPLES = 100_000
+MAX_SAMPLE_BYTES = 2 << 30
 
 
 def output_problem(flag: str, path: str, extension: str) -> str | None:
@@ -41,6 +44,8 @@ def output_problem(flag: str, path: str, extension: str) -> str | None:
   folder = os.path.dirname(absolute)
   if os.path.isdir(absolute):
     return f"{flag}={path} is a directory; pass a file name ending in {extension}"
+  if len(os.path.basename(absolute).encode()) > 255:
+    return f"{flag}={path}: the file name is longer than 255 bytes; pass a shorter one"
   if not os.path.isdir(folder):
     return f"{flag}={path}: the folder {folder} does not exist; create it or pass another path"
   reason = unwritable(folder)
@@ -62,6 +67,12 @@ def _samples(workdir: str, step: int | None, name: str | None,
         config = configs.from_dict(metadata["config"], overrides)
       else:
         config = configs.from_command_line(name, overrides)
+      shape = data.data_shape(config.data)
+      most = min(MAX_SAMPLES, MAX_SAMPLE_BYTES // (4 * math.prod(shape)))
+      if num > most:
+        raise configs.ConfigError(
+            f"--num={num} is more than {most} samples of shape {shape} (2 GiB of float32) "
+            "in one call; call again with other --seed values")
       return found, config, generation.from_checkpoint(config, workdir, found, num, seed)
     except checkpointing.DamagedCheckpointError as e:
       if step is not None:
@@ -98,17 +109,18 @@ def main(parsed) -> None:
   problem = output_problem("--out", out, ".png")
   if problem:
     usage_error(problem)
-  written = []
+  written, current = [], out
   try:
     generation.save_figure(out, samples, f"{config.experiment}: {len(samples)} samples")
     written.append(out)
     if _NPZ.value:
+      current = _NPZ.value
       np.savez_compressed(_NPZ.value,
                           samples=samples if samples.ndim == 2 else plots.to_uint8(samples),
                           step=step, seed=_SEED.value)
       written.append(_NPZ.value)
   except OSError as e:
-    for path in written + [_NPZ.value or out]:  # Nothing half-written stays behind.
+    for path in written + [current]:  # Nothing this call wrote, whole or half, stays.
       if os.path.isfile(path):
         os.remove(path)
     print(f"error: could not write the samples ([Errno {e.errno}] {e.strerror}): free disk "

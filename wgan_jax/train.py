@@ -14,9 +14,25 @@ it before it could save.
 """
 from __future__ import annotations
 
-import json
 import os
+import signal
 import sys
+
+
+def _stopped_while_loading(signum, frame) -> None:
+  """SIGINT / SIGTERM while the imports below load JAX (seconds), before `main`
+  takes over: nothing can have been written yet. One line, no traceback."""
+  del frame
+  print(f"error: stopped by {signal.Signals(signum).name} during start-up; no checkpoint was "
+        "written", file=sys.stderr, flush=True)
+  os._exit(128 + signum)  # pylint: disable=protected-access
+
+
+for _sig in (signal.SIGINT, signal.SIGTERM):
+  signal.signal(_sig, _stopped_while_loading)
+
+# pylint: disable=wrong-import-position
+import json
 from typing import Any, NoReturn
 
 from absl import app, flags, logging
@@ -25,7 +41,7 @@ import ml_collections
 from wgan_jax import configs
 from wgan_jax.cli import (DEFAULT_EXPERIMENT, flags_parser, quiet_orbax_logs, unwritable,
                           usage_error)
-from wgan_jax.preemption import StopRequested, raise_on_sigterm
+from wgan_jax.preemption import StopRequested, raise_on_signals
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where checkpoints, TensorBoard events, figures and summary.json go "
@@ -82,7 +98,9 @@ def _saved_run_config(workdir: str) -> tuple[int | None, dict[str, Any]] | None:
   if saved is not None:
     return saved
   path = os.path.join(workdir, "config.json")
-  if os.path.isfile(path):
+  # Only for checkpoints whose metadata is gone: config.json alone (a run stopped
+  # before its first save) holds nothing to resume.
+  if checkpointing.finished_steps(workdir) and os.path.isfile(path):
     try:
       with open(path) as f:
         return None, json.load(f)
@@ -118,7 +136,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(parsed) -> None:
   name, overrides, _ = parsed
-  raise_on_sigterm()
+  raise_on_signals()
   if name is not None:
     try:  # Fail fast, before JAX starts, on a bad experiment or override.
       configs.from_command_line(name, overrides)
@@ -134,22 +152,24 @@ def main(parsed) -> None:
   quiet_orbax_logs()
   try:
     summary = _run(name, overrides, workdir)
-  except (KeyboardInterrupt, StopRequested) as e:
-    reason = e.reason if isinstance(e, StopRequested) else "SIGINT"
+    if "stopped_by" in summary:
+      then = ("resume" if summary["during"] == "training" else
+              "evaluate it (training is complete)")
+      print(f"stopped by {summary['stopped_by']} at generator step {summary['generator_steps']}"
+            + ("" if summary["during"] == "training" else f" during {summary['during']}")
+            + f": checkpoint in {summary['checkpoint']}; run the same command to {then}",
+            file=sys.stderr)
+  except StopRequested as e:
     step, newest = getattr(e, "step", None), getattr(e, "newest_checkpoint", None)
     where = (f"at generator step {step} without a final checkpoint" if step is not None
              else "during start-up")
+    if newest is None and step is None:
+      from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
+      steps = checkpointing.finished_steps(workdir)
+      newest = max(steps) if steps else None
     kept = (f"checkpoint {newest} is the newest and a rerun resumes from it" if newest is not None
             else "no checkpoint was written")
-    _fail(f"stopped by {reason} {where}; {kept}",
-          e.exit_code if isinstance(e, StopRequested) else 130)
-  if "stopped_by" in summary:
-    then = ("resume" if summary["during"] == "training" else
-            "evaluate it (training is complete)")
-    print(f"stopped by {summary['stopped_by']} at generator step {summary['generator_steps']}"
-          + ("" if summary["during"] == "training" else f" during {summary['during']}")
-          + f": checkpoint in {summary['checkpoint']}; run the same command to {then}",
-          file=sys.stderr)
+    _fail(f"stopped by {e.reason} {where}; {kept}", e.exit_code)
 
 
 def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> dict[str, Any]:
@@ -162,6 +182,8 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
                                     timeout_s=_COORDINATOR_TIMEOUT.value)
   except ValueError as e:
     usage_error(str(e))
+  except parallel.CoordinatorError as e:
+    _fail(str(e), 1)
   try:
     config = resolve_config(name, overrides, workdir)
   except configs.ConfigError as e:

@@ -192,6 +192,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return _train_and_evaluate(config, workdir, stop)
 
 
+def _stopped(reason: str, during: str, step: int, checkpointer: checkpointing.Checkpointer
+             ) -> dict[str, Any]:
+  return {"stopped_by": reason, "during": during, "generator_steps": step,
+          "checkpoint": os.path.join(checkpointer.directory, str(step))}
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """`text` to `path` through a temporary file: a failed write leaves the old file."""
+  temporary = f"{path}.tmp"
+  try:
+    with open(temporary, "w") as f:
+      f.write(text)
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+
+
+def _summary_of(path: str, step: int) -> dict[str, Any] | None:
+  """The summary at `path` if it reads back and describes generator step `step`."""
+  try:
+    with open(path) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return summary if isinstance(summary, dict) and summary.get("generator_steps") == step else None
+
+
 def _write_error(what: str, error: OSError, checkpointer: checkpointing.Checkpointer
                  ) -> OutputWriteError:
   reason = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
@@ -242,12 +270,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
                                            _own_position(metadata)))
   run.scalars = dict((metadata or {}).get("train_scalars") or {})
   summary_path = os.path.join(workdir, "summary.json")
-  if run.step >= config.num_generator_steps and os.path.exists(summary_path):
+  kept = _summary_of(summary_path, run.step)
+  if run.step >= config.num_generator_steps and kept is not None:
     logging.info("%s is already trained to generator step %d; its summary.json is kept",
                  workdir, run.step)
     checkpointer.close()
-    with open(summary_path) as f:
-      return json.load(f)
+    return kept
 
   # --- The compiled generator iteration.
   iterate = iteration.build(config, spec, devices, source.sampler)
@@ -258,8 +286,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   writer.write_hparams(configs.flatten(config.to_dict()))
   if jax.process_index() == 0:
     try:
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
+      _write_atomically(os.path.join(workdir, "config.json"), config.to_json(indent=2))
     except OSError as e:
       raise _write_error(f"{workdir}/config.json", e, checkpointer) from e
 
@@ -285,43 +312,42 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
       # --- Final (or preemption) checkpoint.
       _save(checkpointer, run, config, force=True)
       checkpointer.wait()
+      # A signal during the last iteration or this save: everything is saved, stop here.
+      reason = stopped_by or stop.received
+      if reason:
+        checkpointer.close()
+        writer.flush()
+        return _stopped(reason, "training" if stopped_by else "the final evaluation", run.step,
+                        checkpointer)
   except StopRequested as e:  # A second Ctrl-C: no final checkpoint.
     e.step, e.newest_checkpoint = run.step, checkpointer.latest_step()
     raise
-  step = run.step
-  stopped = lambda reason, during: {
-      "stopped_by": reason, "during": during, "generator_steps": step,
-      "checkpoint": os.path.join(checkpointer.directory, str(step))}
-  if stopped_by:
-    checkpointer.close()
-    writer.flush()
-    return stopped(stopped_by, "training")
-
-  if jax.process_count() > 1:  # Replicas that drifted apart would be a silent bug.
-    whole = run.whole()
-    multihost_utils.assert_equal(
-        jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
-                     (whole.generator.params, whole.critic.params)),
-        "the processes' parameters differ")
 
   # --- Final evaluation: everything is saved, so a signal here stops it at once.
+  step = run.step
   summary: dict[str, Any] = dict(
       experiment=config.experiment, generator_steps=step,
       train_seconds=round(time.perf_counter() - start, 2), nonfinite_restarts=restarts,
       **{f"train_{k}": v for k, v in run.scalars.items()})
   try:
+    if jax.process_count() > 1:  # Replicas that drifted apart would be a silent bug.
+      whole = run.whole()
+      multihost_utils.assert_equal(
+          jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
+                       (whole.generator.params, whole.critic.params)),
+          "the processes' parameters differ")
     summary.update(_eval_and_report(evaluator, run.whole(), workdir, "final", writer))
   except StopRequested as e:
     checkpointer.close()
-    return stopped(e.reason, "the final evaluation")
+    writer.flush()
+    return _stopped(e.reason, "the final evaluation", step, checkpointer)
   except OSError as e:
     raise _write_error(f"the final evaluation's files in {workdir}", e, checkpointer) from e
   checkpointer.close()
   writer.flush()
   if jax.process_index() == 0:
     try:
-      with open(summary_path, "w") as f:
-        json.dump(summary, f, indent=2)
+      _write_atomically(summary_path, json.dumps(summary, indent=2))
     except OSError as e:
       raise _write_error(summary_path, e, checkpointer) from e
   logging.info("summary: %s", json.dumps(summary))

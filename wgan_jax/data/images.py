@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import itertools
 import os
 import time
 from typing import Callable
@@ -130,12 +131,13 @@ def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where
 def _first_decodable(items, read, where: str, limit: int = PROBE_LIMIT) -> None:
   """A DataError unless one of the first `limit` items decodes: a source that
   yields nothing decodable would otherwise be skipped through forever."""
+  from wgan_jax.data import lsun  # pylint: disable=import-outside-toplevel
   errors = []
-  for item in list(items)[:limit]:
+  for item in itertools.islice(items, limit):
     try:
       tf.io.decode_image(read(item), expand_animations=False)
       return
-    except (tf.errors.OpError, OSError, KeyError, ValueError) as e:
+    except (tf.errors.OpError, OSError, KeyError, ValueError, lsun.lmdb.Error) as e:
       errors.append(f"{item}: {type(e).__name__}")
   raise DataError(f"none of the first {len(errors)} images of {where} can be decoded (e.g. "
                   f"{errors[0]}); check the files, or point --experiment.data.dir elsewhere")
