@@ -1,0 +1,142 @@
+"""Scores of two sets of image features, as the field computes them.
+
+- FID: the Frechet distance between Gaussians fitted to the two sets (float64 on
+  the host, pytorch-fid's `calculate_frechet_distance`, including its handling of
+  a near-singular product of covariances).
+- KID: the unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3,
+  mean and standard deviation over random subsets (Binkowski et al. 2018;
+  torch-fidelity's defaults: 100 subsets of 1,000, seed 2020).
+- IS: exp(E KL(p(y|x) || p(y))) over 10 splits of shuffled samples (Salimans et
+  al. 2016; torch-fidelity's shuffle with seed 2020, float64).
+- Precision and recall (Kynkaanniemi et al. 2019): the share of one set inside
+  the union of the other's k-nearest-neighbour balls, k = 3.
+
+Every function takes numpy arrays: features [N, D] (Inception pool features,
+or a domain classifier's) or logits [N, classes].
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+from scipy import linalg
+
+# torch-fidelity's defaults, so that the numbers compare.
+KID_SUBSETS, KID_SUBSET_SIZE, KID_DEGREE, KID_COEF0 = 100, 1000, 3, 1.0
+IS_SPLITS = 10
+PR_NEIGHBOURHOOD = 3
+SEED = 2020
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianStats:
+  """Mean and covariance of a set of features (float64), what FID compares."""
+  mu: np.ndarray
+  sigma: np.ndarray
+  count: int
+
+  @classmethod
+  def of(cls, features: np.ndarray) -> "GaussianStats":
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) < 2:
+      raise ValueError(f"need features [N >= 2, D], got shape {features.shape}")
+    return cls(features.mean(axis=0), np.cov(features, rowvar=False), len(features))
+
+
+def frechet_distance(a: GaussianStats, b: GaussianStats, eps: float = 1e-6) -> float:
+  """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as pytorch-fid
+  computes it: where the product is singular, `eps` is added to both
+  diagonals; a square root with a non-negligible imaginary part is an error."""
+  diff = a.mu - b.mu
+  with warnings.catch_warnings():  # A singular product is handled below, not printed.
+    warnings.simplefilter("ignore")
+    covmean = linalg.sqrtm(a.sigma.dot(b.sigma))
+    if not np.isfinite(covmean).all():
+      offset = np.eye(a.sigma.shape[0]) * eps
+      covmean = linalg.sqrtm((a.sigma + offset).dot(b.sigma + offset))
+  if np.iscomplexobj(covmean):
+    if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+      raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the square "
+                       "root of the covariance product: too few samples for this dimension")
+    covmean = covmean.real
+  return float(diff.dot(diff) + np.trace(a.sigma) + np.trace(b.sigma) - 2 * np.trace(covmean))
+
+
+def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  return (x @ y.T / x.shape[1] + KID_COEF0) ** KID_DEGREE
+
+
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+  """The unbiased MMD^2 estimate between equal-size sets with the KID kernel."""
+  m = len(x)
+  k_xx, k_yy, k_xy = (_polynomial_kernel(x, x), _polynomial_kernel(y, y),
+                      _polynomial_kernel(x, y))
+  within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+  return float(within - 2 * k_xy.sum() / (m * m))
+
+
+def kernel_inception_distance(generated: np.ndarray, real: np.ndarray,
+                              subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
+                              seed: int = SEED) -> tuple[float, float]:
+  """(mean, std) of the unbiased MMD^2 over `subsets` random subsets of each set."""
+  generated, real = np.asarray(generated, np.float64), np.asarray(real, np.float64)
+  if min(len(generated), len(real)) < subset_size:
+    raise ValueError(f"KID needs at least {subset_size} samples in each set, got "
+                     f"{len(generated)} and {len(real)}")
+  rng = np.random.RandomState(seed)
+  mmds = np.zeros(subsets)
+  for i in range(subsets):
+    x = generated[rng.choice(len(generated), subset_size, replace=False)]
+    y = real[rng.choice(len(real), subset_size, replace=False)]
+    mmds[i] = mmd2_unbiased(x, y)
+  return float(np.mean(mmds)), float(np.std(mmds))
+
+
+def inception_score(logits: np.ndarray, splits: int = IS_SPLITS, seed: int = SEED
+                    ) -> tuple[float, float]:
+  """(mean, std) over `splits` of exp(E_x KL(p(y|x) || p(y))), in float64."""
+  logits = np.asarray(logits, np.float64)
+  logits = logits[np.random.RandomState(seed).permutation(len(logits))]
+  log_p = logits - logits.max(axis=1, keepdims=True)
+  log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+  p = np.exp(log_p)
+  n, scores = len(logits), []
+  for i in range(splits):
+    chunk, log_chunk = p[i * n // splits:(i + 1) * n // splits], \
+        log_p[i * n // splits:(i + 1) * n // splits]
+    marginal = chunk.mean(axis=0, keepdims=True)
+    scores.append(np.exp((chunk * (log_chunk - np.log(marginal))).sum(axis=1).mean()))
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def _kth_neighbour_distances(x: np.ndarray, k: int, batch: int) -> np.ndarray:
+  """Each row's distance to its k-th nearest other row of `x`."""
+  out = []
+  for start in range(0, len(x), batch):
+    d = _distances(x[start:start + batch], x)
+    out.append(np.partition(d, k, axis=1)[:, k])  # column 0 is the row itself
+  return np.concatenate(out)
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T
+  return np.sqrt(np.maximum(squared, 0.0))
+
+
+def _inside_any_ball(points: np.ndarray, centres: np.ndarray, radii: np.ndarray,
+                     batch: int) -> float:
+  inside = [(_distances(points[s:s + batch], centres) <= radii[None]).any(axis=1)
+            for s in range(0, len(points), batch)]
+  return float(np.concatenate(inside).mean())
+
+
+def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = PR_NEIGHBOURHOOD,
+                     batch: int = 2000) -> tuple[float, float]:
+  """(precision, recall): the share of generated samples inside the union of the
+  real samples' k-NN balls, and of real samples inside the generated ones'."""
+  generated, real = np.asarray(generated, np.float64), np.asarray(real, np.float64)
+  precision = _inside_any_ball(generated, real, _kth_neighbour_distances(real, k, batch), batch)
+  recall = _inside_any_ball(real, generated, _kth_neighbour_distances(generated, k, batch),
+                            batch)
+  return precision, recall
