@@ -1,0 +1,140 @@
+"""The FID Inception's weights: pytorch-fid's file, read safely, checked,
+converted once to a cached array file.
+
+The user provides `pt_inception-2015-12-05-6726825d.pth` (README: where to get
+it) by `--inception_weights=PATH` or `$WGAN_JAX_INCEPTION_WEIGHTS`. It is read
+with `torch_state` (no pickled code runs), every tensor is checked against the
+network's shapes, and the converted variables are cached under the file's
+SHA-256, which every report names: numbers from other weights are not FID.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+from wgan_jax.metrics import cache, inception, torch_state
+
+ENV = "WGAN_JAX_INCEPTION_WEIGHTS"
+FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
+URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FILE_NAME)
+# torch.hub names a file by the first hex digits of its SHA-256.
+OFFICIAL_SHA256_PREFIX = "6726825d"
+HOW_TO_GET = (f"download {URL} and pass --inception_weights=PATH or set ${ENV} (README: "
+              "Evaluation)")
+
+
+class WeightsError(ValueError):
+  """Missing or wrong weights: one line naming the path and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InceptionWeights:
+  variables: dict
+  path: str
+  sha256: str
+
+  @property
+  def official(self) -> bool:
+    return self.sha256.startswith(OFFICIAL_SHA256_PREFIX)
+
+  def describe(self) -> str:
+    kind = "pytorch-fid's weights" if self.official else "NOT the official FID weights"
+    return f"{os.path.basename(self.path)} (sha256 {self.sha256[:12]}, {kind})"
+
+
+def resolve(path: str | None) -> str | None:
+  """The weights file named by the flag, else by the environment, else None."""
+  return path or os.environ.get(ENV) or None
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _expected() -> dict[str, tuple[int, ...]]:
+  return {"/".join(k): tuple(v.shape) for k, v in
+          traverse_util.flatten_dict(inception.variable_shapes()).items()}
+
+
+def convert(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """PyTorch names and layouts -> the Flax network's flat variables
+  ("params/Mixed_5b/branch1x1/conv/kernel", ...); batch-norm step counters dropped."""
+  out = {}
+  for name, value in state.items():
+    *module, leaf = name.split(".")
+    path = "/".join(module)
+    kind = module[-1] if module else ""
+    if leaf == "num_batches_tracked":
+      continue
+    if kind == "conv" and leaf == "weight" and value.ndim == 4:
+      out[f"params/{path}/kernel"] = value.transpose(2, 3, 1, 0)      # OIHW -> HWIO
+    elif kind == "bn" and leaf in ("weight", "bias"):
+      out[f"params/{path}/{'scale' if leaf == 'weight' else 'bias'}"] = value
+    elif kind == "bn" and leaf in ("running_mean", "running_var"):
+      out[f"batch_stats/{path}/{leaf[len('running_'):]}"] = value
+    elif path == "fc" and leaf == "weight" and value.ndim == 2:
+      out["params/fc/kernel"] = value.T
+    elif path == "fc" and leaf == "bias":
+      out["params/fc/bias"] = value
+    else:
+      out[f"unexpected/{name}"] = value
+  return out
+
+
+def check(flat: dict[str, np.ndarray], path: str) -> None:
+  """WeightsError unless `flat` holds exactly the network's variables, in float, of their shapes."""
+  expected = _expected()
+  missing = sorted(set(expected) - set(flat))
+  unexpected = sorted(set(flat) - set(expected))
+  wrong = sorted(k for k in set(expected) & set(flat) if tuple(flat[k].shape) != expected[k])
+  if missing or unexpected or wrong:
+    examples = (missing + unexpected + wrong)[:2]
+    raise WeightsError(
+        f"{path} is not the FID Inception's state dict ({len(missing)} missing, "
+        f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors, e.g. "
+        f"{', '.join(examples)}); {HOW_TO_GET}")
+  if any(not np.issubdtype(v.dtype, np.floating) for v in flat.values()):
+    raise WeightsError(f"{path} holds non-float tensors where the Inception's weights go; "
+                       f"{HOW_TO_GET}")
+
+
+def load(path: str | None) -> InceptionWeights:
+  """The weights at `path` (flag value or None for `$WGAN_JAX_INCEPTION_WEIGHTS`),
+  from the cache when this file was converted before."""
+  path = resolve(path)
+  if path is None:
+    raise WeightsError(f"FID needs the Inception weights: {HOW_TO_GET}")
+  if not os.path.isfile(path):
+    raise WeightsError(f"no Inception weights file at {path}; {HOW_TO_GET}")
+  try:
+    sha256 = _sha256(path)
+  except OSError as e:
+    raise WeightsError(f"cannot read {path} ({e.strerror}); {HOW_TO_GET}") from None
+  cached = os.path.join(cache.cache_dir("inception"), f"{sha256}.npz")
+  flat = cache.load_arrays(cached)
+  if flat is not None:
+    try:
+      check(flat, cached)
+    except WeightsError:
+      flat = None
+  if flat is None:
+    try:
+      state = torch_state.load_state_dict(path)
+    except torch_state.TorchStateError as e:
+      raise WeightsError(f"{path}: {e}; {HOW_TO_GET}") from None
+    flat = convert(state)
+    check(flat, path)
+    flat = {k: np.asarray(v, np.float32) for k, v in flat.items()}
+    cache.save_arrays(cached, flat)
+  variables = traverse_util.unflatten_dict({tuple(k.split("/")): jax.numpy.asarray(v)
+                                            for k, v in flat.items()})
+  return InceptionWeights(variables, os.path.abspath(path), sha256)
