@@ -25,6 +25,9 @@ def image_config(data: str, image_size: int, batch_size: int = 64) -> ml_collect
   c.eval_every = 500       # the WGAN reference writes samples every 500 iterations
   c.eval_samples = 64      # images in the sample grid
   c.checkpoint_every = 1000
+  # FID of 50,000 samples at each evaluation, the best checkpoint kept by it;
+  # off, with one message, until the Inception weights are given (README).
+  c.eval.metrics = "fid"
   return c
 
 

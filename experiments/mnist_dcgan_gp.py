@@ -13,4 +13,5 @@ def get_config() -> ml_collections.ConfigDict:
   c = _images.image_config("mnist", 32)
   c = _images.wgan_gp_paper(c, lr=1e-4, b1=0.5)
   c.num_generator_steps = 20_000
+  c.eval.metrics = "fid,domain"
   return c

@@ -3,10 +3,15 @@ import hashlib
 import io
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Computed-once files (the digit classifier, converted weights) go to a folder of
+# this session, shared with the processes the tests start; no user's weights.
+os.environ["WGAN_JAX_CACHE"] = tempfile.mkdtemp(prefix="wgan_jax_test_cache_")
+os.environ.pop("WGAN_JAX_INCEPTION_WEIGHTS", None)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

@@ -113,6 +113,30 @@ TABLE = [
      "error: no checkpoint in WORKDIR"),
     ("sample: a step that does not exist", "wgan_jax.sample", ["--step=7"], "run",
      "error: no checkpoint for step 7 in WORKDIR/checkpoints; saved steps: 1, 2"),
+    ("train: image scores for a toy set", "wgan_jax.train", ["--experiment.eval.metrics=fid"],
+     "new", "error: eval.metrics='fid' scores images; 8gaussians is a toy set, whose exact W1 "
+            "every evaluation reports: set eval.metrics=''"),
+    ("train: an unknown metric", "wgan_jax.train",
+     ["--experiment=digits_dcgan_gp", "--experiment.eval.metrics=fid,fdi"], "new",
+     "error: eval.metrics='fid,fdi' unknown metric 'fdi'; use some of fid, kid, is, pr, domain"),
+    ("train: domain scores without a classifier", "wgan_jax.train",
+     ["--experiment=cifar10_resnet_gp", "--experiment.eval.metrics=domain"], "new",
+     "error: eval.metrics names domain, which has a classifier for digits, mnist only, not "
+     "cifar10"),
+    ("train: an Inception weights file that is not there", "wgan_jax.train",
+     ["--experiment=digits_dcgan_gp", "--experiment.eval.metrics=fid",
+      "--experiment.eval.inception_weights=/nonexistent/w.pth"], "new",
+     "error: eval.inception_weights: no Inception weights file at /nonexistent/w.pth; download "
+     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+     "pt_inception-2015-12-05-6726825d.pth and pass --inception_weights=PATH"),
+    ("evaluate: image scores of a toy run", "wgan_jax.evaluate", ["--metrics=fid"], "run",
+     "error: 8gaussians is a toy set of points: use --metrics=critic_w (its exact W1 is in "
+     "the run's summary.json)"),
+    ("evaluate: an unknown metric", "wgan_jax.evaluate", ["--metrics=fid,bogus"], "run",
+     "error: --metrics=fid,bogus: unknown metric 'bogus'; use some of fid, kid, is, pr, "
+     "domain, critic_w"),
+    ("evaluate with no checkpoint", "wgan_jax.evaluate", [], "new",
+     "error: no checkpoint in WORKDIR"),
 ]
 
 

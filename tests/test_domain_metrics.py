@@ -86,7 +86,7 @@ def test_coverage_and_kl_rules():
 
 
 @pytest.mark.parametrize("bad,match", [
-    (np.zeros((4, 16, 16, 1), np.float32), "uint8 pixels.*plots.to_uint8"),
+    (np.zeros((4, 16, 16, 1), np.float32), "uint8 pixels.*pixels.to_uint8"),
     (np.zeros((4, 8, 8, 1), np.uint8), r"\[N >= 2, 16, 16, 1\], got \[4, 8, 8, 1\]"),
     (np.zeros((4, 16, 16, 3), np.uint8), r"got \[4, 16, 16, 3\]"),
     (np.zeros((16, 16, 1), np.uint8), r"got \[16, 16, 1\]"),

@@ -27,7 +27,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from typing import Any
+import sys
+from typing import Any, Callable, TypeVar
 
 from absl import logging
 from flax import serialization
@@ -117,11 +118,27 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, item: str, target: P
           "use the experiment the run was trained with")
 
 
+def _keeping(keep: int, best_metric: str | None) -> dict[str, Any]:
+  """Orbax's options for which checkpoints stay: the `keep` newest, and with
+  `best_metric` the lowest-scoring one besides (checkpoints saved without the
+  score are ranked by age alone)."""
+  if best_metric is None:
+    return {"max_to_keep": keep}
+  policies = ocp.checkpoint_managers
+  return {"best_fn": lambda metrics: metrics[best_metric], "best_mode": "min",
+          "preservation_policy": policies.AnyPreservationPolicy([
+              policies.LatestN(n=keep),
+              policies.BestN(get_metric_fn=lambda metrics: metrics[best_metric], reverse=True,
+                             n=1, keep_checkpoints_without_metrics=False)])}
+
+
 class Checkpointer:
   """Saves a run every `every` generator steps (async), restores the newest intact one."""
 
-  def __init__(self, workdir: str, every: int, keep: int):
-    self.every = every
+  def __init__(self, workdir: str, every: int, keep: int, best_metric: str | None = None):
+    """Keeps the `keep` newest checkpoints and, with `best_metric` (lower is
+    better, e.g. "fid"), also the one whose saved metrics score best."""
+    self.every, self.best_metric = every, best_metric
     self.directory = checkpoint_dir(workdir)
     if os.path.lexists(self.directory) and not os.path.isdir(self.directory):
       raise CheckpointError(f"{self.directory} is a file, not a folder of checkpoints: move it "
@@ -129,8 +146,8 @@ class Checkpointer:
     self._pending: int | None = None  # step of the save that may still be in flight
     self._manager = ocp.CheckpointManager(
         self.directory, item_names=ITEMS, item_handlers=_handlers(ITEMS),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=True))
+        options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=True,
+                                             **_keeping(keep, best_metric)))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -141,12 +158,14 @@ class Checkpointer:
 
   def save(self, state: TrainState, config: ml_collections.ConfigDict,
            data_position: list[int] | None = None, force: bool = False,
-           train_scalars: dict[str, float] | None = None) -> bool:
+           train_scalars: dict[str, float] | None = None,
+           scores: dict[str, float] | None = None) -> bool:
     """Saves at multiples of `every` (or any step with `force`); returns whether it did.
 
     `data_position` holds each process's position in its data stream (None
     where the data is a function of the step, as for the toy sets);
-    `train_scalars` the last logged training means (for a summary written later)."""
+    `train_scalars` the last logged training means (for a summary written later);
+    `scores` the evaluation of this state, by which the best checkpoint is kept."""
     step = int(state.step)
     if not force and not self.due(step):
       return False
@@ -157,9 +176,22 @@ class Checkpointer:
                 "train_scalars": train_scalars or {}, "checksums": checksums(tree)}
     with self._writing(step):
       saved = self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.PyTreeSave(tree), metadata=ocp.args.JsonSave(metadata)), force=True)
+          state=ocp.args.PyTreeSave(tree), metadata=ocp.args.JsonSave(metadata)), force=True,
+          metrics=self._ranked(scores))
     self._pending = step
     return saved
+
+  def _ranked(self, scores: dict[str, float] | None) -> dict[str, float] | None:
+    """The part of `scores` the best-checkpoint policy ranks by, if it is a number."""
+    value = (scores or {}).get(self.best_metric) if self.best_metric else None
+    return {self.best_metric: float(value)} if value is not None and np.isfinite(value) else None
+
+  def best(self) -> tuple[int, float] | None:
+    """(step, score) of the kept checkpoint with the best score, if any carries one."""
+    step = self._manager.best_step() if self.best_metric else None
+    if step is None:
+      return None
+    return step, float(self._manager.metrics(step)[self.best_metric])
 
   @contextlib.contextmanager
   def _writing(self, step: int):
@@ -359,6 +391,27 @@ def read_metadata(workdir: str, step: int | None = None) -> tuple[int, dict[str,
           f"({type(e).__name__}): it is damaged"
           + (f"; pass --step= one of {', '.join(map(str, others))}" if others else "")) from e
     return step, metadata
+
+
+T = TypeVar("T")
+
+
+def newest_readable(workdir: str, step: int | None, load: Callable[[int | None], T]) -> T:
+  """`load(step)`, or without a step `load` of the newest checkpoint that reads
+  back, saying on stderr which damaged ones it passed over."""
+  candidates = [step] if step is not None else finished_steps(workdir)[::-1]
+  damaged = []
+  for candidate in candidates or [None]:
+    try:
+      return load(candidate)
+    except DamagedCheckpointError as e:
+      if step is not None:
+        raise
+      print(f"warning: {e}; trying an older checkpoint", file=sys.stderr)
+      damaged.append(str(candidate))
+  raise CheckpointError(
+      f"none of the checkpoints in {checkpoint_dir(workdir)} reads back (steps "
+      f"{', '.join(damaged)} are damaged); train again, or restore the folder from a copy")
 
 
 def finished_steps(workdir: str) -> list[int]:

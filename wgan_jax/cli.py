@@ -81,6 +81,9 @@ def quiet_orbax_logs() -> None:
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
     record.exc_info, record.exc_text = None, None
+    # Saves between evaluations carry no score, by design (checkpointing.Checkpointer).
+    if "did not provide metrics" in record.getMessage():
+      return False
     return record.levelno >= logging.WARNING
 
   logging.getLogger("absl").addFilter(keep)

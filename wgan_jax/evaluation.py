@@ -7,14 +7,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import data, generation, plots, steps
+from wgan_jax import data, generation, plots, rules, steps
 from wgan_jax.inflight import NonFiniteError
 from wgan_jax.data.toy import ToyDataset, get_toy_dataset
+from wgan_jax import metrics as metric_names
+from wgan_jax.metrics import image_metrics, run_metrics
 from wgan_jax.metrics import toy as toy_metrics
 from wgan_jax.state import TrainState
 
@@ -52,6 +55,8 @@ class ToyEvaluator:
     self._critic_on_grid = jax.jit(lambda c: steps.apply_net(
         spec.critic, c.params, c.batch_stats, grid, train=False)[0])
 
+  best_metric = None  # No checkpoint carries a score.
+
   def samples(self, state: TrainState) -> np.ndarray:
     return _finite(generation.generate(self.spec.generator, state.generator, self.noise,
                                        self.batch_norm, self.batch_size), state)
@@ -76,21 +81,62 @@ class ToyEvaluator:
     return metrics, image
 
 
+class RunScores:
+  """The scores `config.eval.metrics` names (FID, KID, IS, PR, domain), of the
+  generator at a step, written to `eval_<step>.json`. The Inception weights are
+  loaded (and checked) at construction; without any configured, the Inception
+  metrics are left out with one message."""
+
+  def __init__(self, config: ml_collections.ConfigDict, spec: steps.GanSpec):
+    from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
+    self.config, self.spec = config, spec
+    names = metric_names.parse(config.eval.metrics, metric_names.IN_TRAINING)
+    self._scorer = None
+    if any(n in metric_names.INCEPTION for n in names):
+      if inception_weights.resolve(config.eval.inception_weights or None) is None:
+        logging.warning("FID, KID, IS and precision/recall are off: no Inception weights; "
+                        "%s (as --experiment.eval.inception_weights=PATH)",
+                        inception_weights.HOW_TO_GET)
+        names = tuple(n for n in names if n not in metric_names.INCEPTION)
+      else:
+        weights = inception_weights.load(config.eval.inception_weights or None)
+        self._scorer = image_metrics.InceptionScorer(weights, config.eval.fid_resize,
+                                                     config.eval.batch_size)
+    self.names = names
+
+  def __call__(self, state: TrainState, workdir: str) -> dict[str, float]:
+    step = int(jax.device_get(state.step))
+    report = run_metrics.evaluate(
+        self.names, config=self.config, workdir=workdir, step=step, module=self.spec.generator,
+        generator=state.generator, num_samples=self.config.eval.num_samples,
+        reference_samples=self.config.eval.reference_samples, seed=self.config.seed,
+        scorer=lambda: self._scorer)
+    run_metrics.write_report(workdir, step, report)
+    return report["metrics"]
+
+
 class ImageEvaluator:
   """A grid of samples from a fixed noise batch, so grids at different steps
-  show the same latent points; saved as `samples_{tag}.png`."""
+  show the same latent points; saved as `samples_{tag}.png`; and the scores of
+  `RunScores`, if any are configured."""
 
   def __init__(self, spec: steps.GanSpec, num_samples: int, key: jax.Array,
-               batch_norm: str = "batch", batch_size: int = 64):
+               batch_norm: str = "batch", batch_size: int = 64, scores: RunScores | None = None):
     self.spec, self.batch_norm, self.batch_size = spec, batch_norm, batch_size
     self.noise = steps.sample_noise(spec, key, num_samples)
+    self.scores = scores if scores is not None and scores.names else None
+
+  @property
+  def best_metric(self) -> str | None:
+    """The score a checkpoint carries, so the best one is kept: FID if computed."""
+    return "fid" if self.scores is not None and "fid" in self.scores.names else None
 
   def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
     grid = plots.image_grid(_finite(generation.generate(
         self.spec.generator, state.generator, self.noise, self.batch_norm, self.batch_size), state))
     if jax.process_index() == 0:
       plots.save_png(os.path.join(workdir, f"samples_{tag}.png"), grid)
-    return {}, grid
+    return (self.scores(state, workdir) if self.scores else {}), grid
 
 
 Evaluator = ToyEvaluator | ImageEvaluator
@@ -103,4 +149,9 @@ def make_evaluator(config: ml_collections.ConfigDict, spec: steps.GanSpec) -> Ev
   if data.get(config.data.name).kind == data.TOY:
     return ToyEvaluator(spec, get_toy_dataset(config.data.name), config.eval_samples, key,
                         **sampling)
-  return ImageEvaluator(spec, config.eval_samples, key, **sampling)
+  from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
+  try:
+    scores = RunScores(config, spec) if config.eval.metrics else None
+  except inception_weights.WeightsError as e:
+    raise rules.ConfigError(f"eval.inception_weights: {e}") from None
+  return ImageEvaluator(spec, config.eval_samples, key, **sampling, scores=scores)

@@ -42,18 +42,29 @@ def generate(module: nn.Module, generator: NetState, noise: jax.Array | np.ndarr
   return np.concatenate(out)[:n]
 
 
-def from_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int, num: int,
-                    seed: int) -> np.ndarray:
-  """`num` samples of the generator saved at `step`, noise seeded by `seed`;
-  only the generator's params and batch statistics are read."""
+def restore(config: ml_collections.ConfigDict, workdir: str, step: int
+            ) -> tuple[nn.Module, NetState]:
+  """The generator module of `config` and its params and batch statistics at
+  `step`; the critic and the optimizer states are never read."""
   module = models.build_generator(config.model.generator, data.data_shape(config.data),
                                   convolutions=builders.convolutions(config))
   z = jax.ShapeDtypeStruct((2, config.model.noise_dim), np.float32)
   like = jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False), z)
-  generator = checkpointing.restore_generator(
+  return module, checkpointing.restore_generator(
       workdir, step, NetState(like["params"], like.get("batch_stats", {}), None))
-  noise = jax.random.normal(jax.random.PRNGKey(seed), (num, config.model.noise_dim))
-  return generate(module, generator, noise, config.sampling_batch_norm, config.batch_size)
+
+
+def noise(config: ml_collections.ConfigDict, num: int, seed: int) -> np.ndarray:
+  """The noise of `num` samples drawn with `seed`: one stream, whatever the batching."""
+  return np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (num, config.model.noise_dim)))
+
+
+def from_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int, num: int,
+                    seed: int) -> np.ndarray:
+  """`num` samples of the generator saved at `step`, noise seeded by `seed`."""
+  module, generator = restore(config, workdir, step)
+  return generate(module, generator, noise(config, num, seed), config.sampling_batch_norm,
+                  config.batch_size)
 
 
 def save_figure(path: str, samples: np.ndarray, title: str) -> None:

@@ -191,9 +191,12 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   processes), ordered by process so each process's rows of a batch are one
   contiguous block. Axis type Auto: XLA propagates shardings through the
   unchanged step functions (`jax.make_mesh` would make it Explicit)."""
-  if devices is None:
-    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+  return Mesh(np.asarray(sorted_devices() if devices is None else devices), (DATA_AXIS,))
+
+
+def sorted_devices() -> list[jax.Device]:
+  """Every device of every process, ordered by process."""
+  return sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
 
 
 def replicated_sharding(mesh: Mesh) -> NamedSharding:

@@ -7,6 +7,8 @@ matplotlib.use("Agg")  # Files only: training hosts have no display.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from wgan_jax.pixels import to_uint8  # pylint: disable=g-import-not-at-top
+
 
 def toy_figure(path: str | None, real: np.ndarray, fake: np.ndarray, grid_x: np.ndarray,
                grid_y: np.ndarray, critic_values: np.ndarray, title: str) -> np.ndarray:
@@ -29,11 +31,6 @@ def toy_figure(path: str | None, real: np.ndarray, fake: np.ndarray, grid_x: np.
   image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
   plt.close(fig)
   return image
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1, 1] floats -> uint8 pixels (the inverse of the input pipeline's scaling)."""
-  return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:

@@ -58,30 +58,22 @@ def _samples(workdir: str, step: int | None, name: str | None,
              overrides: list[tuple[str, str]], num: int, seed: int):
   """(step, config, samples) of `step`, or of the newest checkpoint that reads back."""
   from wgan_jax import checkpointing, generation  # pylint: disable=import-outside-toplevel
-  candidates = [step] if step is not None else checkpointing.finished_steps(workdir)[::-1]
-  damaged = []
-  for candidate in candidates or [None]:
-    try:
-      found, metadata = checkpointing.read_metadata(workdir, candidate)
-      if name is None:
-        config = configs.from_dict(metadata["config"], overrides)
-      else:
-        config = configs.from_command_line(name, overrides)
-      shape = data.data_shape(config.data)
-      most = min(MAX_SAMPLES, MAX_SAMPLE_BYTES // (4 * math.prod(shape)))
-      if num > most:
-        raise configs.ConfigError(
-            f"--num={num} is more than {most} samples of shape {shape} (2 GiB of float32) "
-            "in one call; call again with other --seed values")
-      return found, config, generation.from_checkpoint(config, workdir, found, num, seed)
-    except checkpointing.DamagedCheckpointError as e:
-      if step is not None:
-        raise
-      print(f"warning: {e}; trying an older checkpoint", file=sys.stderr)
-      damaged.append(str(candidate))
-  raise checkpointing.CheckpointError(
-      f"none of the checkpoints in {checkpointing.checkpoint_dir(workdir)} reads back (steps "
-      f"{', '.join(damaged)} are damaged); train again, or restore the folder from a copy")
+
+  def load(candidate: int | None):
+    found, metadata = checkpointing.read_metadata(workdir, candidate)
+    if name is None:
+      config = configs.from_dict(metadata["config"], overrides)
+    else:
+      config = configs.from_command_line(name, overrides)
+    shape = data.data_shape(config.data)
+    most = min(MAX_SAMPLES, MAX_SAMPLE_BYTES // (4 * math.prod(shape)))
+    if num > most:
+      raise configs.ConfigError(
+          f"--num={num} is more than {most} samples of shape {shape} (2 GiB of float32) "
+          "in one call; call again with other --seed values")
+    return found, config, generation.from_checkpoint(config, workdir, found, num, seed)
+
+  return checkpointing.newest_readable(workdir, step, load)
 
 
 def main(parsed) -> None:
@@ -97,7 +89,7 @@ def main(parsed) -> None:
     if problem:
       usage_error(problem)
 
-  from wgan_jax import checkpointing, generation, plots  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpointing, generation, pixels  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   try:
     step, config, samples = _samples(workdir, _STEP.value, name, overrides, _NUM.value,
@@ -116,7 +108,7 @@ def main(parsed) -> None:
     if _NPZ.value:
       current = _NPZ.value
       np.savez_compressed(_NPZ.value,
-                          samples=samples if samples.ndim == 2 else plots.to_uint8(samples),
+                          samples=samples if samples.ndim == 2 else pixels.to_uint8(samples),
                           step=step, seed=_SEED.value)
       written.append(_NPZ.value)
   except OSError as e:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from wgan_jax import losses, optim, parallel
+from wgan_jax import losses, metrics, optim, parallel
+from wgan_jax.metrics import inception
 from wgan_jax.models import layers
 from wgan_jax.rules import Rule, any_value, at_least, choice, in_unit_interval, positive
 
@@ -78,6 +79,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 100           # generator iterations between scalar logs
   c.eval_every = 1000         # ... between evaluations and figures (0: only at the end)
   c.eval_samples = 2500       # toy: points for exact W1; images: samples in the grid
+  # Scores at each evaluation (image sets; `metrics` names: fid, kid, is, pr,
+  # domain). The Inception metrics need pytorch-fid's weights file (README:
+  # Evaluation); without it they are skipped with one message. With "fid", the
+  # checkpoint of the best FID is kept beside the newest ones.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.metrics = ""
+  c.eval.num_samples = 50_000        # generated samples per evaluation (papers: 50,000)
+  c.eval.reference_samples = 50_000  # real images in the reference statistics (at most)
+  c.eval.inception_weights = ""      # "" = $WGAN_JAX_INCEPTION_WEIGHTS
+  c.eval.fid_resize = "tf1"          # tf1 | pytorch-fid (see metrics/inception.py)
+  c.eval.batch_size = 200            # images per Inception batch, all devices
   c.checkpoint_every = 1000   # generator iterations between checkpoints (0: only at the end)
   c.keep_checkpoints = 3      # how many recent checkpoints to keep
   # After a non-finite loss or gradient: 0 stops the run (exit 1); N > 0 restores
@@ -112,6 +124,26 @@ RULES: dict[str, Rule] = {
     "nonfinite_restarts": at_least(0, 1000),
 }
 MODEL_RULES: dict[str, Rule] = {"noise_dim": at_least(1, 1 << 16)}
+
+
+def _metrics_in_training(value) -> str | None:
+  if not isinstance(value, str):
+    return f"must be a comma-separated string of names from {', '.join(metrics.IN_TRAINING)}"
+  try:
+    metrics.parse(value, metrics.IN_TRAINING)
+  except ValueError as e:
+    return str(e)
+  return None
+
+
+EVAL_RULES: dict[str, Rule] = {
+    "metrics": _metrics_in_training,
+    "num_samples": at_least(2, 1_000_000),
+    "reference_samples": at_least(2, 10_000_000),
+    "inception_weights": any_value,
+    "fid_resize": choice(*inception.RESIZES),
+    "batch_size": at_least(1, 1 << 16),
+}
 OPTIMIZER_RULES: dict[str, Rule] = {
     "name": choice(*optim.OPTIMIZERS),
     "lr": positive(),

@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
-from wgan_jax import builders, checkpointing, configs, data, evaluation, inputs, iteration
+from wgan_jax import builders, checkpointing, configs, data, evaluation, files, inputs, iteration
 from wgan_jax.devices import Devices
 from wgan_jax.inflight import InFlight, NonFiniteError
 from wgan_jax.preemption import StopRequested, StopSignals
@@ -86,12 +86,13 @@ def _own_position(metadata: dict[str, Any] | None) -> int:
 
 
 def _save(checkpointer: checkpointing.Checkpointer, run: _Run,
-          config: ml_collections.ConfigDict, force: bool = False) -> None:
+          config: ml_collections.ConfigDict, force: bool = False,
+          scores: dict[str, Any] | None = None) -> None:
   """Saves the run, never a non-finite one: every iteration's metrics, and the
   finiteness of the parameters each left, are checked first."""
   run.inflight.drain()
   checkpointer.save(run.view(), config, _data_positions(run.stream), force=force,
-                    train_scalars=run.scalars)
+                    train_scalars=run.scalars, scores=scores)
 
 
 @contextlib.contextmanager
@@ -146,19 +147,31 @@ def _train(config: ml_collections.ConfigDict, run: _Run, iterate: iteration.Iter
       run.inflight.drain()
       run.scalars = run.inflight.means()
       writer.write_scalars(done, {f"train/{k}": v for k, v in run.scalars.items()})
-    if checkpointer.due(done):
-      _save(checkpointer, run, config)
-    if config.eval_every and done % config.eval_every == 0 and done != total:
-      run.inflight.drain()  # A non-finite generator is never scored.
-      try:
-        _eval_and_report(evaluator, run.whole(), workdir, f"{done:06d}", writer)
-      except OSError as e:
-        raise _write_error(f"the evaluation files of step {done} in {workdir}", e,
-                           checkpointer) from e
+    evaluate = bool(config.eval_every) and done % config.eval_every == 0 and done != total
+    if evaluate and checkpointer.best_metric:
+      # The checkpoint carries the score (orbax keeps the best one): score, then save.
+      _save(checkpointer, run, config, force=True,
+            scores=_evaluate_step(evaluator, run, workdir, done, writer, checkpointer))
+    else:
+      if checkpointer.due(done):
+        _save(checkpointer, run, config)
+      if evaluate:
+        _evaluate_step(evaluator, run, workdir, done, writer, checkpointer)
     reason = stop.requested(done)
     if reason and done != total:
       return reason
   return None
+
+
+def _evaluate_step(evaluator: evaluation.Evaluator, run: _Run, workdir: str, done: int,
+                   writer: metric_writers.MetricWriter,
+                   checkpointer: checkpointing.Checkpointer) -> dict[str, Any]:
+  run.inflight.drain()  # A non-finite generator is never scored.
+  try:
+    return _eval_and_report(evaluator, run.whole(), workdir, f"{done:06d}", writer)
+  except OSError as e:
+    raise _write_error(f"the evaluation files of step {done} in {workdir}", e,
+                       checkpointer) from e
 
 
 def _restart_after_nonfinite(error: NonFiniteError, checkpointer: checkpointing.Checkpointer,
@@ -196,18 +209,6 @@ def _stopped(reason: str, during: str, step: int, checkpointer: checkpointing.Ch
              ) -> dict[str, Any]:
   return {"stopped_by": reason, "during": during, "generator_steps": step,
           "checkpoint": os.path.join(checkpointer.directory, str(step))}
-
-
-def _write_atomically(path: str, text: str) -> None:
-  """`text` to `path` through a temporary file: a failed write leaves the old file."""
-  temporary = f"{path}.tmp"
-  try:
-    with open(temporary, "w") as f:
-      f.write(text)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
 
 
 def _summary_of(path: str, step: int) -> dict[str, Any] | None:
@@ -257,7 +258,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   # --- State: the newest intact checkpoint, restored into an abstract target in
   # the run's shardings, or a fresh state born there; the data where it stood.
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every,
-                                            config.keep_checkpoints)
+                                            config.keep_checkpoints, evaluator.best_metric)
   abstract = builders.abstract_state(spec, shape, devices)
   restored = checkpointer.restore_intact(abstract)
   if restored is None:
@@ -286,7 +287,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   writer.write_hparams(configs.flatten(config.to_dict()))
   if jax.process_index() == 0:
     try:
-      _write_atomically(os.path.join(workdir, "config.json"), config.to_json(indent=2))
+      files.write_text_atomically(os.path.join(workdir, "config.json"), config.to_json(indent=2))
     except OSError as e:
       raise _write_error(f"{workdir}/config.json", e, checkpointer) from e
 
@@ -337,6 +338,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
                        (whole.generator.params, whole.critic.params)),
           "the processes' parameters differ")
     summary.update(_eval_and_report(evaluator, run.whole(), workdir, "final", writer))
+    best = checkpointer.best()
+    if best is not None:  # Among the evaluations during training; the final one is above.
+      summary[f"best_{checkpointer.best_metric}_step"], summary[f"best_{checkpointer.best_metric}"] = best
   except StopRequested as e:
     checkpointer.close()
     writer.flush()
@@ -347,7 +351,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   writer.flush()
   if jax.process_index() == 0:
     try:
-      _write_atomically(summary_path, json.dumps(summary, indent=2))
+      files.write_text_atomically(summary_path, json.dumps(summary, indent=2))
     except OSError as e:
       raise _write_error(summary_path, e, checkpointer) from e
   logging.info("summary: %s", json.dumps(summary))

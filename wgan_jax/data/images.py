@@ -23,7 +23,7 @@ import dataclasses
 import itertools
 import os
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import ml_collections
 import numpy as np
@@ -338,3 +338,21 @@ def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: 
   while time.perf_counter() - start < seconds:
     count += len(next(batches))
   return count, time.perf_counter() - start
+
+
+def evaluation_batches(cfg: ml_collections.ConfigDict, num: int, batch_size: int,
+                       seed: int = 0) -> Iterator[np.ndarray]:
+  """The real images a metric compares against: up to `num` of the whole data set
+  (every process reads the same ones), in batches of uint8 [batch_size, H, W, C],
+  as the training pipeline resizes and crops them. A set larger than `num` is
+  drawn from by a shuffle buffer with a fixed `seed`, the same on every call."""
+  source = open_source(cfg, seed)
+  ds = source.ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+  ds = ds.map(lambda x: resize_and_crop(source.decode(x), cfg.image_size),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  if source.may_fail:
+    ds = ds.ignore_errors(log_warning=True)
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.take(num).batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
+  return ds.as_numpy_iterator()

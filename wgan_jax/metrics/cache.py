@@ -5,10 +5,11 @@ never leaves half a file under the final name."""
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from wgan_jax import files
 
 ENV = "WGAN_JAX_CACHE"
 
@@ -22,16 +23,7 @@ def cache_dir(*parts: str) -> str:
 
 
 def save_arrays(path: str, arrays: dict[str, np.ndarray]) -> None:
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  files.write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray] | None:

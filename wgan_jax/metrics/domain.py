@@ -23,7 +23,7 @@ generated ones.
 
 Images are uint8 [N, H, W, C] at the run's image size, as the input pipeline
 gives real ones and `wgan_jax.sample --npz` writes generated ones (generator
-outputs in [-1, 1] become uint8 with `plots.to_uint8`). The training images
+outputs in [-1, 1] become uint8 with `pixels.to_uint8`). The training images
 are made by the pipeline's own resize (`images.resize_and_crop`) from the same
 source arrays, so the classifier sees what the critic sees.
 
@@ -265,7 +265,7 @@ class DomainScorer:
     images = np.asarray(images)
     if images.dtype != np.uint8:
       raise ValueError(f"{what} must be uint8 pixels, got {images.dtype} (generator outputs "
-                       "in [-1, 1] become uint8 with wgan_jax.plots.to_uint8)")
+                       "in [-1, 1] become uint8 with wgan_jax.pixels.to_uint8)")
     if images.ndim != 4 or images.shape[1:] != self.shape or len(images) < 2:
       raise ValueError(f"{what} must be [N >= 2, {', '.join(map(str, self.shape))}], "
                        f"got {list(images.shape)}")

@@ -1,0 +1,170 @@
+"""Scores a trained generator, or two sets of images, as the field does.
+
+  python -m wgan_jax.evaluate --workdir=DIR [--step=N] [--metrics=fid,kid,is,pr]
+      [--num_samples=50000] [--inception_weights=PATH] [--fid_resize=tf1]
+  python -m wgan_jax.evaluate --samples=A.npz --reference=B.npz [--metrics=...]
+  python -m wgan_jax.evaluate --workdir=DIR --metrics=domain     # digits / mnist runs
+  python -m wgan_jax.evaluate --workdir=DIR --metrics=critic_w   # a fresh critic per checkpoint
+
+With --workdir the generator alone is restored (the newest checkpoint that
+reads back, or --step), samples are generated and scored against the run's
+data set, `eval_<step>.json` is written in the workdir, and one line per
+metric is printed. With --samples/--reference, both files hold uint8 images
+[N, H, W, C] under the key "samples" (as `wgan_jax.sample --npz` writes them).
+The last line printed is always one JSON object of the metrics.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+import numpy as np
+
+from wgan_jax import configs
+from wgan_jax.cli import flags_parser, usage_error
+from wgan_jax import metrics
+from wgan_jax.metrics import inception
+
+DEFAULT_METRICS = ",".join(metrics.INCEPTION)
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest intact one).")
+_SAMPLES = flags.DEFINE_string("samples", None, ".npz of generated uint8 images [N, H, W, C].")
+_REFERENCE = flags.DEFINE_string("reference", None, ".npz of real uint8 images [N, H, W, C].")
+_METRICS = flags.DEFINE_string("metrics", DEFAULT_METRICS,
+                               f"Comma-separated, of: {', '.join(metrics.ALL)}.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 50_000, "Generated samples to score.")
+_REFERENCE_SAMPLES = flags.DEFINE_integer("reference_samples", 50_000,
+                                          "Real images in the reference statistics (at most).")
+_WEIGHTS = flags.DEFINE_string("inception_weights", None,
+                               "pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+                               "(default: $WGAN_JAX_INCEPTION_WEIGHTS).")
+_RESIZE = flags.DEFINE_enum("fid_resize", inception.DEFAULT_RESIZE, inception.RESIZES,
+                            "How images reach 299x299: TF1's bilinear resize of the TTUR code "
+                            "(as torch-fidelity) or pytorch-fid's F.interpolate.")
+_BATCH = flags.DEFINE_integer("batch_size", 200, "Images per Inception batch, all devices.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the generator's noise (as wgan_jax.sample's).")
+
+MAX_SAMPLES = 1_000_000
+
+
+def load_images(flag: str, path: str) -> np.ndarray:
+  """uint8 images [N, H, W, 1 or 3] of an .npz, or a ValueError of one line."""
+  if not os.path.isfile(path):
+    raise ValueError(f"{flag}={path}: no such file; pass an .npz written by "
+                     "`python -m wgan_jax.sample --npz=...` or np.savez(path, samples=images)")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      if "samples" not in f.files:
+        raise ValueError(f"{flag}={path} has no array 'samples' (it has: "
+                         f"{', '.join(f.files) or 'nothing'}); save the images under that key")
+      images = f["samples"]
+  except ValueError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # what numpy raises for a damaged file
+    raise ValueError(f"{flag}={path} cannot be read as an .npz ({type(e).__name__}); "
+                     "write it again") from None
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise ValueError(f"{flag}={path}: 'samples' must be uint8 images [N, H, W, 1 or 3], got "
+                     f"{images.dtype} {images.shape}")
+  if len(images) < 2:
+    raise ValueError(f"{flag}={path} holds {len(images)} image(s); at least 2 are needed")
+  return images
+
+
+def _print_metrics(scores: dict[str, float], protocol: str) -> None:
+  """The protocol, one line per metric, then the metrics as one JSON object."""
+  print(f"protocol: {protocol}")
+  for name, value in scores.items():
+    print(f"{name}: {value:.6g}")
+  print(json.dumps(scores))
+
+
+def _inception_scorer(batch: int):
+  from wgan_jax.metrics import image_metrics, inception_weights  # pylint: disable=import-outside-toplevel
+  weights = inception_weights.load(_WEIGHTS.value)
+  return image_metrics.InceptionScorer(weights, _RESIZE.value, batch)
+
+
+def evaluate_files(names: tuple[str, ...]) -> dict[str, float]:
+  from wgan_jax.metrics import image_metrics  # pylint: disable=import-outside-toplevel
+  other = [n for n in names if n not in metrics.INCEPTION]
+  if other:
+    raise ValueError(f"--metrics={','.join(other)} needs a run (--workdir); with --samples/"
+                     f"--reference use some of {', '.join(metrics.INCEPTION)}")
+  generated = load_images("--samples", _SAMPLES.value)
+  real = load_images("--reference", _REFERENCE.value)
+  scorer = _inception_scorer(_BATCH.value)
+  note = image_metrics.few_samples_note(len(generated))
+  if note:
+    print(f"warning: {note}", file=sys.stderr)
+  scores = image_metrics.score(names, scorer.of_array(generated, "samples"),
+                               scorer.of_array(real, "reference"))
+  _print_metrics(scores, f"{len(generated):,} vs {len(real):,} images, {scorer.describe()}")
+  return scores
+
+
+def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
+                 experiment: str | None, overrides) -> dict[str, float]:
+  from wgan_jax import checkpointing, data, generation  # pylint: disable=import-outside-toplevel
+  from wgan_jax.metrics import run_metrics  # pylint: disable=import-outside-toplevel
+
+  def load(candidate):
+    found, metadata = checkpointing.read_metadata(workdir, candidate)
+    config = (configs.from_dict(metadata["config"], overrides) if experiment is None
+              else configs.from_command_line(experiment, overrides))
+    return (found, config, *generation.restore(config, workdir, found))
+
+  found, config, module, generator = checkpointing.newest_readable(workdir, step, load)
+  if data.get(config.data.name).kind == data.TOY and set(names) - {"critic_w"}:
+    raise ValueError(f"{config.data.name} is a toy set of points: use --metrics=critic_w "
+                     "(its exact W1 is in the run's summary.json)")
+  report = run_metrics.evaluate(
+      names, config=config, workdir=workdir, step=found, module=module, generator=generator,
+      num_samples=_NUM_SAMPLES.value, reference_samples=_REFERENCE_SAMPLES.value, seed=_SEED.value,
+      scorer=(lambda: _inception_scorer(_BATCH.value)))
+  run_metrics.write_report(workdir, found, report)
+  protocol = ", ".join(f"{k} {v}" for k, v in report["protocol"].items())
+  _print_metrics(report["metrics"], f"step {found}, {protocol}")
+  return report["metrics"]
+
+
+def main(parsed) -> None:
+  experiment, overrides, _ = parsed
+  logging.set_verbosity(logging.ERROR)   # A tool: its output is a few lines and the files.
+  try:
+    names = metrics.parse(_METRICS.value)
+  except ValueError as e:
+    usage_error(f"--metrics={_METRICS.value}: {e}")
+  if not names:
+    usage_error(f"--metrics={_METRICS.value!r} names no metric; use some of {', '.join(metrics.ALL)}")
+  files = _SAMPLES.value is not None or _REFERENCE.value is not None
+  if files == (_WORKDIR.value is not None):
+    usage_error("pass either --workdir=DIR (a training run) or --samples=A.npz with "
+                "--reference=B.npz (two sets of images)")
+  if files and not (_SAMPLES.value and _REFERENCE.value):
+    usage_error("--samples and --reference go together: the generated and the real images")
+  if not 2 <= _NUM_SAMPLES.value <= MAX_SAMPLES:
+    usage_error(f"--num_samples={_NUM_SAMPLES.value} must be in [2, {MAX_SAMPLES:,}]")
+  if _BATCH.value < 1:
+    usage_error(f"--batch_size={_BATCH.value} must be at least 1")
+
+  from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
+  try:
+    if files:
+      evaluate_files(names)
+    else:
+      evaluate_run(_WORKDIR.value, _STEP.value, names, experiment, overrides)
+  except (ValueError, configs.ConfigError, checkpointing.CheckpointError,
+          inception_weights.WeightsError) as e:
+    usage_error(str(e))
+  except OSError as e:
+    print(f"error: {e.strerror or e}: {e.filename or ''}; nothing was written", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=flags_parser(default=None))

@@ -1,0 +1,170 @@
+"""FID, KID, IS and precision/recall of generated images, by the field's protocol.
+
+- The network: the FID Inception (`inception.py`) with the user's weights
+  file, resize convention named in every report (`tf1` by default).
+- Generated images: `num_samples` (50,000 by default, as papers report),
+  turned into uint8 pixels exactly as `wgan_jax.sample --npz` saves them, so a
+  run scored in training, by `evaluate --workdir` and from an .npz agree.
+- Reference: up to `reference_samples` real images of the run's data set as
+  the training pipeline sizes them; their features are computed once per (data
+  set, location, split, image size, count, resize, weights digest) and cached.
+- Scores in float64 on the host (`features.py`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Iterable
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from wgan_jax import parallel, pixels, steps
+from wgan_jax import metrics
+from wgan_jax.metrics import cache, extract, features, inception
+from wgan_jax.metrics.inception_weights import InceptionWeights
+from wgan_jax.state import NetState
+
+PAPER_SAMPLES = 50_000
+DEFAULT_BATCH = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+  pool: np.ndarray            # float32 [N, 2048]: FID, KID, precision/recall
+  logits: np.ndarray | None   # float32 [N, 1008] without the bias: IS
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  pool: np.ndarray
+  stats: features.GaussianStats
+  description: str
+
+
+def few_samples_note(num: int) -> str | None:
+  """What to say of scores from `num` generated samples, if fewer than papers use."""
+  if num >= PAPER_SAMPLES:
+    return None
+  return (f"{num:,} generated samples: FID and KID at fewer than {PAPER_SAMPLES:,} are biased "
+          "upward and do not compare with papers' numbers")
+
+
+class InceptionScorer:
+  """The Inception's features of images, data parallel over every device."""
+
+  def __init__(self, weights: InceptionWeights, resize: str = inception.DEFAULT_RESIZE,
+               batch_size: int = DEFAULT_BATCH, mesh: jax.sharding.Mesh | None = None):
+    if resize not in inception.RESIZES:
+      raise ValueError(f"unknown resize {resize!r}; use one of {', '.join(inception.RESIZES)}")
+    self.weights, self.resize, self.mesh = weights, resize, mesh
+    self._generated: dict[tuple, extract.FeaturePass] = {}  # compiled once per generator
+    self._images = extract.FeaturePass(
+        lambda v, x: inception.features(v, x, resize), weights.variables,
+        _round_up(batch_size, mesh), mesh)
+
+  @property
+  def batch_size(self) -> int:
+    return self._images.batch_size
+
+  def describe(self) -> str:
+    return f"Inception {self.weights.describe()}, resize {self.resize}"
+
+  def of_images(self, batches: Iterable[np.ndarray], total: int, what: str) -> Features:
+    """Features of uint8 images [N, H, W, 1 or 3] given in batches."""
+    pool, logits = self._images.run(batches, total, what)
+    return Features(pool, logits)
+
+  def of_array(self, images: np.ndarray, what: str) -> Features:
+    return self.of_images(extract.batches_of(images, self._images.batch_size), len(images), what)
+
+  def of_generator(self, module: nn.Module, generator: NetState, noise: np.ndarray,
+                   batch_norm: str, batch_size: int) -> Features:
+    """Features of the generator's samples for `noise`, `batch_size` at a time
+    (in "batch" mode each batch normalised by its own statistics, the last one
+    filled up with the first noise rows, as `generation.generate` does); the
+    images never leave the devices."""
+    batch_statistics = batch_norm == "batch"
+    resize = self.resize
+    constants = (generator.params, generator.batch_stats, self.weights.variables)
+
+    def fn(constants, z):
+      params, batch_stats, variables = constants
+      x = steps.apply_net(module, params, batch_stats, z, train=batch_statistics)[0]
+      return inception.features(variables, pixels.to_uint8(x), resize)
+
+    key = (module, batch_norm, batch_size)
+    if key not in self._generated:
+      self._generated[key] = extract.FeaturePass(fn, constants, batch_size,
+                                                 self._mesh_dividing(batch_size))
+    n = len(noise)
+    noise = np.asarray(noise, np.float32)
+    fill = -n % batch_size
+    if fill:
+      noise = np.concatenate([noise, np.resize(noise, (fill, noise.shape[1]))])
+    run = self._generated[key]
+    pool, logits = run.run(extract.batches_of(noise, batch_size), len(noise), "generated",
+                           constants=(generator.params, generator.batch_stats,
+                                      self.weights.variables))
+    return Features(pool[:n], logits[:n])
+
+
+  def _mesh_dividing(self, batch: int) -> jax.sharding.Mesh:
+    """The devices of this scorer, or as many of them as split `batch` evenly
+    (a batch-norm batch is the run's batch size, whatever this host has)."""
+    devices = list(self.mesh.devices.flat) if self.mesh is not None else parallel.sorted_devices()
+    count = max(k for k in range(1, len(devices) + 1) if batch % k == 0)
+    return parallel.make_mesh(devices[:count])
+
+
+def _round_up(batch: int, mesh: jax.sharding.Mesh | None) -> int:
+  devices = mesh.size if mesh is not None else jax.device_count()
+  return -(-batch // devices) * devices
+
+
+def reference_key(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionScorer) -> str:
+  what = dict(name=data_cfg.name, dir=os.path.abspath(data_cfg.dir) if data_cfg.dir else "",
+              split=data_cfg.get("split", ""), image_size=data_cfg.image_size, num=num,
+              resize=scorer.resize, weights=scorer.weights.sha256)
+  return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionScorer
+              ) -> Reference:
+  """Features of up to `num` real images of `data_cfg`, computed once and cached."""
+  from wgan_jax.data import images  # pylint: disable=import-outside-toplevel  # TensorFlow
+  path = os.path.join(cache.cache_dir("reference"), f"{reference_key(data_cfg, num, scorer)}.npz")
+  saved = cache.load_arrays(path)
+  if saved is None or "pool" not in saved:
+    batches = images.evaluation_batches(data_cfg, num, scorer.batch_size)
+    pool = scorer.of_images(batches, num, f"reference {data_cfg.name}").pool
+    if jax.process_index() == 0:
+      cache.save_arrays(path, {"pool": pool})
+  else:
+    pool = saved["pool"]
+  split = f" {data_cfg.split}" if data_cfg.get("split") else ""
+  description = f"{data_cfg.name}{split}, {len(pool):,} images at {data_cfg.image_size}px"
+  return Reference(pool, features.GaussianStats.of(pool), description)
+
+
+def score(names: Iterable[str], generated: Features, real: Reference | Features) -> dict[str, float]:
+  """The metrics `names` (of metrics.INCEPTION) of generated features against real ones."""
+  out: dict[str, float] = {}
+  names = metrics.parse(",".join(names), metrics.INCEPTION)
+  real_stats = real.stats if isinstance(real, Reference) else features.GaussianStats.of(real.pool)
+  if "fid" in names:
+    out["fid"] = features.frechet_distance(features.GaussianStats.of(generated.pool), real_stats)
+  if "kid" in names:
+    size = min(features.KID_SUBSET_SIZE, len(generated.pool), len(real.pool))
+    out["kid_mean"], out["kid_std"] = features.kernel_inception_distance(
+        generated.pool, real.pool, subset_size=size)
+    out["kid_subset_size"] = size
+  if "is" in names:
+    out["is_mean"], out["is_std"] = features.inception_score(generated.logits)
+  if "pr" in names:
+    out["precision"], out["recall"] = features.precision_recall(generated.pool, real.pool)
+  return out
