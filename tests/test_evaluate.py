@@ -156,3 +156,32 @@ def test_missing_weights_and_mixed_modes_are_one_line_exit_2(tmp_path):
   for result, message in cases:
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [message]
+
+
+def test_critic_w_measures_every_checkpoint_of_a_toy_run(tmp_path):
+  from tests.helpers import tiny_config  # pylint: disable=import-outside-toplevel
+  from wgan_jax import trainer  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / "toy")
+  trainer.train_and_evaluate(tiny_config(num_generator_steps=4, checkpoint_every=2,
+                                         eval_every=0), workdir)
+  result = run_module("wgan_jax.evaluate", f"--workdir={workdir}", "--metrics=critic_w",
+                      "--critic_updates=20", "--critic_seeds=2", timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads(result.stdout.strip().splitlines()[-1])["critic_w"]
+  assert [r["step"] for r in rows] == [2, 4]
+  for row in rows:
+    assert {"estimate", "estimate_ci", "w1", "w1_floor", "k", "k_ci"} <= set(row)
+    assert row["w1"] > row["w1_floor"] > 0
+    assert row["k"] == pytest.approx(row["estimate"] / row["w1"])
+  saved = json.loads((tmp_path / "toy" / "critic_w.json").read_text())
+  assert [r["step"] for r in saved] == [2, 4]
+  assert saved[0]["protocol"].startswith("mlp 512x3 c=0.01; 20 RMSProp updates (lr 5e-05")
+  assert "2 seeds, 95% t-interval" in saved[0]["protocol"]
+  table = result.stdout.strip().splitlines()[:-1]
+  assert any(line.split()[:1] == ["2"] for line in table)
+  assert any(line.split()[:1] == ["4"] for line in table)
+  result = run_module("wgan_jax.evaluate", f"--workdir={workdir}", "--metrics=critic_w,fid",
+                      timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip() == ("error: --metrics=critic_w runs alone: it trains a critic "
+                                   "per checkpoint; ask for the other metrics in another call")

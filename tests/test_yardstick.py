@@ -138,8 +138,8 @@ def test_evaluate_checkpoints_of_a_digits_run(tmp_path):
       ("num_generator_steps", "0"), ("eval_every", "0"), ("eval_samples", "4"),
       ("eval.metrics", "")])
   trainer.train_and_evaluate(config, str(tmp_path))
-  yardstick = ys.YardstickConfig(ndf=8, updates=4, batch_size=16, seeds=2, held_out=64,
-                                 real_pool=256)
+  yardstick = ys.YardstickConfig(ndf=8, updates=2, batch_size=16, seeds=2, held_out=32,
+                                 real_pool=64)
   rows = ys.evaluate_checkpoints(str(tmp_path), yardstick=yardstick)
   assert len(rows) == 1 and rows[0]["step"] == 0
   assert rows[0]["critic"] == "dcgan ndf=8 norm=none c=0.01"

@@ -53,6 +53,13 @@ _SYNTHETIC_LMDB = flags.DEFINE_string(
     "synthetic_lmdb", None, "For --input_pipeline on lsun_bedroom without the data set: write "
     "(once) an LMDB of 2,000 synthetic 256x342 JPEGs in this directory and read that.")
 
+_FID_SAMPLES = flags.DEFINE_integer(
+    "fid_samples", 0, "Also time the FID pipeline: the Inception's images/s, and FID of this many "
+    "samples of the (untrained) generator end to end: generation, features, statistics.")
+_INCEPTION_WEIGHTS = flags.DEFINE_string(
+    "inception_weights", None, "For --fid_samples: pytorch-fid's weights (default: "
+    "$WGAN_JAX_INCEPTION_WEIGHTS, else random weights: the same work, meaningless scores).")
+
 # torch_ref.py's name for the workload an experiment matches (its generator).
 _TORCH_CASES = {"mlp": "toy", "dcgan": "dcgan64"}
 
@@ -165,6 +172,43 @@ def input_pipeline_figures(config, consumed_per_s: float) -> dict[str, Any]:
           "input_over_consumed": round(rate / consumed_per_s, 1)}
 
 
+def fid_figures(config, spec: steps.GanSpec, state, num: int) -> dict[str, Any]:
+  """Inception images/s, and the wall time of FID on `num` generated samples
+  (generation, features, statistics) against the data set's reference (or random
+  images where the data set is not here), computed first and timed apart."""
+  # pylint: disable=import-outside-toplevel
+  from wgan_jax import generation
+  from wgan_jax.data.images import DataError
+  from wgan_jax.metrics import features, image_metrics, inception, inception_weights
+  path = inception_weights.resolve(_INCEPTION_WEIGHTS.value)
+  weights = (inception_weights.load(path) if path else inception_weights.InceptionWeights(
+      inception.random_variables(0), "random", "random"))
+  scorer = image_metrics.InceptionScorer(weights, config.eval.fid_resize, config.eval.batch_size)
+  shape = data.data_shape(config.data)
+  images = np.random.default_rng(0).integers(0, 256, (2 * scorer.batch_size, *shape), np.uint8)
+  scorer.of_array(images[:scorer.batch_size], "warm-up")
+  t = time.perf_counter()
+  scorer.of_array(images, "Inception")
+  images_per_s = len(images) / (time.perf_counter() - t)
+  t = time.perf_counter()
+  try:
+    reference = image_metrics.reference(config.data, config.eval.reference_samples, scorer).stats
+  except DataError:
+    reference = features.GaussianStats.of(scorer.of_array(images, "reference").pool)
+  reference_s = time.perf_counter() - t
+  noise = generation.noise(config, num, config.seed)
+  scorer.of_generator(spec.generator, state.generator, noise[:config.batch_size],
+                      config.sampling_batch_norm, config.batch_size)  # Compiles.
+  t = time.perf_counter()
+  generated = scorer.of_generator(spec.generator, state.generator, noise,
+                                  config.sampling_batch_norm, config.batch_size)
+  fid = features.frechet_distance(features.GaussianStats.of(generated.pool), reference)
+  seconds = time.perf_counter() - t
+  return {"inception_weights": weights.describe(), "inception_images_per_s": round(images_per_s, 1),
+          "fid_samples": num, "fid_end_to_end_s": round(seconds, 1),
+          "fid_reference_s": round(reference_s, 1), "fid_value": round(fid, 3)}
+
+
 def main(parsed) -> None:
   name, overrides, _ = parsed
   try:
@@ -239,6 +283,8 @@ def main(parsed) -> None:
         statistics.median(j / t for j, t in zip(jax_rates, torch_rates)), 2)
   if _INPUT_PIPELINE.value > 0:
     result.update(input_pipeline_figures(config, result["real_examples_per_s"]))
+  if _FID_SAMPLES.value > 0:
+    result.update(fid_figures(config, spec, devices.get(state), _FID_SAMPLES.value))
   for k, v in result.items():
     print(f"{k:28s} {v}")
   if _JSON.value:

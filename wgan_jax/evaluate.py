@@ -20,9 +20,10 @@ import os
 import sys
 
 from absl import app, flags, logging
+import jax
 import numpy as np
 
-from wgan_jax import configs
+from wgan_jax import configs, files
 from wgan_jax.cli import flags_parser, usage_error
 from wgan_jax import metrics
 from wgan_jax.metrics import inception
@@ -46,6 +47,13 @@ _RESIZE = flags.DEFINE_enum("fid_resize", inception.DEFAULT_RESIZE, inception.RE
                             "(as torch-fidelity) or pytorch-fid's F.interpolate.")
 _BATCH = flags.DEFINE_integer("batch_size", 200, "Images per Inception batch, all devices.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the generator's noise (as wgan_jax.sample's).")
+_CRITIC = flags.DEFINE_enum("critic", "auto", ("auto", "mlp", "dcgan"),
+                            "critic_w: the fresh critic's architecture (auto: mlp on toy sets, "
+                            "dcgan on images).")
+_CRITIC_CLIP = flags.DEFINE_float("critic_clip", 0.01, "critic_w: its clip value c.")
+_CRITIC_UPDATES = flags.DEFINE_integer("critic_updates", 1000, "critic_w: its RMSProp updates.")
+_CRITIC_SEEDS = flags.DEFINE_integer("critic_seeds", 5,
+                                     "critic_w: critics per checkpoint (the interval's).")
 
 MAX_SAMPLES = 1_000_000
 
@@ -118,7 +126,7 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
     return (found, config, *generation.restore(config, workdir, found))
 
   found, config, module, generator = checkpointing.newest_readable(workdir, step, load)
-  if data.get(config.data.name).kind == data.TOY and set(names) - {"critic_w"}:
+  if data.get(config.data.name).kind == data.TOY:
     raise ValueError(f"{config.data.name} is a toy set of points: use --metrics=critic_w "
                      "(its exact W1 is in the run's summary.json)")
   report = run_metrics.evaluate(
@@ -129,6 +137,23 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
   protocol = ", ".join(f"{k} {v}" for k, v in report["protocol"].items())
   _print_metrics(report["metrics"], f"step {found}, {protocol}")
   return report["metrics"]
+
+
+def evaluate_critic(workdir: str, step: int | None, overrides) -> list[dict]:
+  """A fresh critic's estimate of K * W1 at `step`, or at every checkpoint:
+  a table, `critic_w.json` in the workdir, and the rows as the JSON last line."""
+  from wgan_jax.metrics import yardstick  # pylint: disable=import-outside-toplevel
+  critic = yardstick.YardstickConfig(critic=_CRITIC.value, clip=_CRITIC_CLIP.value,
+                                     updates=_CRITIC_UPDATES.value, seeds=_CRITIC_SEEDS.value)
+  rows = yardstick.evaluate_checkpoints(workdir, None if step is None else [step], critic,
+                                        overrides)
+  numbers = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in rows]
+  if jax.process_index() == 0:
+    files.write_text_atomically(os.path.join(workdir, "critic_w.json"),
+                                json.dumps(rows, indent=2) + "\n")
+  print(yardstick.format_table(rows))
+  print(json.dumps({metrics.CRITIC: numbers}))
+  return rows
 
 
 def main(parsed) -> None:
@@ -156,6 +181,11 @@ def main(parsed) -> None:
   try:
     if files:
       evaluate_files(names)
+    elif metrics.CRITIC in names:
+      if len(names) > 1:
+        usage_error(f"--metrics={metrics.CRITIC} runs alone: it trains a critic per checkpoint; "
+                    "ask for the other metrics in another call")
+      evaluate_critic(_WORKDIR.value, _STEP.value, overrides)
     else:
       evaluate_run(_WORKDIR.value, _STEP.value, names, experiment, overrides)
   except (ValueError, configs.ConfigError, checkpointing.CheckpointError,

@@ -1,7 +1,8 @@
 """A generator's scores by name, for `wgan_jax.evaluate --workdir` and for
-evaluation during training: the Inception metrics against the run's data set,
-the digit classifier's, and a fixed critic's estimate across checkpoints.
-Every report carries its protocol (samples, reference, network, resize)."""
+evaluation during training: the Inception metrics against the run's data set
+and the digit classifier's. Every report carries its protocol (samples,
+reference, network, resize). (The fixed critic's estimate, a study across
+checkpoints, is `yardstick.py`.)"""
 from __future__ import annotations
 
 import json
@@ -51,11 +52,6 @@ def evaluate(names: Iterable[str], *, config: ml_collections.ConfigDict, workdir
                                   config.sampling_batch_norm, config.batch_size)
     metrics.update(domain.scorer(config.data)(pixels.to_uint8(samples)))
     protocol["domain_samples"] = count
-  if metrics_names.CRITIC in names:
-    from wgan_jax.metrics import yardstick  # pylint: disable=import-outside-toplevel
-    rows = yardstick.evaluate_checkpoints(workdir, steps=[step])
-    metrics.update({k: v for k, v in rows[0].items() if k != "step"})
-    protocol["critic"] = yardstick.YardstickConfig().describe()
   return {"step": step, "metrics": metrics, "protocol": protocol}
 
 

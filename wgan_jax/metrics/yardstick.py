@@ -50,6 +50,10 @@ CONFIDENCE = 0.95
 UNROLLED_CHUNK = 8
 # Rows per call when the trained critics score the held-out samples.
 SCORE_CHUNK = 2048
+# Folded into the yardstick's seed for the held-out samples.
+_HELD_OUT_STREAM = 0x68656c64
+# What the held-out samples depend on: critics that agree on these share them.
+_SHARED = ("held_out", "real_pool", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +100,7 @@ class YardstickConfig:
              else f"{self.features}x{self.depth} | ndf={self.ndf}")
     return f"{self.critic} {shape} c={self.clip:g}"
 
-  def protocol(self) -> str:
+  def describe(self) -> str:
     """How the numbers were made: goes next to them in every report."""
     return (f"{self.label()}; {self.updates} RMSProp updates (lr {self.lr:g}, batch "
             f"{self.batch_size}); {self.seeds} seeds, {CONFIDENCE:.0%} t-interval; "
@@ -350,12 +354,6 @@ class _Reference:
       self.held_out = np.asarray(steps_lib.real_to_float(spec, jnp.asarray(held_out), k_float))
 
 
-# Folded into the yardstick's seed for the held-out samples.
-_HELD_OUT_STREAM = 0x68656c64
-# What the held-out samples depend on: critics that agree on these share them.
-_SHARED = ("held_out", "real_pool", "seed")
-
-
 def evaluate_critics(workdir: str, yardsticks: Sequence[YardstickConfig],
                      steps: Sequence[int] | None = None,
                      overrides: Sequence[tuple[str, str]] = ()) -> list[list[dict[str, Any]]]:
@@ -392,7 +390,7 @@ def evaluate_critics(workdir: str, yardsticks: Sequence[YardstickConfig],
       estimate = critic_estimate(reference.real, source, reference.held_out, fake, yardstick,
                                  reference.convolutions, reference.dequantize)
       mean, half = mean_interval(estimate.per_seed)
-      row = {**measured, "critic": yardstick.label(), "protocol": yardstick.protocol(),
+      row = {**measured, "critic": yardstick.label(), "protocol": yardstick.describe(),
              "estimate": mean, "estimate_ci": half,
              "estimates": [float(v) for v in estimate.per_seed],
              "train_estimate": float(np.mean(estimate.train_last))}
