@@ -119,10 +119,6 @@ TABLE = [
     ("train: an unknown metric", "wgan_jax.train",
      ["--experiment=digits_dcgan_gp", "--experiment.eval.metrics=fid,fdi"], "new",
      "error: eval.metrics='fid,fdi' unknown metric 'fdi'; use some of fid, kid, is, pr, domain"),
-    ("train: domain scores without a classifier", "wgan_jax.train",
-     ["--experiment=cifar10_resnet_gp", "--experiment.eval.metrics=domain"], "new",
-     "error: eval.metrics names domain, which has a classifier for digits, mnist only, not "
-     "cifar10"),
     ("train: an Inception weights file that is not there", "wgan_jax.train",
      ["--experiment=digits_dcgan_gp", "--experiment.eval.metrics=fid",
       "--experiment.eval.inception_weights=/nonexistent/w.pth"], "new",

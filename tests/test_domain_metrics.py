@@ -4,7 +4,6 @@ import logging
 import math
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds

@@ -3,7 +3,6 @@ digits run scored by FID (random Inception weights) and the digit classifier
 while it trains, the best checkpoint kept; the same generator scored from its
 workdir and from `sample --npz` files agrees; bad files are one line."""
 import json
-import os
 
 import numpy as np
 import pytest

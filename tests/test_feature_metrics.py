@@ -1,5 +1,6 @@
 """FID, KID, IS and precision/recall against closed forms and brute force."""
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -107,3 +108,45 @@ def test_precision_recall_is_the_k_nearest_neighbour_rule():
   assert recall == pytest.approx(brute(real, generated, 3))
   assert 0 < precision < 1 and 0 < recall < 1
   assert features.precision_recall(real, real) == (1.0, 1.0)
+
+
+def test_kid_is_and_pr_equal_torch_fidelity_on_the_same_features():
+  """torch-fidelity's own functions (its defaults: seed 2020, 10 IS splits, k = 3)."""
+  from tests import torch_references as refs  # pylint: disable=import-outside-toplevel
+  torch = refs.import_torch()
+  refs.import_torch_fidelity_inception()
+  # pylint: disable=import-outside-toplevel
+  from torch_fidelity import metric_isc, metric_kid, metric_prc
+  rng = np.random.default_rng(5)
+  generated = rng.normal(size=(300, 16)).astype(np.float32)
+  real = (rng.normal(size=(250, 16)) * 1.3 + 0.2).astype(np.float32)
+  kid = metric_kid.kid_features_to_metric(
+      torch.from_numpy(generated), torch.from_numpy(real), kid_subsets=20, kid_subset_size=100,
+      kid_degree=3, kid_gamma=None, kid_coef0=1, kid_kernel="poly", rng_seed=2020, verbose=False)
+  ours = features.kernel_inception_distance(generated, real, subsets=20, subset_size=100)
+  assert ours == pytest.approx((kid[metric_kid.KEY_METRIC_KID_MEAN],
+                                kid[metric_kid.KEY_METRIC_KID_STD]), rel=1e-5)
+  logits = rng.normal(size=(300, 20)) * 3
+  isc = metric_isc.isc_features_to_metric(torch.from_numpy(logits), splits=10)
+  assert features.inception_score(logits) == pytest.approx(
+      (isc[metric_isc.KEY_METRIC_ISC_MEAN], isc[metric_isc.KEY_METRIC_ISC_STD]), rel=1e-10)
+  prc = metric_prc.prc_features_to_metric(
+      torch.from_numpy(generated), torch.from_numpy(real), prc_neighborhood=3,
+      prc_batch_size=10000, save_cpu_ram=False, verbose=False)
+  # torch-fidelity averages in float32.
+  assert features.precision_recall(generated, real) == pytest.approx(
+      (prc[metric_prc.KEY_METRIC_PRECISION], prc[metric_prc.KEY_METRIC_RECALL]), rel=1e-6)
+  assert 0 < prc[metric_prc.KEY_METRIC_PRECISION] < 1 and 0 < prc[metric_prc.KEY_METRIC_RECALL] < 1
+
+
+def test_frechet_distance_equals_pytorch_fid_also_where_covariances_are_singular():
+  from tests import torch_references as refs  # pylint: disable=import-outside-toplevel
+  _, fid_score = refs.import_pytorch_fid()
+  rng = np.random.default_rng(6)
+  for n, d in ((6, 20), (40, 64), (500, 16)):   # singular, singular, regular
+    x, y = rng.normal(size=(n, d)), rng.normal(size=(n, d)) * 1.2 + 0.3
+    a, b = features.GaussianStats.of(x), features.GaussianStats.of(y)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      expected = fid_score.calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+    assert features.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9), (n, d)

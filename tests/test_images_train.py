@@ -37,6 +37,14 @@ def test_digits_training_writes_checkpoints_grids_and_summary(digits_run):
   summary = json.loads((digits_run / "summary.json").read_text())
   assert summary["generator_steps"] == 300
   assert summary["train_wasserstein_estimate"] > 0
+  # The experiment's default scores: the digit classifier's, at each evaluation.
+  for step in (150, 300):
+    report = json.loads((digits_run / f"eval_{step}.json").read_text())
+    assert report["protocol"]["domain_samples"] == 2000
+    assert sorted(report["metrics"]) == ["domain_classes_covered", "domain_confidence",
+                                         "domain_fd", "domain_kl"]
+  assert summary["domain_fd"] == report["metrics"]["domain_fd"] > 0
+  assert 1 <= summary["domain_classes_covered"] <= 10 and summary["domain_kl"] >= 0
   assert sorted(os.listdir(digits_run / "checkpoints")) == ["150", "300"]
   for name in ("samples_000150.png", "samples_final.png"):
     with Image.open(digits_run / name) as im:

@@ -1,6 +1,7 @@
 """The FID Inception in Flax: resize conventions, the safe weights reader, and
 equality with pytorch-fid's and torch-fidelity's networks (random weights and
 random batch-norm statistics, the same images)."""
+import io
 import os
 import pickle
 import zipfile
@@ -179,6 +180,52 @@ def test_reader_refuses_pickled_code(tmp_path, monkeypatch, zip_layout):
   assert not (tmp_path / "pwned").exists()
 
 
+class _StorageRef:
+  def __init__(self, numel: int):
+    self.numel = numel
+
+
+def _crafted_zip(path, size, stride, numel: int, stored: int) -> None:
+  """A zip-layout .pth whose one tensor claims `size`/`stride` over a storage of
+  `numel` float32 elements, of which the archive holds `stored`."""
+  torch = refs.import_torch()
+
+  class Tensor:
+    def __reduce__(self):
+      return (torch._utils._rebuild_tensor_v2,  # pylint: disable=protected-access
+              (_StorageRef(numel), 0, size, stride, False, {}))
+
+  class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+      if isinstance(obj, _StorageRef):
+        return ("storage", torch.FloatStorage, "0", "cpu", obj.numel)
+      return None
+
+  data = io.BytesIO()
+  Pickler(data, protocol=2).dump({"w": Tensor()})
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("archive/data.pkl", data.getvalue())
+    archive.writestr("archive/data/0", b"\0" * (4 * stored))
+
+
+@pytest.mark.parametrize("size,stride,numel,stored,message", [
+    ((3, 4), (4, 1), 12, 12, None),
+    ((10**6, 10**6), (0, 0), 1, 1, r"a tensor of size \(1000000, 1000000\) is larger than"),
+    ((4,), (1,), 10**12, 4, "a storage of 1000000000000 elements: damaged, or larger than"),
+    ((3, 4), (4, 1), 12, 5, "storage 0 is missing or truncated"),
+    ((3, 4), (4, 2), 12, 12, r"reaches past its storage \(12 elements\)"),
+], ids=["sound", "stride 0", "huge storage", "truncated", "out of bounds"])
+def test_reader_allocates_only_what_the_file_holds(tmp_path, size, stride, numel, stored,
+                                                   message):
+  path = str(tmp_path / "crafted.pth")
+  _crafted_zip(path, size, stride, numel, stored)
+  if message is None:
+    assert torch_state.load_state_dict(path)["w"].shape == size
+  else:
+    with pytest.raises(torch_state.TorchStateError, match=message):
+      torch_state.load_state_dict(path)
+
+
 # ----------------------------------------------------------------- weights
 
 
@@ -284,6 +331,12 @@ def test_equals_pytorch_fid_network_and_fid(variables, weights_path):
   fc = torch.load(weights_path)["fc.weight"].numpy().astype(np.float64)
   assert _relative(logits_a, ref_a @ fc.T) <= FEATURE_TOLERANCE
 
+  # The statistics FID compares, not only the distance (with 6 images in 2,048
+  # dimensions the covariances are singular).
+  ours_stats = feature_metrics.GaussianStats.of(ours_a)
+  assert _relative(ours_stats.mu, ref_a.mean(0)) <= FEATURE_TOLERANCE
+  assert _relative(ours_stats.sigma, np.cov(ref_a, rowvar=False)) <= 10 * FEATURE_TOLERANCE
+
   def pytorch_fid_distance(x, y):
     return fid_score.calculate_frechet_distance(x.mean(0), np.cov(x, rowvar=False),
                                                 y.mean(0), np.cov(y, rowvar=False))
@@ -314,6 +367,10 @@ def test_equals_torch_fidelity_network_and_fid(variables, weights_path):
   assert _relative(ours_a, ref_a.numpy()) <= FEATURE_TOLERANCE
   assert _relative(ours_b, ref_b.numpy()) <= FEATURE_TOLERANCE
   assert _relative(logits_a, ref_logits_a) <= FEATURE_TOLERANCE
+  reference_stats = metric_fid.fid_features_to_statistics(ref_a.double())
+  ours_stats = feature_metrics.GaussianStats.of(ours_a)
+  assert _relative(ours_stats.mu, reference_stats["mu"]) <= FEATURE_TOLERANCE
+  assert _relative(ours_stats.sigma, reference_stats["sigma"]) <= 10 * FEATURE_TOLERANCE
   reference_fid = metric_fid.fid_statistics_to_metric(
       metric_fid.fid_features_to_statistics(ref_a.double()),
       metric_fid.fid_features_to_statistics(ref_b.double()), False)[metric_fid.KEY_METRIC_FID]

@@ -125,11 +125,13 @@ def _keeping(keep: int, best_metric: str | None) -> dict[str, Any]:
   if best_metric is None:
     return {"max_to_keep": keep}
   policies = ocp.checkpoint_managers
-  return {"best_fn": lambda metrics: metrics[best_metric], "best_mode": "min",
+  score = lambda metrics: metrics[best_metric]
+  # BestN sorts by score and keeps the last n: reversed, the lowest.
+  return {"best_fn": score, "best_mode": "min",
           "preservation_policy": policies.AnyPreservationPolicy([
               policies.LatestN(n=keep),
-              policies.BestN(get_metric_fn=lambda metrics: metrics[best_metric], reverse=True,
-                             n=1, keep_checkpoints_without_metrics=False)])}
+              policies.BestN(get_metric_fn=score, reverse=True, n=1,
+                             keep_checkpoints_without_metrics=False)])}
 
 
 class Checkpointer:

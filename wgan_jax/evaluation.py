@@ -17,7 +17,7 @@ from wgan_jax import data, generation, plots, rules, steps
 from wgan_jax.inflight import NonFiniteError
 from wgan_jax.data.toy import ToyDataset, get_toy_dataset
 from wgan_jax import metrics as metric_names
-from wgan_jax.metrics import image_metrics, run_metrics
+from wgan_jax.metrics import domain, image_metrics, run_metrics
 from wgan_jax.metrics import toy as toy_metrics
 from wgan_jax.state import TrainState
 
@@ -92,6 +92,11 @@ class RunScores:
     self.config, self.spec = config, spec
     names = metric_names.parse(config.eval.metrics, metric_names.IN_TRAINING)
     self._scorer = None
+    if metric_names.DOMAIN in names and not domain.supported(config.data.name):
+      # An experiment's default, kept when only the data set is overridden.
+      logging.warning("the domain scores are off: %s has no digit classifier (%s do)",
+                      config.data.name, ", ".join(domain.SUPPORTED))
+      names = tuple(n for n in names if n != metric_names.DOMAIN)
     if any(n in metric_names.INCEPTION for n in names):
       if inception_weights.resolve(config.eval.inception_weights or None) is None:
         logging.warning("FID, KID, IS and precision/recall are off: no Inception weights; "
@@ -105,14 +110,23 @@ class RunScores:
     self.names = names
 
   def __call__(self, state: TrainState, workdir: str) -> dict[str, float]:
+    """The scores (and `eval_<step>.json`); a score that cannot be computed (e.g. a
+    near-singular covariance product) is a warning here, not the end of the run."""
     step = int(jax.device_get(state.step))
-    report = run_metrics.evaluate(
+    try:
+      report = self._report(state, workdir, step)
+    except ValueError as e:
+      logging.warning("the scores of step %d could not be computed: %s", step, e)
+      return {}
+    run_metrics.write_report(workdir, step, report)
+    return report["metrics"]
+
+  def _report(self, state: TrainState, workdir: str, step: int) -> dict[str, Any]:
+    return run_metrics.evaluate(
         self.names, config=self.config, workdir=workdir, step=step, module=self.spec.generator,
         generator=state.generator, num_samples=self.config.eval.num_samples,
         reference_samples=self.config.eval.reference_samples, seed=self.config.seed,
         scorer=lambda: self._scorer)
-    run_metrics.write_report(workdir, step, report)
-    return report["metrics"]
 
 
 class ImageEvaluator:

@@ -89,7 +89,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.reference_samples = 50_000  # real images in the reference statistics (at most)
   c.eval.inception_weights = ""      # "" = $WGAN_JAX_INCEPTION_WEIGHTS
   c.eval.fid_resize = "tf1"          # tf1 | pytorch-fid (see metrics/inception.py)
-  c.eval.batch_size = 200            # images per Inception batch, all devices
+  c.eval.batch_size = 200            # real images per Inception batch, all devices
+                                     # (generated ones come batch_size at a time)
   c.checkpoint_every = 1000   # generator iterations between checkpoints (0: only at the end)
   c.keep_checkpoints = 3      # how many recent checkpoints to keep
   # After a non-finite loss or gradient: 0 stops the run (exit 1); N > 0 restores

@@ -147,6 +147,11 @@ def _train(config: ml_collections.ConfigDict, run: _Run, iterate: iteration.Iter
       run.inflight.drain()
       run.scalars = run.inflight.means()
       writer.write_scalars(done, {f"train/{k}": v for k, v in run.scalars.items()})
+    # A stop (agreed by every process) comes first: the caller saves this step,
+    # and no evaluation delays that.
+    reason = stop.requested(done)
+    if reason and done != total:
+      return reason
     evaluate = bool(config.eval_every) and done % config.eval_every == 0 and done != total
     if evaluate and checkpointer.best_metric:
       # The checkpoint carries the score (orbax keeps the best one): score, then save.
@@ -157,9 +162,6 @@ def _train(config: ml_collections.ConfigDict, run: _Run, iterate: iteration.Iter
         _save(checkpointer, run, config)
       if evaluate:
         _evaluate_step(evaluator, run, workdir, done, writer, checkpointer)
-    reason = stop.requested(done)
-    if reason and done != total:
-      return reason
   return None
 
 
@@ -340,7 +342,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
     summary.update(_eval_and_report(evaluator, run.whole(), workdir, "final", writer))
     best = checkpointer.best()
     if best is not None:  # Among the evaluations during training; the final one is above.
-      summary[f"best_{checkpointer.best_metric}_step"], summary[f"best_{checkpointer.best_metric}"] = best
+      name = checkpointer.best_metric
+      summary[f"best_{name}_step"], summary[f"best_{name}"] = best
   except StopRequested as e:
     checkpointer.close()
     writer.flush()

@@ -23,7 +23,7 @@ def cache_dir(*parts: str) -> str:
 
 
 def save_arrays(path: str, arrays: dict[str, np.ndarray]) -> None:
-  files.write_atomically(path, lambda f: np.savez(f, **arrays))
+  files.write_atomically(path, lambda f: np.savez(f, **arrays), unique=True)
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray] | None:

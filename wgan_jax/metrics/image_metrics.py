@@ -20,6 +20,7 @@ from typing import Iterable
 
 import flax.linen as nn
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -30,6 +31,8 @@ from wgan_jax.metrics.inception_weights import InceptionWeights
 from wgan_jax.state import NetState
 
 PAPER_SAMPLES = 50_000
+# The shuffle that draws the reference images from a larger data set.
+REFERENCE_SEED = 0
 DEFAULT_BATCH = 200
 
 
@@ -63,6 +66,7 @@ class InceptionScorer:
       raise ValueError(f"unknown resize {resize!r}; use one of {', '.join(inception.RESIZES)}")
     self.weights, self.resize, self.mesh = weights, resize, mesh
     self._generated: dict[tuple, extract.FeaturePass] = {}  # compiled once per generator
+    self.references: dict[str, "Reference"] = {}           # kept for the next evaluation
     self._images = extract.FeaturePass(
         lambda v, x: inception.features(v, x, resize), weights.variables,
         _round_up(batch_size, mesh), mesh)
@@ -92,7 +96,7 @@ class InceptionScorer:
     resize = self.resize
     constants = (generator.params, generator.batch_stats, self.weights.variables)
 
-    def fn(constants, z):
+    def fn(constants, z):  # pylint: disable=redefined-outer-name
       params, batch_stats, variables = constants
       x = steps.apply_net(module, params, batch_stats, z, train=batch_statistics)[0]
       return inception.features(variables, pixels.to_uint8(x), resize)
@@ -106,12 +110,9 @@ class InceptionScorer:
     fill = -n % batch_size
     if fill:
       noise = np.concatenate([noise, np.resize(noise, (fill, noise.shape[1]))])
-    run = self._generated[key]
-    pool, logits = run.run(extract.batches_of(noise, batch_size), len(noise), "generated",
-                           constants=(generator.params, generator.batch_stats,
-                                      self.weights.variables))
+    pool, logits = self._generated[key].run(extract.batches_of(noise, batch_size), len(noise),
+                                            "generated", constants=constants)
     return Features(pool[:n], logits[:n])
-
 
   def _mesh_dividing(self, batch: int) -> jax.sharding.Mesh:
     """The devices of this scorer, or as many of them as split `batch` evenly
@@ -127,28 +128,42 @@ def _round_up(batch: int, mesh: jax.sharding.Mesh | None) -> int:
 
 
 def reference_key(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionScorer) -> str:
+  """What the reference features depend on, hashed: the images drawn, the network."""
   what = dict(name=data_cfg.name, dir=os.path.abspath(data_cfg.dir) if data_cfg.dir else "",
               split=data_cfg.get("split", ""), image_size=data_cfg.image_size, num=num,
+              shuffle_buffer=data_cfg.get("shuffle_buffer", 0), seed=REFERENCE_SEED,
               resize=scorer.resize, weights=scorer.weights.sha256)
   return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def _everywhere(have: bool) -> bool:
+  """Whether every process has it: they must agree before a collective pass."""
+  if jax.process_count() == 1:
+    return have
+  return bool(np.all(multihost_utils.process_allgather(np.array(have))))
+
+
 def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionScorer
               ) -> Reference:
-  """Features of up to `num` real images of `data_cfg`, computed once and cached."""
+  """Features of up to `num` real images of `data_cfg`: computed once and cached
+  on disk (by process 0) and in `scorer` for the next call."""
   from wgan_jax.data import images  # pylint: disable=import-outside-toplevel  # TensorFlow
-  path = os.path.join(cache.cache_dir("reference"), f"{reference_key(data_cfg, num, scorer)}.npz")
+  key = reference_key(data_cfg, num, scorer)
+  if key in scorer.references:
+    return scorer.references[key]
+  path = os.path.join(cache.cache_dir("reference"), f"{key}.npz")
   saved = cache.load_arrays(path)
-  if saved is None or "pool" not in saved:
-    batches = images.evaluation_batches(data_cfg, num, scorer.batch_size)
+  if _everywhere(saved is not None and "pool" in saved):
+    pool = saved["pool"]
+  else:
+    batches = images.evaluation_batches(data_cfg, num, scorer.batch_size, REFERENCE_SEED)
     pool = scorer.of_images(batches, num, f"reference {data_cfg.name}").pool
     if jax.process_index() == 0:
       cache.save_arrays(path, {"pool": pool})
-  else:
-    pool = saved["pool"]
   split = f" {data_cfg.split}" if data_cfg.get("split") else ""
   description = f"{data_cfg.name}{split}, {len(pool):,} images at {data_cfg.image_size}px"
-  return Reference(pool, features.GaussianStats.of(pool), description)
+  scorer.references[key] = Reference(pool, features.GaussianStats.of(pool), description)
+  return scorer.references[key]
 
 
 def score(names: Iterable[str], generated: Features, real: Reference | Features) -> dict[str, float]:

@@ -13,7 +13,6 @@ would otherwise multiply in TF32 and move FID.
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import flax.linen as nn
 from flax import traverse_util

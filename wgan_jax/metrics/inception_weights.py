@@ -22,8 +22,10 @@ from wgan_jax.metrics import cache, inception, torch_state
 ENV = "WGAN_JAX_INCEPTION_WEIGHTS"
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FILE_NAME)
-# torch.hub names a file by the first hex digits of its SHA-256.
-OFFICIAL_SHA256_PREFIX = "6726825d"
+# The SHA-256 of the FID weights (torch.hub names the file by its first 8 hex
+# digits), as torch-fidelity publishes it for its copy of the same weights
+# (95,628,359 bytes). Only a file with this digest is reported as the official one.
+OFFICIAL_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 HOW_TO_GET = (f"download {URL} and pass --inception_weights=PATH or set ${ENV} (README: "
               "Evaluation)")
 
@@ -40,7 +42,7 @@ class InceptionWeights:
 
   @property
   def official(self) -> bool:
-    return self.sha256.startswith(OFFICIAL_SHA256_PREFIX)
+    return self.sha256 == OFFICIAL_SHA256
 
   def describe(self) -> str:
     kind = "pytorch-fid's weights" if self.official else "NOT the official FID weights"
@@ -134,7 +136,8 @@ def load(path: str | None) -> InceptionWeights:
     flat = convert(state)
     check(flat, path)
     flat = {k: np.asarray(v, np.float32) for k, v in flat.items()}
-    cache.save_arrays(cached, flat)
+    if jax.process_index() == 0:
+      cache.save_arrays(cached, flat)
   variables = traverse_util.unflatten_dict({tuple(k.split("/")): jax.numpy.asarray(v)
                                             for k, v in flat.items()})
   return InceptionWeights(variables, os.path.abspath(path), sha256)

@@ -6,21 +6,27 @@ Both layouts `torch.save` writes are read: the zip archive (PyTorch >= 1.6:
 header, pickled object, the storage keys, then each storage's bytes), which
 is what pytorch-fid's weights file of 2019 uses. The unpickler rebuilds only
 dicts and tensors: any other global in the pickle (which is how a malicious
-file would run code) is refused with `TorchStateError`.
+file would run code) is refused with `TorchStateError`. Every object it hands
+the pickle is made for this one load and takes no attributes, and no tensor
+or storage may claim more than `max_bytes` (a crafted file cannot make it
+allocate what the file does not hold).
 """
 from __future__ import annotations
 
 import collections
 import io
+import os
 import pickle
 import struct
 import zipfile
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+# Far above any network a metric uses (pytorch-fid's Inception: 95 MB).
+MAX_BYTES = 1 << 30
 
 # torch.<Name>Storage -> the dtype of its elements.
 _STORAGE_DTYPES = {
@@ -35,34 +41,47 @@ class TorchStateError(ValueError):
 
 
 class _StorageType:
+  __slots__ = ("dtype",)
+
   def __init__(self, dtype):
     self.dtype = np.dtype(dtype)
 
 
 class _Storage:
-  """A storage's bytes, read when a tensor needs them."""
+  """A storage's elements, read when a tensor needs them."""
+  __slots__ = ("dtype", "numel", "load", "_array")
 
-  def __init__(self, dtype: np.dtype, load):
-    self.dtype, self._load, self._array = dtype, load, None
+  def __init__(self, dtype: np.dtype, numel: int, load: Callable[[], np.ndarray] | None):
+    self.dtype, self.numel, self.load, self._array = dtype, numel, load, None
 
   @property
   def array(self) -> np.ndarray:
     if self._array is None:
-      self._array = self._load()
+      if self.load is None:
+        raise TorchStateError("a storage's bytes are missing: the file is damaged")
+      self._array = self.load()
     return self._array
 
 
 class _Tensor:
   """A tensor as the pickle describes it; its values are cut from the storage
   once every storage is read (the legacy layout stores them after the pickle)."""
+  __slots__ = ("storage", "offset", "size", "stride")
 
   def __init__(self, storage: _Storage, offset: int, size, stride):
     self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
-  def value(self) -> np.ndarray:
-    flat, offset, size, stride = self.storage.array, self.offset, self.size, self.stride
+  def value(self, max_bytes: int) -> np.ndarray:
+    offset, size, stride = self.offset, self.size, self.stride
+    if not all(isinstance(v, int) for v in (offset, *size, *stride)) or len(size) != len(stride):
+      raise TorchStateError(f"a tensor of size {size} and stride {stride}: the file is damaged")
+    if any(n < 0 for n in size) or any(s < 0 for s in stride) or offset < 0:
+      raise TorchStateError(f"a tensor of size {size} and stride {stride}: the file is damaged")
+    if int(np.prod(size, dtype=object)) * self.storage.dtype.itemsize > max_bytes:
+      raise TorchStateError(f"a tensor of size {size} is larger than {max_bytes} bytes")
+    flat = self.storage.array
     end = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset
-    if offset < 0 or end > flat.size or any(s < 0 for s in stride):
+    if end > flat.size:
       raise TorchStateError(f"a tensor of size {size} reaches past its storage "
                             f"({flat.size} elements): the file is damaged")
     item = flat.itemsize
@@ -80,26 +99,25 @@ def _rebuild_parameter(data: _Tensor, *_) -> _Tensor:
   return data
 
 
-_ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    **{("torch", name): _StorageType(dtype) for name, dtype in _STORAGE_DTYPES.items()},
-}
-
-
 class _Unpickler(pickle.Unpickler):
-  def __init__(self, file: BinaryIO, storage):
+  """Globals limited to dicts, tensors and storage types, each made for this
+  load (a BUILD opcode cannot change what the next load sees)."""
+
+  def __init__(self, file: BinaryIO, storage: Callable[[Any], _Storage]):
     super().__init__(file)
     self._storage = storage
 
   def find_class(self, module: str, name: str):
-    try:
-      return _ALLOWED[(module, name)]
-    except KeyError:
-      raise TorchStateError(f"the file's pickle asks for {module}.{name}, which a state dict "
-                            "of tensors never holds; refusing to load it") from None
+    if (module, name) == ("collections", "OrderedDict"):
+      return collections.OrderedDict
+    if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
+      return lambda *args: _rebuild_tensor(*args)  # pylint: disable=unnecessary-lambda
+    if (module, name) == ("torch._utils", "_rebuild_parameter"):
+      return lambda *args: _rebuild_parameter(*args)  # pylint: disable=unnecessary-lambda
+    if module == "torch" and name in _STORAGE_DTYPES:
+      return _StorageType(_STORAGE_DTYPES[name])
+    raise TorchStateError(f"the file's pickle asks for {module}.{name}, which a state dict "
+                          "of tensors never holds; refusing to load it")
 
   def persistent_load(self, pid):
     return self._storage(pid)
@@ -111,14 +129,22 @@ def _dtype_of(storage_type: Any, pid) -> np.dtype:
   return storage_type.dtype
 
 
-def _read_zip(archive: zipfile.ZipFile) -> Any:
-  pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+def _checked_numel(numel: Any, dtype: np.dtype, max_bytes: int) -> int:
+  if not isinstance(numel, int) or numel < 0 or numel * dtype.itemsize > max_bytes:
+    raise TorchStateError(f"a storage of {numel!r} elements: damaged, or larger than "
+                          f"{max_bytes} bytes")
+  return numel
+
+
+def _read_zip(archive: zipfile.ZipFile, max_bytes: int) -> Any:
+  names = set(archive.namelist())
+  pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
   if len(pickles) != 1:
     raise TorchStateError("a zip file without exactly one data.pkl is not a PyTorch checkpoint")
   prefix = pickles[0][:-len("data.pkl")]
   byteorder = "little"
-  if prefix + "byteorder" in archive.namelist():
-    byteorder = archive.read(prefix + "byteorder").decode().strip()
+  if prefix + "byteorder" in names:
+    byteorder = archive.read(prefix + "byteorder")[:16].decode(errors="replace").strip()
   storages: dict[str, _Storage] = {}
 
   def storage(pid):
@@ -127,23 +153,31 @@ def _read_zip(archive: zipfile.ZipFile) -> Any:
       raise TorchStateError(f"unsupported persistent id in the file: {pid!r}")
     _, storage_type, key, _, numel = pid
     dtype = _dtype_of(storage_type, pid).newbyteorder("<" if byteorder == "little" else ">")
+    numel = _checked_numel(numel, dtype, max_bytes)
+    member = f"{prefix}data/{key}"
     if key not in storages:
-      def load(key=key, dtype=dtype, numel=numel):
-        raw = archive.read(f"{prefix}data/{key}")
-        if len(raw) < numel * dtype.itemsize:
-          raise TorchStateError(f"storage {key} is truncated: the file is damaged")
+      if member not in names or archive.getinfo(member).file_size < numel * dtype.itemsize:
+        raise TorchStateError(f"storage {key} is missing or truncated: the file is damaged")
+      def load(member=member, dtype=dtype, numel=numel):
+        with archive.open(member) as f:  # Read no more than the storage's own bytes.
+          raw = f.read(numel * dtype.itemsize)
         return np.frombuffer(raw, dtype, numel).astype(dtype.newbyteorder("="))
-      storages[key] = _Storage(dtype, load)
+      storages[key] = _Storage(dtype, numel, load)
     return storages[key]
 
+  info = archive.getinfo(pickles[0])
+  if info.file_size > max_bytes:
+    raise TorchStateError(f"its data.pkl is larger than {max_bytes} bytes")
   with archive.open(pickles[0]) as f:
-    return _Unpickler(io.BytesIO(f.read()), storage).load()
+    return _Unpickler(io.BytesIO(f.read(max_bytes)), storage).load()
 
 
-def _read_legacy(f: BinaryIO) -> Any:
+def _read_legacy(f: BinaryIO, max_bytes: int) -> Any:
+  def no_storage(pid):
+    raise TorchStateError(f"unexpected persistent id {pid!r}")
+
   def plain_load():
-    return _Unpickler(f, lambda pid: (_ for _ in ()).throw(
-        TorchStateError(f"unexpected persistent id {pid!r}"))).load()
+    return _Unpickler(f, no_storage).load()
 
   if plain_load() != _LEGACY_MAGIC:
     raise TorchStateError("not a PyTorch file (no zip archive, no legacy magic number)")
@@ -157,55 +191,61 @@ def _read_legacy(f: BinaryIO) -> Any:
     # ("storage", storage type, key, location, numel, view metadata)
     if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
       raise TorchStateError(f"unsupported persistent id in the file: {pid!r}")
-    _, storage_type, key, _, _, view = pid
+    _, storage_type, key, _, numel, view = pid
     if view is not None:
       raise TorchStateError("storage views (files of PyTorch < 0.4) are not supported")
+    dtype = _dtype_of(storage_type, pid)
     if key not in storages:
-      storages[key] = _Storage(_dtype_of(storage_type, pid), None)
+      storages[key] = _Storage(dtype, _checked_numel(numel, dtype, max_bytes), None)
     return storages[key]
 
   result = _Unpickler(f, storage).load()
   keys = plain_load()
+  if not isinstance(keys, list):
+    raise TorchStateError("the list of storages is missing: the file is damaged")
+  left = os.fstat(f.fileno()).st_size - f.tell()
   for key in keys:
     if key not in storages:
-      raise TorchStateError(f"storage {key} is listed but never used: the file is damaged")
+      raise TorchStateError(f"storage {key!r} is listed but never used: the file is damaged")
     s = storages[key]
     dtype = s.dtype.newbyteorder("<" if little else ">")
     header = f.read(8)
     if len(header) != 8:
       raise TorchStateError(f"storage {key} is missing: the file is truncated")
     (numel,) = struct.unpack("<q" if little else ">q", header)
-    raw = f.read(numel * dtype.itemsize)
-    if len(raw) != numel * dtype.itemsize:
+    size = _checked_numel(numel, dtype, max_bytes) * dtype.itemsize
+    left -= 8 + size
+    if left < 0:
       raise TorchStateError(f"storage {key} is truncated: the file is damaged")
-    array = np.frombuffer(raw, dtype).astype(dtype.newbyteorder("="))
-    s._load = lambda array=array: array  # pylint: disable=protected-access
+    array = np.frombuffer(f.read(size), dtype).astype(dtype.newbyteorder("="))
+    s.load = lambda array=array: array
   return result
 
 
-def load_state_dict(path: str) -> dict[str, np.ndarray]:
+def load_state_dict(path: str, max_bytes: int = MAX_BYTES) -> dict[str, np.ndarray]:
   """The tensors of a PyTorch state dict file as numpy arrays, by name."""
   try:
     if zipfile.is_zipfile(path):
       with zipfile.ZipFile(path) as archive:
-        state = _read_zip(archive)
-        state = _materialise(state)
-    else:
-      with open(path, "rb") as f:
-        state = _materialise(_read_legacy(f))
+        return _materialise(_read_zip(archive, max_bytes), max_bytes)
+    with open(path, "rb") as f:
+      return _materialise(_read_legacy(f, max_bytes), max_bytes)
   except TorchStateError:
     raise
   except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
-          KeyError, AttributeError, IndexError) as e:
-    raise TorchStateError(f"cannot be read as a PyTorch state dict ({type(e).__name__}: {e})"
-                          ) from None
-  return state
+          KeyError, AttributeError, IndexError, OverflowError, MemoryError, RecursionError,
+          struct.error, UnicodeError) as e:
+    raise TorchStateError(f"cannot be read as a PyTorch state dict ({type(e).__name__}: "
+                          f"{str(e)[:200]})") from None
 
 
-def _materialise(state: Any) -> dict[str, np.ndarray]:
+def _materialise(state: Any, max_bytes: int) -> dict[str, np.ndarray]:
   if not isinstance(state, dict):
     raise TorchStateError(f"holds a {type(state).__name__}, not a state dict")
+  out, total = {}, 0
   for name, value in state.items():
-    if not isinstance(name, str) or not isinstance(value, _Tensor):
+    if not isinstance(name, str) or type(value) is not _Tensor:  # pylint: disable=unidiomatic-typecheck
       raise TorchStateError(f"entry {name!r} is a {type(value).__name__}, not a tensor")
-  return {name: value.value() for name, value in state.items()}
+    out[name] = value.value(max_bytes - total)
+    total += out[name].nbytes
+  return out

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from wgan_jax import builders, checkpointing, configs, data, generation, models, optim
-from wgan_jax import plots  # pylint: disable=unused-import  # matplotlib's Agg backend: files only
+from wgan_jax import plots  # noqa: F401  # pylint: disable=unused-import  # matplotlib on Agg: files only
 from wgan_jax import steps as steps_lib
 from wgan_jax.metrics import toy as toy_metrics
 from wgan_jax.rules import at_least, check, choice, positive
