@@ -88,7 +88,9 @@ def test_workdir_and_npz_files_give_the_same_scores(scored_run, weights_path, tm
   assert result.returncode == 0, result.stderr[-3000:]
   from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
   config = configs.from_dict(json.loads((workdir / "config.json").read_text()))
-  real = np.concatenate(list(images.evaluation_batches(config.data, 24, 8)))
+  batches, total = images.evaluation_batches(config.data, 24, 8)
+  assert total == 24
+  real = np.concatenate(list(batches))
   assert real.shape == (24, 16, 16, 1) and real.dtype == np.uint8
   reference = tmp_path / "reference.npz"
   np.savez(reference, samples=real)

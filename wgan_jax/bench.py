@@ -178,7 +178,7 @@ def fid_figures(config, spec: steps.GanSpec, state, num: int) -> dict[str, Any]:
   images where the data set is not here), computed first and timed apart."""
   # pylint: disable=import-outside-toplevel
   from wgan_jax import generation
-  from wgan_jax.data.images import DataError
+  from wgan_jax.data import DataError
   from wgan_jax.metrics import features, image_metrics, inception, inception_weights
   path = inception_weights.resolve(_INCEPTION_WEIGHTS.value)
   weights = (inception_weights.load(path) if path else inception_weights.InceptionWeights(

@@ -107,7 +107,8 @@ def evaluate_files(names: tuple[str, ...]) -> dict[str, float]:
                      f"--reference use some of {', '.join(metrics.INCEPTION)}")
   generated = load_images("--samples", _SAMPLES.value)
   real = load_images("--reference", _REFERENCE.value)
-  scorer = _inception_scorer(_BATCH.value)
+  # A batch no larger than the sets: the last batch is filled up, and its padding computed.
+  scorer = _inception_scorer(min(_BATCH.value, max(len(generated), len(real))))
   note = image_metrics.few_samples_note(len(generated))
   if note:
     print(f"warning: {note}", file=sys.stderr)
@@ -135,7 +136,8 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
   report = run_metrics.evaluate(
       names, config=config, workdir=workdir, step=found, module=module, generator=generator,
       num_samples=_NUM_SAMPLES.value, reference_samples=_REFERENCE_SAMPLES.value, seed=_SEED.value,
-      scorer=(lambda: _inception_scorer(_BATCH.value)))
+      scorer=(lambda: _inception_scorer(
+          min(_BATCH.value, max(_NUM_SAMPLES.value, _REFERENCE_SAMPLES.value)))))
   run_metrics.write_report(workdir, found, report)
   protocol = ", ".join(f"{k} {v}" for k, v in report["protocol"].items())
   _print_metrics(report["metrics"], f"step {found}, {protocol}")
@@ -183,7 +185,7 @@ def main(parsed) -> None:
     usage_error(f"--batch_size={_BATCH.value} must be at least 1")
 
   from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
-  from wgan_jax.data.images import DataError  # pylint: disable=import-outside-toplevel
+  from wgan_jax.data import DataError  # pylint: disable=import-outside-toplevel
   from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
   try:
     if two_sets:

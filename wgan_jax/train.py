@@ -176,7 +176,7 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
   """Distributed start-up, the config, the training; every failure is one line."""
   # Imported here so that bad command lines fail fast, before JAX starts.
   from wgan_jax import checkpointing, parallel, trainer  # pylint: disable=import-outside-toplevel
-  from wgan_jax.data.images import DataError  # pylint: disable=import-outside-toplevel
+  from wgan_jax.data import DataError  # pylint: disable=import-outside-toplevel
   try:  # Before anything else touches JAX's backend.
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     timeout_s=_COORDINATOR_TIMEOUT.value)

@@ -19,6 +19,13 @@ from wgan_jax.rules import ConfigError, Rule, any_value, at_least, check, choice
 TOY, IMAGE = "toy", "image"
 
 
+class DataError(RuntimeError):
+  """Missing or unusable data: the message is one line saying what is missing and how to get it."""
+
+  def __init__(self, message: str):
+    super().__init__(" ".join(message.split("\n")))
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSet:
   name: str

@@ -32,18 +32,12 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from wgan_jax import data
+from wgan_jax.data import DataError
 
 try:  # tf only feeds data: keep it off the accelerator the model trains on.
   tf.config.set_visible_devices([], "GPU")
 except (RuntimeError, ValueError):  # already initialised by someone else
   pass
-
-
-class DataError(RuntimeError):
-  """Missing or unusable data: the message is one line saying what is missing and how to get it."""
-
-  def __init__(self, message: str):
-    super().__init__(" ".join(message.split("\n")))
 
 
 FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -341,12 +335,15 @@ def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: 
 
 
 def evaluation_batches(cfg: ml_collections.ConfigDict, num: int, batch_size: int,
-                       seed: int = 0) -> Iterator[np.ndarray]:
+                       seed: int = 0) -> tuple[Iterator[np.ndarray], int]:
   """The real images a metric compares against: up to `num` of the whole data set
   (every process reads the same ones), in batches of uint8 [batch_size, H, W, C],
-  as the training pipeline resizes and crops them. A set larger than `num` is
-  drawn from by a shuffle buffer with a fixed `seed`, the same on every call."""
+  as the training pipeline resizes and crops them, and how many there will be
+  (`num` where the set's size is not known up front). A set larger than `num`
+  is drawn from by a shuffle buffer with a fixed `seed`, the same on every call."""
   source = open_source(cfg, seed)
+  size = int(source.ds.cardinality())
+  total = min(num, size) if size >= 0 else num
   ds = source.ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
   ds = ds.map(lambda x: resize_and_crop(source.decode(x), cfg.image_size),
               num_parallel_calls=tf.data.AUTOTUNE)
@@ -355,4 +352,4 @@ def evaluation_batches(cfg: ml_collections.ConfigDict, num: int, batch_size: int
   options = tf.data.Options()
   options.deterministic = True
   ds = ds.take(num).batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
-  return ds.as_numpy_iterator()
+  return ds.as_numpy_iterator(), total

@@ -156,8 +156,8 @@ def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionSc
   if _everywhere(saved is not None and "pool" in saved):
     pool = saved["pool"]
   else:
-    batches = images.evaluation_batches(data_cfg, num, scorer.batch_size, REFERENCE_SEED)
-    pool = scorer.of_images(batches, num, f"reference {data_cfg.name}").pool
+    batches, total = images.evaluation_batches(data_cfg, num, scorer.batch_size, REFERENCE_SEED)
+    pool = scorer.of_images(batches, total, f"reference {data_cfg.name}").pool
     if jax.process_index() == 0:
       cache.save_arrays(path, {"pool": pool})
   split = f" {data_cfg.split}" if data_cfg.get("split") else ""

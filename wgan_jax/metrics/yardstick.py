@@ -317,8 +317,9 @@ def _real_images(config: ml_collections.ConfigDict, held_out: int, pool: int, se
   first `held_out` of one pass over it in a fixed order, then up to `pool`
   more (fewer if the data set ends first)."""
   from wgan_jax.data import images  # pylint: disable=import-outside-toplevel  # TensorFlow
-  read = np.concatenate(list(images.evaluation_batches(config.data, held_out + pool,
-                                                       min(held_out + pool, 256), seed)))
+  batches, _ = images.evaluation_batches(config.data, held_out + pool,
+                                         min(held_out + pool, 256), seed)
+  read = np.concatenate(list(batches))
   if len(read) <= held_out:
     raise ValueError(f"{config.data.name} holds {len(read)} images: none left to train the "
                      f"critic on after {held_out} held out; lower the held-out count")
