@@ -80,6 +80,22 @@ def test_network_rejects_other_channel_counts_and_resizes(variables):
     inception.to_inception_input(_images(0, 1, 8), "bicubic")
 
 
+def test_feature_pass_over_8_devices_equals_one_device(variables):
+  """The data-parallel pass (batch split over the 8 fake devices, the last
+  batch filled up and cut back) gives each image the one-device features."""
+  from wgan_jax.metrics import extract  # pylint: disable=import-outside-toplevel
+  assert jax.device_count() == 8
+  run = extract.FeaturePass(lambda v, x: inception.features(v, x, "tf1"), variables, 8)
+  images = _images(7, 11, 20)
+  pool, logits = run.run(extract.batches_of(images, 8), len(images), "test")
+  assert pool.shape == (11, inception.POOL_FEATURES) and logits.shape == (11, inception.NUM_LOGITS)
+  for start in (0, 6):
+    one_pool, one_logits = _features(variables, images[start:start + 5], "tf1")
+    # Float rounding of other batch shapes only.
+    assert _relative(pool[start:start + 5], one_pool) <= 1e-5
+    assert _relative(logits[start:start + 5], one_logits) <= 1e-5
+
+
 # ----------------------------------------------------------------- resizing
 
 

@@ -33,26 +33,30 @@ def _import_torchvision():
   return torchvision
 
 
-def import_pytorch_fid():
-  """(pytorch_fid.inception, pytorch_fid.fid_score), or the test is skipped."""
+def _reference(what: str, load):
+  """`load()` of a reference implementation, or the test is skipped with the reason."""
   import_torch()
   try:
     _import_torchvision()
-    from pytorch_fid import fid_score, inception  # pylint: disable=import-outside-toplevel
+    return load()
   except ImportError as e:
-    pytest.skip(f"pytorch-fid is not importable ({e}); tests/install_references.sh installs it")
-  return inception, fid_score
+    pytest.skip(f"{what} is not importable ({e}); tests/install_references.sh installs it")
+
+
+def import_pytorch_fid():
+  """(pytorch_fid.inception, pytorch_fid.fid_score), or the test is skipped."""
+  def load():
+    from pytorch_fid import fid_score, inception  # pylint: disable=import-outside-toplevel
+    return inception, fid_score
+  return _reference("pytorch-fid", load)
 
 
 def import_torch_fidelity_inception():
   """torch-fidelity's FeatureExtractorInceptionV3 class, or the test is skipped."""
-  import_torch()
-  try:
-    _import_torchvision()
+  def load():
     from torch_fidelity import feature_extractor_inceptionv3 as fe  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    pytest.skip(f"torch-fidelity is not importable ({e}); tests/install_references.sh installs it")
-  return fe.FeatureExtractorInceptionV3
+    return fe.FeatureExtractorInceptionV3
+  return _reference("torch-fidelity", load)
 
 
 def to_torch_state_dict(variables) -> dict:

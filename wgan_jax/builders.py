@@ -89,7 +89,9 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
       axis_name=axis_name)
 
 
-def _init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None) -> NetState:
+def init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None) -> NetState:
+  """A network's initial state for input like `x`; with `clip`, its weights
+  projected into [-clip, clip]."""
   variables = module.init(key, x, train=False)
   params = variables["params"]
   if clip is not None:
@@ -106,8 +108,8 @@ def init_state(spec: steps.GanSpec, data_shape: tuple[int, ...], seed: int) -> T
   x = jnp.zeros((2, *data_shape), jnp.float32)
   return TrainState(
       step=jnp.zeros((), jnp.int32), rng=k_train,
-      generator=_init_net(spec.generator, spec.generator_tx, k_gen, z),
-      critic=_init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip))
+      generator=init_net(spec.generator, spec.generator_tx, k_gen, z),
+      critic=init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip))
 
 
 def abstract_state(spec: steps.GanSpec, data_shape: tuple[int, ...],

@@ -7,7 +7,8 @@
   run scored in training, by `evaluate --workdir` and from an .npz agree.
 - Reference: up to `reference_samples` real images of the run's data set as
   the training pipeline sizes them; their features are computed once per (data
-  set, location, split, image size, count, resize, weights digest) and cached.
+  set, location, split, image size, count, shuffle, resize, weights digest) and
+  cached.
 - Scores in float64 on the host (`features.py`).
 """
 from __future__ import annotations

@@ -22,9 +22,10 @@ from wgan_jax.state import NetState
 
 def evaluate(names: Iterable[str], *, config: ml_collections.ConfigDict, workdir: str, step: int,
              module: nn.Module, generator: NetState, num_samples: int, reference_samples: int,
-             seed: int, scorer: Callable[[], image_metrics.InceptionScorer] | None = None,
-             domain_samples: int | None = None) -> dict[str, Any]:
-  """{"step", "metrics", "protocol"} of the metrics `names` for `generator`."""
+             seed: int, scorer: Callable[[], image_metrics.InceptionScorer] | None = None
+             ) -> dict[str, Any]:
+  """{"step", "metrics", "protocol"} of the metrics `names` for `generator`;
+  `scorer` makes the Inception scorer when an Inception metric is asked for."""
   names = tuple(names)
   metrics: dict[str, Any] = {}
   protocol: dict[str, Any] = {"seed": seed}
@@ -47,11 +48,10 @@ def evaluate(names: Iterable[str], *, config: ml_collections.ConfigDict, workdir
     if not domain.supported(config.data.name):
       raise ValueError(f"--metrics=domain: {config.data.name} has no domain classifier; "
                        f"it is there for {', '.join(domain.SUPPORTED)}")
-    count = domain_samples or num_samples
-    samples = generation.generate(module, generator, generation.noise(config, count, seed),
+    samples = generation.generate(module, generator, generation.noise(config, num_samples, seed),
                                   config.sampling_batch_norm, config.batch_size)
     metrics.update(domain.scorer(config.data)(pixels.to_uint8(samples)))
-    protocol["domain_samples"] = count
+    protocol["domain_samples"] = num_samples
   return {"step": step, "metrics": metrics, "protocol": protocol}
 
 

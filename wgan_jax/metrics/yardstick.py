@@ -227,8 +227,7 @@ def _program(yardstick: YardstickConfig, data_shape: tuple[int, ...], real_draw:
   def init(key: jax.Array) -> NetState:
     x = jnp.zeros((2, *data_shape), jnp.float32)
     # builders' init: weights start inside [-c, c], as in a training run.
-    return builders._init_net(spec.critic, spec.critic_tx, key,  # pylint: disable=protected-access
-                              x, spec.clip)
+    return builders.init_net(spec.critic, spec.critic_tx, key, x, spec.clip)
 
   def run_one(critic: NetState, real_data, fake_data, key: jax.Array, first: jax.Array):
     def update(critic, i):
