@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from wgan_jax import parallel
 from wgan_jax.state import NetState, PyTree, TrainState
 
 ITEMS = ("state", "metadata")
@@ -252,10 +253,8 @@ class Checkpointer:
         raise
       except Exception as e:  # pylint: disable=broad-except
         restored, error = None, e
-      if jax.process_count() > 1:
-        oks = multihost_utils.process_allgather(np.int32(error is None))
-        if error is None and not np.all(oks):
-          restored, error = None, RuntimeError("it failed to restore on another process")
+      if not parallel.on_every_process(error is None) and error is None:
+        restored, error = None, RuntimeError("it failed to restore on another process")
       if error is None:
         # Only now, with every process holding the arrays: the checksums are global
         # sums (collectives), and their verdict the same on every process.

@@ -124,9 +124,7 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
   from wgan_jax.metrics import run_metrics  # pylint: disable=import-outside-toplevel
 
   def load(candidate):
-    found, metadata = checkpointing.read_metadata(workdir, candidate)
-    config = (configs.from_dict(metadata["config"], overrides) if experiment is None
-              else configs.from_command_line(experiment, overrides))
+    found, config = generation.saved_config(workdir, candidate, experiment, overrides)
     return (found, config, *generation.restore(config, workdir, found))
 
   found, config, module, generator = checkpointing.newest_readable(workdir, step, load)

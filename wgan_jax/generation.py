@@ -11,13 +11,14 @@ statistics come from `batch_size` genuine samples; the fillers are dropped.
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import builders, checkpointing, data, models, plots, steps
+from wgan_jax import builders, checkpointing, configs, data, models, plots, steps
 from wgan_jax.state import NetState
 
 
@@ -40,6 +41,16 @@ def generate(module: nn.Module, generator: NetState, noise: jax.Array | np.ndarr
                              padded[i:i + batch_size], batch_statistics))
          for i in range(0, len(padded), batch_size)]
   return np.concatenate(out)[:n]
+
+
+def saved_config(workdir: str, step: int | None, experiment: str | None = None,
+                 overrides: Sequence[tuple[str, str]] = ()) -> tuple[int, ml_collections.ConfigDict]:
+  """(step, config) of the checkpoint at `step` (default: the newest): the config
+  saved with it, or experiment `experiment` when one is named, with `overrides`."""
+  found, metadata = checkpointing.read_metadata(workdir, step)
+  if experiment is None:
+    return found, configs.from_dict(metadata["config"], overrides)
+  return found, configs.from_command_line(experiment, overrides)
 
 
 def restore(config: ml_collections.ConfigDict, workdir: str, step: int

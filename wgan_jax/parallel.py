@@ -199,6 +199,15 @@ def sorted_devices() -> list[jax.Device]:
   return sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
 
 
+def on_every_process(flag: bool) -> bool:
+  """Whether `flag` holds on every process (each passes its own): the agreement
+  processes need before they take different paths around a collective."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return bool(np.all(multihost_utils.process_allgather(np.int32(flag))))
+
+
 def replicated_sharding(mesh: Mesh) -> NamedSharding:
   """A full copy on every device of `mesh`: parameters, optimizer state."""
   return NamedSharding(mesh, PartitionSpec())

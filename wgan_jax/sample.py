@@ -60,11 +60,7 @@ def _samples(workdir: str, step: int | None, name: str | None,
   from wgan_jax import checkpointing, generation  # pylint: disable=import-outside-toplevel
 
   def load(candidate: int | None):
-    found, metadata = checkpointing.read_metadata(workdir, candidate)
-    if name is None:
-      config = configs.from_dict(metadata["config"], overrides)
-    else:
-      config = configs.from_command_line(name, overrides)
+    found, config = generation.saved_config(workdir, candidate, name, overrides)
     shape = data.data_shape(config.data)
     most = min(MAX_SAMPLES, MAX_SAMPLE_BYTES // (4 * math.prod(shape)))
     if num > most:

@@ -21,7 +21,6 @@ from typing import Iterable
 
 import flax.linen as nn
 import jax
-from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -137,13 +136,6 @@ def reference_key(data_cfg: ml_collections.ConfigDict, num: int, scorer: Incepti
   return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _everywhere(have: bool) -> bool:
-  """Whether every process has it: they must agree before a collective pass."""
-  if jax.process_count() == 1:
-    return have
-  return bool(np.all(multihost_utils.process_allgather(np.array(have))))
-
-
 def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionScorer
               ) -> Reference:
   """Features of up to `num` real images of `data_cfg`: computed once and cached
@@ -154,7 +146,8 @@ def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionSc
     return scorer.references[key]
   path = os.path.join(cache.cache_dir("reference"), f"{key}.npz")
   saved = cache.load_arrays(path)
-  if _everywhere(saved is not None and "pool" in saved):
+  # Every process skips the (collective) pass, or none does.
+  if parallel.on_every_process(saved is not None and "pool" in saved):
     pool = saved["pool"]
   else:
     batches, total = images.evaluation_batches(data_cfg, num, scorer.batch_size, REFERENCE_SEED)

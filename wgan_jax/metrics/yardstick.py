@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from scipy import stats
 
-from wgan_jax import builders, checkpointing, configs, data, generation, models, optim
+from wgan_jax import builders, checkpointing, data, generation, models, optim
 from wgan_jax import plots  # noqa: F401  # pylint: disable=unused-import  # matplotlib on Agg: files only
 from wgan_jax import steps as steps_lib
 from wgan_jax.metrics import toy as toy_metrics
@@ -370,8 +370,7 @@ def evaluate_critics(workdir: str, yardsticks: Sequence[YardstickConfig],
   rows: list[list[dict[str, Any]]] = [[] for _ in yardsticks]
   reference = None
   for step in chosen:
-    found, metadata = checkpointing.read_metadata(workdir, step)
-    config = configs.from_dict(metadata["config"], overrides)
+    found, config = generation.saved_config(workdir, step, overrides=overrides)
     reference = reference or _Reference(config, yardsticks[0])
     module, generator = generation.restore(config, workdir, found)
     fake = generation.generate(module, generator, reference.noise, config.sampling_batch_norm,
