@@ -1,0 +1,175 @@
+"""The theory's studies: each study's claims on its tiny setting, and the CLI."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT
+from wgan_jax import studies
+from wgan_jax.studies import report
+
+NAMES = ("parallel_lines", "xy_game", "critic_vs_discriminator", "vanishing_gradients")
+
+
+def _strict(token):
+  raise ValueError(f"non-strict JSON token {token}")
+
+
+def _written(tmp_path, name, result):
+  """The study's two files: a real PNG, and strict JSON equal to what run returned."""
+  with Image.open(tmp_path / f"{name}.png") as im:
+    im.verify()
+  with Image.open(tmp_path / f"{name}.png") as im:
+    assert im.format == "PNG" and im.size[0] > 400 and im.size[1] > 300
+  content = json.loads((tmp_path / f"{name}.json").read_text(), parse_constant=_strict)
+  assert content == result
+  assert content["study"] == name and content["settings"]["tiny"] is True
+  return content
+
+
+def test_registry_names_modules_and_descriptions():
+  assert set(NAMES) <= set(studies.STUDIES)
+  for name in studies.STUDIES:
+    assert studies.description(name) and "\n" not in studies.description(name)
+  for name in NAMES:
+    module = studies.get(name)
+    assert module.__name__ == studies.STUDIES[name] and callable(module.run)
+    # --list reads DESCRIPTION from the source: it must be the module's own.
+    assert studies.description(name) == module.DESCRIPTION
+  with pytest.raises(ValueError, match="unknown study 'nope'; known studies: parallel_lines, "):
+    studies.get("nope")
+
+
+def test_json_is_strict_and_says_what_its_nulls_are():
+  assert json.loads(report.json_text({"a": [1.0, math.inf], "null_means": "+inf"}))["a"] == [1.0,
+                                                                                           None]
+  with pytest.raises(ValueError, match="null_means"):
+    report.json_text({"a": [math.inf]})
+  for bad in (math.nan, -math.inf):
+    with pytest.raises(ValueError, match="no NaN or -inf"):
+      report.json_text({"a": np.array([0.0, bad]), "null_means": "+inf"})
+
+
+def test_parallel_lines(tmp_path):
+  r = _written(tmp_path, "parallel_lines", studies.get("parallel_lines").run(str(tmp_path),
+                                                                                tiny=True))
+  theta = np.array(r["theta"])
+  assert all(len(r[k]) == len(theta) for k in ("tv", "kl", "kl_reverse", "js", "w1",
+                                               "w1_samples", "critic"))
+  assert 0.0 in theta and theta.min() == -1 and theta.max() == 1
+  off = theta != 0
+  np.testing.assert_array_equal(r["w1"], np.abs(theta))
+  np.testing.assert_array_equal(np.array(r["js"])[off], math.log(2))
+  np.testing.assert_array_equal(np.array(r["tv"])[off], 1.0)
+  assert r["null_means"] == "+inf"
+  assert all(v is None for k in ("kl", "kl_reverse") for v in np.array(r[k])[off])
+  zero = int(np.flatnonzero(~off)[0])
+  assert [r[k][zero] for k in ("tv", "kl", "kl_reverse", "js", "w1")] == [0.0] * 5
+  np.testing.assert_allclose(r["w1_samples"], np.abs(theta), atol=0.06)
+  critic = np.array(r["critic"])
+  # WGAN-GP's optimum overshoots W1 slightly (slope 1 + W1 / (2 lambda)): a loose tolerance.
+  np.testing.assert_allclose(critic, np.abs(theta), atol=0.12)
+  for side in (theta >= 0, theta <= 0):
+    by_distance = critic[side][np.argsort(np.abs(theta[side]))]
+    assert np.all(np.diff(by_distance) > 0), by_distance
+
+
+def test_xy_game(tmp_path):
+  r = _written(tmp_path, "xy_game", studies.get("xy_game").run(str(tmp_path), tiny=True))
+  eta = r["settings"]["eta"]
+  sim, alt = r["simultaneous"], r["alternating"]
+  assert sim["x"][:2] == [1.0, 1.0 - eta] and sim["y"][:2] == [1.0, 1.0 + eta]
+  assert alt["x"][:2] == [1.0, 1.0 - eta] and alt["y"][1] == pytest.approx(1 + eta * (1 - eta))
+  radius = np.array(sim["radius"])
+  np.testing.assert_allclose(radius[1:] / radius[:-1], math.sqrt(1 + eta**2), atol=1e-6)
+  assert r["growth_factor_measured"] == pytest.approx(math.sqrt(1 + eta**2), abs=1e-6)
+  assert r["growth_factor_theory"] == math.sqrt(1 + eta**2)
+  alt_radius = np.array(alt["radius"])
+  low, high = r["alternating_radius_bound"]
+  assert low - 1e-9 <= alt_radius.min() and alt_radius.max() <= high + 1e-9
+  assert alt_radius.max() <= math.sqrt(2) + 1e-9 < radius[-1] / 1.5
+
+
+def test_critic_vs_discriminator(tmp_path):
+  r = _written(tmp_path, "critic_vs_discriminator",
+               studies.get("critic_vs_discriminator").run(str(tmp_path), tiny=True))
+  n = len(r["grid"])
+  for key in ("d", "critic_clipped", "critic_gp", "grad_minimax", "grad_non_saturating",
+              "grad_critic_clipped", "grad_critic_gp"):
+    assert len(r[key]) == n, key
+  s = r["summary"]
+  assert s["d_at_fake_mean"] < 1e-3 and s["d_at_real_mean"] > 0.999
+  g = s["grad_at_fake_mean"]
+  # The saturated discriminator hands the fakes (almost) nothing; the critics do.
+  assert g["grad_minimax"] < 1e-3 * g["grad_critic_gp"]
+  assert g["grad_minimax"] < 1e-3 * s["grad_critic_clipped_at_fake_mean_normalized"]
+  assert g["grad_non_saturating"] > 1.0 and 0.5 < g["grad_critic_gp"] < 2.0
+  # The GP critic is close to linear between the two means (slope ~1 on [-2, 2]).
+  grid, critic_gp = np.array(r["grid"]), np.array(r["critic_gp"])
+  inside = (grid >= -2) & (grid <= 2)
+  slope = np.polyfit(grid[inside], critic_gp[inside], 1)[0]
+  assert 0.7 < slope < 1.5
+  residual = critic_gp[inside] - np.polyval(np.polyfit(grid[inside], critic_gp[inside], 1),
+                                            grid[inside])
+  assert np.max(np.abs(residual)) < 0.3
+
+
+def test_vanishing_gradients(tmp_path):
+  r = _written(tmp_path, "vanishing_gradients",
+               studies.get("vanishing_gradients").run(str(tmp_path), tiny=True))
+  seeds, points = r["settings"]["seeds"], len(r["steps"])
+  assert r["steps"][0] == 0 and r["steps"][-1] == r["settings"]["steps"]
+  for key in ("minimax", "non_saturating", "wgan"):
+    assert len(r["mean"][key]) == points
+    assert np.array(r["per_seed"][key]).shape == (seeds, points)
+  minimax, non_saturating = np.array(r["per_seed"]["minimax"]), np.array(
+      r["per_seed"]["non_saturating"])
+  # Vanishes as D learns: on average from its start, and in every seed from its peak
+  # (a random D's first value varies).
+  assert r["summary"]["minimax_end"] < 0.2 * r["summary"]["minimax_start"]
+  assert np.all(minimax[:, -1] < 0.2 * minimax.max(axis=1))
+  assert np.all(non_saturating[:, -1] > 10 * non_saturating[:, 0])   # grows
+  wgan = np.array(r["mean"]["wgan"])
+  assert wgan[-1] > 0.5 * np.max(wgan[points // 2:])                 # does not decay
+  assert r["summary"]["wgan_second_half_max_over_min"] < 2.0
+
+
+def _cli(*args, cwd):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  return subprocess.run([sys.executable, "-m", "wgan_jax.studies", *args], check=False,
+                        capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def test_cli_lists_the_studies(tmp_path):
+  result = _cli("--list", cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert [line.split()[0] for line in lines] == list(studies.STUDIES)
+  for line, name in zip(lines, studies.STUDIES):
+    assert line.endswith(f"  {studies.description(name)}")
+  assert set(NAMES) <= {line.split()[0] for line in lines}
+
+
+@pytest.mark.parametrize("args, message", [
+    (("nope",), "unknown study 'nope'; use one of parallel_lines, xy_game"),
+    ((), "no study named: python -m wgan_jax.studies NAME"),
+])
+def test_cli_bad_name_is_one_line(tmp_path, args, message):
+  result = _cli(*args, cwd=tmp_path)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+  assert message in result.stderr and "Traceback" not in result.stderr
+  assert not os.listdir(tmp_path)
+
+
+def test_cli_runs_a_tiny_study(tmp_path):
+  result = _cli("xy_game", "--tiny", "--out=out", cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert sorted(os.listdir(tmp_path / "out")) == ["xy_game.json", "xy_game.png"]
+  assert "wrote out/xy_game.png and out/xy_game.json" in result.stdout
+  json.loads((tmp_path / "out" / "xy_game.json").read_text(), parse_constant=_strict)
