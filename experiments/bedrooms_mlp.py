@@ -11,5 +11,6 @@ from experiments import _images
 def get_config() -> ml_collections.ConfigDict:
   c = _images.wgan_paper(_images.image_config("lsun_bedroom", 64))
   c.model.generator = ml_collections.ConfigDict(
-      dict(name="mlp", features=512, depth=3, output_activation="linear", weight_init="torch"))
+      dict(name="mlp", features=512, depth=3, output_activation="linear", weight_init="torch",
+           norm="none"))
   return c

@@ -6,13 +6,15 @@ import pytest
 from wgan_jax import configs
 from wgan_jax.cli import split_experiment_args
 
-TOY_EXPERIMENTS = ["toy_25gaussians", "toy_25gaussians_reference", "toy_8gaussians",
+TOY_EXPERIMENTS = ["toy_25gaussians", "toy_25gaussians_gan_improved",
+                   "toy_25gaussians_reference", "toy_8gaussians",
                    "toy_8gaussians_clip", "toy_8gaussians_clip_reference",
                    "toy_8gaussians_gan", "toy_8gaussians_reference", "toy_swissroll",
                    "toy_swissroll_reference"]
 IMAGE_EXPERIMENTS = ["bedrooms_dcgan", "bedrooms_dcgan_gan", "bedrooms_dcgan_gp",
                      "bedrooms_dcgan_nobn", "bedrooms_mlp", "bedrooms_resnet_gp",
-                     "cifar10_resnet_gp", "digits_dcgan_gp", "mnist_dcgan_gp"]
+                     "cifar10_resnet_gp", "digits_dcgan_gan_improved", "digits_dcgan_gp",
+                     "mnist_dcgan_gp"]
 
 
 def test_known_experiments():

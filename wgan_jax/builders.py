@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import models, optim, steps
+from wgan_jax import models, optim, steps, techniques
 from wgan_jax.models import layers
 from wgan_jax.devices import Devices
 from wgan_jax.state import NetState, TrainState
@@ -72,13 +72,16 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
   the steps run under (None under jit)."""
   clip = config.clip if config.objective == "wgan" else None
   total = config.num_generator_steps
-  layout = dict(axis_name=axis_name, convolutions=convolutions(config))
+  tech = techniques.from_config(config)
+  layout = dict(axis_name=axis_name, convolutions=convolutions(config), techniques=tech)
+  # With historical averaging, each optimizer keeps its network's running mean.
+  history = lambda tx: techniques.with_history(tx, tech.historical_averaging)
   return steps.GanSpec(
       generator=models.build_generator(config.model.generator, data_shape, **layout),
       critic=models.build_critic(config.model.critic, data_shape, **layout),
-      generator_tx=optim.make_optimizer(config.optimizer, total),
-      critic_tx=optim.make_optimizer(config.optimizer, int(critic_schedule(config).sum()),
-                                     clip=clip),
+      generator_tx=history(optim.make_optimizer(config.optimizer, total)),
+      critic_tx=history(optim.make_optimizer(config.optimizer,
+                                             int(critic_schedule(config).sum()), clip=clip)),
       objective=config.objective,
       noise_dim=config.model.noise_dim,
       gp_weight=config.gp_weight,
@@ -86,7 +89,8 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
       gan_generator_loss=config.gan_generator_loss,
       generator_batch_multiple=config.generator_batch_multiple,
       dequantize=bool(config.data.get("dequantize", False)),
-      axis_name=axis_name)
+      axis_name=axis_name,
+      techniques=tech)
 
 
 def init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None) -> NetState:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from wgan_jax import schema
+from wgan_jax import schema, techniques
 from wgan_jax.rules import ConfigError, check
 
 __all__ = ["ConfigError", "load", "override", "validate", "from_dict", "from_command_line",
@@ -101,6 +101,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.model, schema.MODEL_RULES, "model.")
   check(config.optimizer, schema.OPTIMIZER_RULES, "optimizer.")
   check(config.eval, schema.EVAL_RULES, "eval.")
+  check(config.techniques, schema.TECHNIQUES_RULES, "techniques.")
+  problem = techniques.config_problem(config)
+  if problem:
+    raise ConfigError(problem)
   data.check_config(config.data)
   data.check_eval_samples(config)
   _check_eval_metrics(config)
@@ -117,7 +121,8 @@ def _check_eval_metrics(config: ml_collections.ConfigDict) -> None:
 
 
 # Settings that change the shapes or structure of what a checkpoint holds.
-_SHAPE_KEYS = ("model", "data.name", "data.image_size", "optimizer.name", "optimizer.schedule")
+_SHAPE_KEYS = ("model", "data.name", "data.image_size", "optimizer.name", "optimizer.schedule",
+               "techniques.minibatch_kernel", "techniques.vbn_reference_size")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -172,6 +177,8 @@ _ADDED_KEYS = (
     ("model.generator", "mlp", "weight_init", "lecun"),
     ("model.critic", "mlp", "weight_init", "lecun"),
     ("model.critic", "resnet", "norm", "none"),
+    ("model.generator", "mlp", "norm", "none"),
+    ("", None, "techniques", schema.techniques_section().to_dict()),
 )
 
 
@@ -192,7 +199,7 @@ def _with_added_keys(saved: dict[str, Any]) -> dict[str, Any]:
         continue
     elif applies_to is not None and section.get("name") != applies_to:
       continue
-    section[key] = old
+    section[key] = copy.deepcopy(old)
   return saved
 
 

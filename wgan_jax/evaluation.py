@@ -52,8 +52,13 @@ class ToyEvaluator:
     self.grid_x, self.grid_y = np.meshgrid(np.linspace(-lim, lim, GRID_SIZE),
                                            np.linspace(-lim, lim, GRID_SIZE))
     grid = jnp.asarray(np.stack([self.grid_x.ravel(), self.grid_y.ravel()], 1), jnp.float32)
-    self._critic_on_grid = jax.jit(lambda c: steps.apply_net(
-        spec.critic, c.params, c.batch_stats, grid, train=False)[0])
+    critic = lambda c, x: steps.apply_net(spec.critic, c.params, c.batch_stats, x, train=False)[0]
+    if spec.techniques.minibatch_kernels:
+      # Each point's value depends on its batch, at a quadratic cost: a grid row a batch.
+      rows = grid.reshape(GRID_SIZE, GRID_SIZE, -1)
+      self._critic_on_grid = jax.jit(lambda c: jax.lax.map(lambda r: critic(c, r), rows))
+    else:
+      self._critic_on_grid = jax.jit(lambda c: critic(c, grid))
 
   best_metric = None  # No checkpoint carries a score.
 

@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import builders, checkpointing, configs, data, models, plots, steps
+from wgan_jax import builders, checkpointing, configs, data, models, plots, steps, techniques
 from wgan_jax.state import NetState
 
 
@@ -58,7 +58,8 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int
   """The generator module of `config` and its params and batch statistics at
   `step`; the critic and the optimizer states are never read."""
   module = models.build_generator(config.model.generator, data.data_shape(config.data),
-                                  convolutions=builders.convolutions(config))
+                                  convolutions=builders.convolutions(config),
+                                  techniques=techniques.from_config(config))
   z = jax.ShapeDtypeStruct((2, config.model.noise_dim), np.float32)
   like = jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False), z)
   return module, checkpointing.restore_generator(

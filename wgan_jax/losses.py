@@ -24,13 +24,18 @@ def wasserstein_estimate(f_real: jax.Array, f_fake: jax.Array) -> jax.Array:
   return jnp.mean(f_real) - jnp.mean(f_fake)
 
 
-def critic_loss(objective: str, f_real: jax.Array, f_fake: jax.Array) -> jax.Array:
-  """The critic's (or discriminator's) loss, without any gradient penalty."""
+def critic_loss(objective: str, f_real: jax.Array, f_fake: jax.Array,
+                label_smoothing: float = 0.0) -> jax.Array:
+  """The critic's (or discriminator's) loss, without any gradient penalty.
+  `label_smoothing` s (gan only): one-sided, real targets 1 - s (Salimans et al.)."""
   if objective in ("wgan", "wgan-gp"):
     return -wasserstein_estimate(f_real, f_fake)
   if objective == "gan":
-    # -log D(real) - log(1 - D(fake)) with D = sigmoid(logits).
-    return jnp.mean(jax.nn.softplus(-f_real)) + jnp.mean(jax.nn.softplus(f_fake))
+    # -[(1-s) log D(real) + s log(1 - D(real))] - log(1 - D(fake)), D = sigmoid(logits).
+    real = jax.nn.softplus(-f_real)
+    if label_smoothing:
+      real = (1.0 - label_smoothing) * real + label_smoothing * jax.nn.softplus(f_real)
+    return jnp.mean(real) + jnp.mean(jax.nn.softplus(f_fake))
   raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
 
 

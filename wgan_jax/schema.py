@@ -61,7 +61,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.noise_dim = 2
   c.model.generator = ml_collections.ConfigDict(
-      dict(name="mlp", features=512, depth=3, output_activation="linear", weight_init="lecun"))
+      dict(name="mlp", features=512, depth=3, output_activation="linear", weight_init="lecun",
+           norm="none"))
   c.model.critic = ml_collections.ConfigDict(dict(name="mlp", features=512, depth=3,
                                                   weight_init="lecun"))
 
@@ -75,6 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.decay = 0.99    # rmsprop (PyTorch's alpha; TF's decay)
   c.optimizer.eps = 1e-8      # rmsprop
 
+  c.techniques = techniques_section()
   c.sampling_batch_norm = "batch"  # batch | running (see SAMPLING_BATCH_NORM)
   c.log_every = 100           # generator iterations between scalar logs
   c.eval_every = 1000         # ... between evaluations and figures (0: only at the end)
@@ -97,6 +99,25 @@ def base_config() -> ml_collections.ConfigDict:
   # the last good checkpoint with a new RNG stream, up to N times.
   c.nonfinite_restarts = 0
   return c
+
+
+def techniques_section() -> ml_collections.ConfigDict:
+  """The improved techniques (wgan_jax/techniques.py), every one off: what the
+  code did before the section existed."""
+  t = ml_collections.ConfigDict()
+  # Salimans et al. 2016: the generator matches the mean of the critic's last hidden
+  # features on real data instead of fooling it.
+  t.feature_matching = False
+  t.minibatch_kernels = 0       # minibatch discrimination's B (paper: 100); 0 = off
+  t.minibatch_kernel_dim = 5    # ... and C (paper: 5)
+  t.historical_averaging = 0.0  # lambda of ||theta - mean of past theta||^2, both networks
+  t.label_smoothing = 0.0       # one-sided: real targets 1 - s (paper: s = 0.1); gan only
+  t.vbn_reference_size = 64     # reference batch of model.generator.norm="virtual"
+  # Arjovsky & Bottou 2017: N(0, sigma^2) on every critic input, sigma annealed linearly
+  # from instance_noise to 0 at generator step instance_noise_steps (0: the last step).
+  t.instance_noise = 0.0
+  t.instance_noise_steps = 0
+  return t
 
 
 # The rule of every key outside the model and data sections.
@@ -153,4 +174,14 @@ OPTIMIZER_RULES: dict[str, Rule] = {
     "b2": in_unit_interval(),
     "decay": in_unit_interval(),
     "eps": positive(1.0),
+}
+TECHNIQUES_RULES: dict[str, Rule] = {
+    "feature_matching": choice(False, True),
+    "minibatch_kernels": at_least(0, 4096),
+    "minibatch_kernel_dim": at_least(1, 1024),
+    "historical_averaging": at_least(0, 1e6),
+    "label_smoothing": at_least(0, 0.5, why="a target 1 - s below 1/2 calls real data fake"),
+    "vbn_reference_size": at_least(1, 1 << 16),
+    "instance_noise": at_least(0, 1e3),
+    "instance_noise_steps": at_least(0, 1 << 40),
 }

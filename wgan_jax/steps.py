@@ -10,6 +10,11 @@ Under `jax.pmap` each device sees its shard of the batch; with
 `GanSpec.axis_name` set they average gradients and metrics over the devices
 and draw the global batch's random numbers and take this device's share, so
 every device computes what one device computes on the whole batch.
+
+The improved techniques (`GanSpec.techniques`, wgan_jax/techniques.py) enter
+here: label smoothing and historical averaging in the losses, instance noise
+on the critic's inputs, feature matching as the generator's loss, and real and
+fake batches through the critic separately under minibatch discrimination.
 """
 from __future__ import annotations
 
@@ -20,12 +25,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wgan_jax import losses
+from wgan_jax import losses, techniques
 from wgan_jax.state import NetState, PyTree, TrainState
+from wgan_jax.techniques import Techniques
 
 Metrics = dict[str, jax.Array]
 # Folded into a critic update's key for the noise that dequantises its real batch.
 _DEQUANTIZE_STREAM = 0x64657175
+# Folded into a critic update's (and the generator update's) key for instance noise.
+_INSTANCE_NOISE_STREAM = 0x696e6f69
 # The metric that counts non-finite parameters and batch statistics after the
 # update (0 when healthy).
 NONFINITE_PARAMS = "nonfinite_params"
@@ -50,6 +58,8 @@ class GanSpec:
   # The `jax.pmap` axis the steps run under (the modules' batch norm must use
   # the same one: models.build_*(axis_name=...)); None under jit.
   axis_name: str | None = None
+  # Salimans et al.'s techniques and instance noise (all off by default).
+  techniques: Techniques = Techniques()
 
 
 def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array,
@@ -62,6 +72,16 @@ def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Arr
     return module.apply(variables, x, train=False), batch_stats
   out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
   return out, updates["batch_stats"]
+
+
+def critic_features(spec: GanSpec, params: PyTree, batch_stats: PyTree, x: jax.Array
+                    ) -> tuple[jax.Array, PyTree]:
+  """The critic's last hidden features of `x` (sown as "intermediates"/"features"),
+  in training mode; and its new batch stats."""
+  variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+  mutable = ["intermediates", *(["batch_stats"] if batch_stats else [])]
+  _, state = spec.critic.apply(variables, x, train=True, mutable=mutable)
+  return state["intermediates"]["features"][0], state.get("batch_stats", batch_stats)
 
 
 def sample_noise(spec: GanSpec, key: jax.Array, n: int) -> jax.Array:
@@ -127,6 +147,16 @@ def real_to_float(spec: GanSpec, real: jax.Array, key: jax.Array) -> jax.Array:
   return 2.0 * (x / 256.0 - 0.5) + noise
 
 
+def instance_noise(spec: GanSpec, key: jax.Array, std: jax.Array, *xs: jax.Array
+                   ) -> tuple[jax.Array, ...]:
+  """Each of `xs` plus N(0, std^2): the i-th drawn from `key`'s instance-noise
+  stream folded with i, for the global batch (this device's share under pmap)."""
+  stream = jax.random.fold_in(key, _INSTANCE_NOISE_STREAM)
+  return tuple(x + std * _this_device(spec, jax.random.normal(
+      jax.random.fold_in(stream, i), (_global_batch(spec, x.shape[0]), *x.shape[1:]), x.dtype))
+      for i, x in enumerate(xs))
+
+
 def fake_batch(spec: GanSpec, generator: NetState, noise: jax.Array
                ) -> tuple[jax.Array, PyTree]:
   """Samples for `noise`, in training mode (batch statistics of this batch,
@@ -135,23 +165,32 @@ def fake_batch(spec: GanSpec, generator: NetState, noise: jax.Array
 
 
 def critic_step(spec: GanSpec, critic: NetState, real: jax.Array, fake: jax.Array,
-                key: jax.Array) -> tuple[NetState, Metrics]:
+                key: jax.Array, step: jax.Array | int = 0) -> tuple[NetState, Metrics]:
   """One critic update on one real and one generated batch (this device's
-  shards under pmap)."""
+  shards under pmap); `step`, the generator step, sets the instance noise."""
+  t = spec.techniques
   batch = real.shape[0]
   fake = jax.lax.stop_gradient(fake)
+  if t.instance_noise:
+    # On the critic's inputs; WGAN-GP's interpolates lie between the noisy batches.
+    real, fake = instance_noise(spec, key, techniques.instance_noise_std(t, step), real, fake)
 
   def loss_fn(params):
-    if critic.batch_stats:
-      # Batch norm sees the real and the fake batch separately, as in the reference.
+    if critic.batch_stats or t.minibatch_kernels:
+      # Batch norm (and minibatch discrimination) sees the real and the fake batch
+      # separately, as in the references.
       f_real, stats = apply_net(spec.critic, params, critic.batch_stats, real, True)
       f_fake, stats = apply_net(spec.critic, params, stats, fake, True)
     else:
       # Without batch statistics the critic is per-example: one bigger matmul.
       f_both, stats = apply_net(spec.critic, params, {}, jnp.concatenate([real, fake]), True)
       f_real, f_fake = f_both[:batch], f_both[batch:]
-    loss = losses.critic_loss(spec.objective, f_real, f_fake)
+    loss = losses.critic_loss(spec.objective, f_real, f_fake, t.label_smoothing)
     aux = {"wasserstein_estimate": losses.wasserstein_estimate(f_real, f_fake)}
+    if t.historical_averaging:
+      penalty = techniques.historical_penalty(t.historical_averaging, params, critic.opt_state)
+      loss = loss + penalty
+      aux.update(critic_historical_penalty=penalty)
     if spec.objective == "wgan-gp":
       eps = _this_device(spec, jax.random.uniform(key, (_global_batch(spec, batch),)))
       x_hat = losses.interpolate(real, fake, eps)
@@ -171,28 +210,49 @@ def critic_step(spec: GanSpec, critic: NetState, real: jax.Array, fake: jax.Arra
 
 
 def generator_step(spec: GanSpec, generator: NetState, critic: NetState,
-                   key: jax.Array, batch: int) -> tuple[NetState, PyTree, Metrics]:
+                   key: jax.Array, batch: int, real: jax.Array | None = None,
+                   step: jax.Array | int = 0) -> tuple[NetState, PyTree, Metrics]:
   """One generator update against the current critic.
 
   Returns the new generator, the critic's batch statistics (its forward pass
   runs in training mode, as in the reference) and metrics. `batch` is this
   device's share of the critic batch under pmap; the generator's batch is
-  `generator_batch_multiple` times it.
+  `generator_batch_multiple` times it. `real` (floats; this device's share):
+  the real batch feature matching compares with; `step`: the generator step,
+  which sets the instance noise.
   """
+  t = spec.techniques
+  if t.feature_matching and real is None:
+    raise ValueError("feature matching needs the real batch: pass `real`")
   batch *= spec.generator_batch_multiple
   z = _this_device(spec, sample_noise(spec, key, _global_batch(spec, batch)))
 
   def loss_fn(params):
     fake, gen_stats = apply_net(spec.generator, params, generator.batch_stats, z, True)
-    f_fake, critic_stats = apply_net(spec.critic, critic.params, critic.batch_stats, fake, True)
-    loss = losses.generator_loss(spec.objective, f_fake, spec.gan_generator_loss)
-    return loss, (gen_stats, critic_stats)
+    inputs = (fake, real) if t.feature_matching else (fake,)
+    if t.instance_noise:
+      inputs = instance_noise(spec, key, techniques.instance_noise_std(t, step), *inputs)
+    aux = {}
+    if t.feature_matching:
+      h_real, critic_stats = critic_features(spec, critic.params, critic.batch_stats, inputs[1])
+      h_fake, critic_stats = critic_features(spec, critic.params, critic_stats, inputs[0])
+      loss = techniques.feature_matching_loss(h_real, h_fake, spec.axis_name)
+      aux.update(feature_matching_loss=loss)
+    else:
+      f_fake, critic_stats = apply_net(spec.critic, critic.params, critic.batch_stats,
+                                       inputs[0], True)
+      loss = losses.generator_loss(spec.objective, f_fake, spec.gan_generator_loss)
+    if t.historical_averaging:
+      penalty = techniques.historical_penalty(t.historical_averaging, params, generator.opt_state)
+      loss = loss + penalty
+      aux.update(generator_historical_penalty=penalty)
+    return loss, (gen_stats, critic_stats, aux)
 
-  (loss, (gen_stats, critic_stats)), grads = jax.value_and_grad(
+  (loss, (gen_stats, critic_stats, aux)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(generator.params)
-  loss, grads = _device_mean(spec, (loss, grads))
+  loss, aux, grads = _device_mean(spec, (loss, aux, grads))
   generator = _apply_updates(spec.generator_tx, generator, grads, gen_stats)
-  metrics = {"generator_loss": loss, "generator_grad_norm": optax.tree.norm(grads)}
+  metrics = {"generator_loss": loss, "generator_grad_norm": optax.tree.norm(grads), **aux}
   return generator, critic_stats, metrics
 
 
@@ -233,7 +293,8 @@ def train_critic(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.A
       gen_stats, critic = carry
       real_batch, z, k = xs
       fake, gen_stats = fake_batch(spec, state.generator.replace(batch_stats=gen_stats), z)
-      critic, m = critic_step(spec, critic, real_to_float(spec, real_batch, k), fake, k)
+      critic, m = critic_step(spec, critic, real_to_float(spec, real_batch, k), fake, k,
+                              state.step)
       return (gen_stats, critic), m
 
     (gen_stats, critic), metrics = jax.lax.scan(
@@ -245,7 +306,8 @@ def train_critic(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.A
 
     def body(critic, xs):
       real_batch, fake, k = xs
-      return critic_step(spec, critic, real_to_float(spec, real_batch, k), fake, k)
+      return critic_step(spec, critic, real_to_float(spec, real_batch, k), fake, k,
+                         state.step)
 
     critic, metrics = jax.lax.scan(body, state.critic, (real, fakes, keys), unroll=unroll)
   return state.replace(critic=critic), {k: jnp.mean(v) for k, v in metrics.items()}
@@ -263,10 +325,18 @@ def generator_iteration(spec: GanSpec, state: TrainState, real: jax.Array,
   already reads whether the state is fit to be saved."""
   batch = real.shape[1]
   state, metrics = train_critic(spec, state, real, first, unroll)
+  _, k_critic, k_gen = iteration_keys(state)
+  last_real = None
+  if spec.techniques.feature_matching:
+    # The real batch of the iteration's last critic update, as that update saw it.
+    last_real = real_to_float(spec, real[-1], jax.random.fold_in(k_critic,
+                                                                 first + real.shape[0] - 1))
   generator, critic_stats, gen_metrics = generator_step(
-      spec, state.generator, state.critic, iteration_keys(state)[2], batch)
+      spec, state.generator, state.critic, k_gen, batch, last_real, state.step)
   critic = state.critic.replace(batch_stats=critic_stats)
   metrics.update(gen_metrics)
+  if spec.techniques.instance_noise:
+    metrics["instance_noise_std"] = techniques.instance_noise_std(spec.techniques, state.step)
   if spec.clip is not None:
     metrics["clipped_fraction"] = clipped_fraction(critic.params, spec.clip)
   metrics[NONFINITE_PARAMS] = count_nonfinite((generator.params, generator.batch_stats,

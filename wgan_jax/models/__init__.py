@@ -6,8 +6,10 @@ size, objective); `configs.validate` asks the registry. Factories take the
 section, the shape of one example (`(2,)` for the toy sets, `(H, W, C)` for
 images) and two keywords: `axis_name`, the `jax.pmap` axis over which batch
 norm computes global batch statistics (None outside pmap; it changes no
-parameter), and `convolutions`, how strided convolutions are formulated
-(`layers.IMPLS`, resolved per backend).
+parameter), `convolutions`, how strided convolutions are formulated
+(`layers.IMPLS`, resolved per backend), and `techniques`, the run's
+`techniques.Techniques`: minibatch discrimination in the critics, the
+reference batch size of generators with `norm` "virtual".
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ import ml_collections
 from wgan_jax import data
 from wgan_jax.models import dcgan, mlp, resnet
 from wgan_jax.rules import ConfigError, Rule, check
+from wgan_jax.techniques import Techniques
 
-# (section, data_shape, *, axis_name, convolutions) -> module.
+# (section, data_shape, *, axis_name, convolutions, techniques) -> module.
 ModelFactory = Callable[..., nn.Module]
 # (config, role) -> what is wrong with the combination, or None.
 CrossCheck = Callable[[ml_collections.ConfigDict, str], str | None]
@@ -40,30 +43,44 @@ class Architecture:
 
 # ---------------------------------------------------------------- MLP
 
-def _mlp_generator(cfg, data_shape, *, axis_name=None, convolutions="auto"):
+def _mlp_generator(cfg, data_shape, *, axis_name=None, convolutions="auto",
+                   techniques=Techniques()):
   del axis_name, convolutions  # No batch statistics, no convolutions.
   return mlp.MLP(features=cfg.features, depth=cfg.depth, output_shape=data_shape,
-                 output_activation=cfg.output_activation, weight_init=cfg.weight_init)
+                 output_activation=cfg.output_activation, weight_init=cfg.weight_init,
+                 norm=cfg.norm, vbn_reference_size=techniques.vbn_reference_size)
 
 
-def _mlp_critic(cfg, data_shape, *, axis_name=None, convolutions="auto"):
-  del data_shape, axis_name, convolutions
-  return mlp.MLP(features=cfg.features, depth=cfg.depth, output_shape=(), weight_init=cfg.weight_init)
+def _mlp_critic(cfg, data_shape, *, axis_name=None, convolutions="auto",
+                techniques=Techniques()):
+  del data_shape, convolutions  # axis_name: for minibatch discrimination only
+  return mlp.MLP(features=cfg.features, depth=cfg.depth, output_shape=(),
+                 weight_init=cfg.weight_init, axis_name=axis_name, **_minibatch(techniques))
+
+
+def _minibatch(techniques: Techniques) -> dict:
+  """A critic's minibatch discrimination settings."""
+  return dict(minibatch_kernels=techniques.minibatch_kernels,
+              minibatch_kernel_dim=techniques.minibatch_kernel_dim)
 
 
 # ---------------------------------------------------------------- DCGAN
 
-def _dcgan_generator(cfg, data_shape, *, axis_name=None, convolutions="auto"):
+def _dcgan_generator(cfg, data_shape, *, axis_name=None, convolutions="auto",
+                     techniques=Techniques()):
   height, _, channels = data_shape
   return dcgan.DCGANGenerator(image_size=height, channels=channels, ngf=cfg.ngf,
                               n_extra_layers=cfg.n_extra_layers, norm=cfg.norm,
-                              axis_name=axis_name, convolutions=convolutions)
+                              axis_name=axis_name, convolutions=convolutions,
+                              vbn_reference_size=techniques.vbn_reference_size)
 
 
-def _dcgan_critic(cfg, data_shape, *, axis_name=None, convolutions="auto"):
+def _dcgan_critic(cfg, data_shape, *, axis_name=None, convolutions="auto",
+                  techniques=Techniques()):
   return dcgan.DCGANCritic(image_size=data_shape[0], ndf=cfg.ndf,
                            n_extra_layers=cfg.n_extra_layers, norm=cfg.norm,
-                           axis_name=axis_name, convolutions=convolutions)
+                           axis_name=axis_name, convolutions=convolutions,
+                           **_minibatch(techniques))
 
 
 def _dcgan_check(config: ml_collections.ConfigDict, role: str) -> str | None:
@@ -75,17 +92,20 @@ def _dcgan_check(config: ml_collections.ConfigDict, role: str) -> str | None:
 
 # ---------------------------------------------------------------- ResNet
 
-def _resnet_generator(cfg, data_shape, *, axis_name=None, convolutions="auto"):
-  del convolutions  # Stride-1 convolutions only.
+def _resnet_generator(cfg, data_shape, *, axis_name=None, convolutions="auto",
+                      techniques=Techniques()):
+  del convolutions, techniques  # Stride-1 convolutions only; batch norm only.
   height, _, channels = data_shape
   return resnet.ResNetGenerator(image_size=height, channels=channels, dim=cfg.dim,
                                 multipliers=tuple(cfg.multipliers), axis_name=axis_name)
 
 
-def _resnet_critic(cfg, data_shape, *, axis_name=None, convolutions="auto"):
-  del axis_name, convolutions  # The WGAN-GP critic has no batch norm.
+def _resnet_critic(cfg, data_shape, *, axis_name=None, convolutions="auto",
+                   techniques=Techniques()):
+  del convolutions  # No batch norm: axis_name is for minibatch discrimination only.
   return resnet.ResNetCritic(image_size=data_shape[0], dim=cfg.dim,
-                             multipliers=tuple(cfg.multipliers), norm=cfg.norm)
+                             multipliers=tuple(cfg.multipliers), norm=cfg.norm,
+                             axis_name=axis_name, **_minibatch(techniques))
 
 
 def _resnet_check(config: ml_collections.ConfigDict, role: str) -> str | None:
@@ -125,14 +145,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def build_generator(cfg: ml_collections.ConfigDict, data_shape: tuple[int, ...], *,
-                    axis_name: str | None = None, convolutions: str = "auto") -> nn.Module:
+                    axis_name: str | None = None, convolutions: str = "auto",
+                    techniques: Techniques = Techniques()) -> nn.Module:
   """The generator named by `cfg.name`, producing samples of `data_shape`."""
   return ARCHITECTURES[cfg.name].generator(cfg, data_shape, axis_name=axis_name,
-                                           convolutions=convolutions)
+                                           convolutions=convolutions, techniques=techniques)
 
 
 def build_critic(cfg: ml_collections.ConfigDict, data_shape: tuple[int, ...], *,
-                 axis_name: str | None = None, convolutions: str = "auto") -> nn.Module:
+                 axis_name: str | None = None, convolutions: str = "auto",
+                 techniques: Techniques = Techniques()) -> nn.Module:
   """The critic named by `cfg.name`: samples of `data_shape` -> one value each."""
   return ARCHITECTURES[cfg.name].critic(cfg, data_shape, axis_name=axis_name,
-                                        convolutions=convolutions)
+                                        convolutions=convolutions, techniques=techniques)

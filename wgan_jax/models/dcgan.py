@@ -7,6 +7,8 @@ convolution to the image channels and tanh. Critic: the mirror image with
 4x4 stride-2 convolutions, LeakyReLU(0.2), normalisation on every layer but
 the first, and a final 4x4 valid convolution to one value (no sigmoid).
 No biases; weights ~ N(0, 0.02), normalisation scales ~ N(1, 0.02).
+The generator may use virtual batch norm instead (`norm` "virtual"), the
+critic minibatch discrimination before its final map (models/improved.py).
 """
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wgan_jax.models import improved
 from wgan_jax.models.layers import Conv, ConvTranspose, torch_padding
 from wgan_jax.rules import at_least, choice
 
 NORMS = ("batch", "layer", "none")
-GENERATOR_NORMS = ("batch", "none")
+GENERATOR_NORMS = ("batch", "none", "virtual")
 GENERATOR_RULES = {"ngf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
                    "norm": choice(*GENERATOR_NORMS)}
 CRITIC_RULES = {"ndf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
@@ -40,7 +43,7 @@ def _norm(kind: str, train: bool, axis_name: str | None) -> nn.Module | None:
     # WGAN-GP's critic layer norm: statistics over (H, W, C) of each example.
     return nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1,
                         scale_init=_scale_init)
-  if kind == "none":
+  if kind in ("none", "virtual"):  # virtual batch norm: `_norm_streams`
     return None
   raise ValueError(f"unknown norm {kind!r}; expected one of {NORMS}")
 
@@ -49,6 +52,15 @@ def _apply_norm(kind: str, x: jax.Array, train: bool, axis_name: str | None = No
                 ) -> jax.Array:
   norm = _norm(kind, train, axis_name)
   return x if norm is None else norm(x)
+
+
+def _norm_streams(kind: str, xs: list[jax.Array], train: bool, axis_name: str | None
+                  ) -> list[jax.Array]:
+  """The generator's normalisation of its streams ([x], or [reference, x] under
+  virtual batch norm)."""
+  if kind == "virtual":
+    return list(improved.VirtualBatchNorm(epsilon=1e-5, scale_init=_scale_init)(*xs))
+  return [_apply_norm(kind, x, train, axis_name) for x in xs]
 
 
 def image_size_problem(size: int) -> str | None:
@@ -70,32 +82,38 @@ class DCGANGenerator(nn.Module):
   channels: int = 3
   ngf: int = 64
   n_extra_layers: int = 0
-  norm: str = "batch"  # "batch" or "none" (the WGAN paper's no-BN generator)
+  # "batch", "none" (the WGAN paper's no-BN generator) or "virtual" (virtual batch
+  # norm: the reference noise runs through every layer beside the batch).
+  norm: str = "batch"
   axis_name: str | None = None  # pmap axis for global batch statistics
   convolutions: str = "auto"  # "auto" or one of layers.IMPLS
+  vbn_reference_size: int = 64  # R, with norm "virtual"
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
     check_image_size(self.image_size)
     cngf = self.ngf * self.image_size // 8
-    x = z.reshape(z.shape[0], 1, 1, -1)
+    reference = (improved.reference_noise(self, self.vbn_reference_size, z.shape[1:])
+                 if self.norm == "virtual" else None)
+    xs = [y.reshape(y.shape[0], 1, 1, -1) for y in improved.streams(reference, z)]
+    norm_relu = lambda xs: [nn.relu(y) for y in _norm_streams(self.norm, xs, train,
+                                                              self.axis_name)]
     # 1x1 -> 4x4: PyTorch's ConvTranspose2d(nz, cngf, 4, 1, 0).
-    x = ConvTranspose(cngf, (4, 4), (1, 1), torch_padding(4, 0), use_bias=False,
-                      kernel_init=_W_INIT, impl=self.convolutions)(x)
-    x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
+    xs = norm_relu(improved.each(ConvTranspose(
+        cngf, (4, 4), (1, 1), torch_padding(4, 0), use_bias=False, kernel_init=_W_INIT,
+        impl=self.convolutions), xs))
     size = 4
     while size < self.image_size // 2:
       cngf //= 2
-      x = ConvTranspose(cngf, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
-                        kernel_init=_W_INIT, impl=self.convolutions)(x)
-      x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
+      xs = norm_relu(improved.each(ConvTranspose(
+          cngf, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False, kernel_init=_W_INIT,
+          impl=self.convolutions), xs))
       size *= 2
     for _ in range(self.n_extra_layers):
-      x = Conv(cngf, (3, 3), padding=1, use_bias=False, kernel_init=_W_INIT,
-               impl=self.convolutions)(x)
-      x = nn.relu(_apply_norm(self.norm, x, train, self.axis_name))
+      xs = norm_relu(improved.each(Conv(cngf, (3, 3), padding=1, use_bias=False,
+                                        kernel_init=_W_INIT, impl=self.convolutions), xs))
     x = ConvTranspose(self.channels, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
-                      kernel_init=_W_INIT, impl=self.convolutions)(x)
+                      kernel_init=_W_INIT, impl=self.convolutions)(xs[-1])
     return jnp.tanh(x)
 
 
@@ -106,6 +124,8 @@ class DCGANCritic(nn.Module):
   norm: str = "batch"  # "batch", "layer" (WGAN-GP) or "none"
   axis_name: str | None = None  # pmap axis for global batch statistics
   convolutions: str = "auto"  # "auto" or one of layers.IMPLS
+  minibatch_kernels: int = 0  # B; 0: no minibatch discrimination
+  minibatch_kernel_dim: int = improved.DEFAULT_KERNEL_DIM
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -121,5 +141,11 @@ class DCGANCritic(nn.Module):
       cndf *= 2
       x = nn.leaky_relu(norm(conv(cndf, 4, 2, 1)(x)), 0.2)
       size //= 2
-    x = conv(1, 4, 1, 0)(x)  # 4x4 -> 1x1
-    return x.reshape(x.shape[0])
+    self.sow("intermediates", "features", x)
+    out = conv(1, 4, 1, 0)(x).reshape(x.shape[0])  # 4x4 -> 1x1: a linear map of the 4x4 map
+    if self.minibatch_kernels:
+      # The final linear map of concat(x, o(x)): its x part is the conv above.
+      o = improved.MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_kernel_dim,
+                                           self.axis_name)(x)
+      out = out + nn.Dense(1, use_bias=False, kernel_init=_W_INIT)(o).reshape(x.shape[0])
+    return out

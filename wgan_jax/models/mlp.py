@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wgan_jax.models import improved
 from wgan_jax.rules import at_least, choice
 
 # How the weights start: "lecun" (flax's default: LeCun normal, zero biases),
@@ -16,8 +17,12 @@ from wgan_jax.rules import at_least, choice
 # and biases, the WGAN code's MLP_G / MLP_D).
 INITS = ("lecun", "tflib", "torch")
 ACTIVATIONS = ("linear", "tanh")
+# The generator's normalisation after each hidden layer: none (the references'),
+# or virtual batch norm (models/improved.py).
+GENERATOR_NORMS = ("none", "virtual")
 GENERATOR_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
-                   "output_activation": choice(*ACTIVATIONS), "weight_init": choice(*INITS)}
+                   "output_activation": choice(*ACTIVATIONS), "weight_init": choice(*INITS),
+                   "norm": choice(*GENERATOR_NORMS)}
 CRITIC_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
                 "weight_init": choice(*INITS)}
 
@@ -45,20 +50,39 @@ class MLP(nn.Module):
 
   The toy generator (noise 2 -> 3x512 -> 2), the toy critic (2 -> 3x512 -> 1)
   and the WGAN paper's MLP generator/critic are all this module; an image
-  input is flattened first, and an image output gets `tanh` if asked.
+  input is flattened first, and an image output gets `tanh` if asked. The
+  last hidden features are sown as "intermediates"/"features" (feature
+  matching); `norm` "virtual" (generators) and `minibatch_kernels` (critics)
+  add the layers of models/improved.py.
   """
   features: int = 512
   depth: int = 3
   output_shape: Sequence[int] = (2,)
   output_activation: str = "linear"  # "linear" or "tanh"
   weight_init: str = "lecun"  # one of INITS (a field may not be called `init`: Module.init)
+  norm: str = "none"  # one of GENERATOR_NORMS
+  vbn_reference_size: int = 64  # R, with norm "virtual"
+  minibatch_kernels: int = 0  # B; 0: no minibatch discrimination
+  minibatch_kernel_dim: int = improved.DEFAULT_KERNEL_DIM
+  axis_name: str | None = None  # pmap axis (minibatch discrimination over all devices)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     del train  # No batch statistics: same function in training and sampling.
-    x = x.reshape((x.shape[0], -1))
+    reference = (improved.reference_noise(self, self.vbn_reference_size, x.shape[1:])
+                 if self.norm == "virtual" else None)
+    xs = [y.reshape((y.shape[0], -1)) for y in improved.streams(reference, x)]
     for _ in range(self.depth):
-      x = nn.relu(_dense(self.features, x.shape[-1], self.weight_init, last=False)(x))
+      dense = _dense(self.features, xs[-1].shape[-1], self.weight_init, last=False)
+      xs = improved.each(dense, xs)
+      if self.norm == "virtual":
+        xs = improved.VirtualBatchNorm()(*xs)
+      xs = [nn.relu(y) for y in xs]
+    x = xs[-1]
+    self.sow("intermediates", "features", x)
+    if self.minibatch_kernels:
+      x = jnp.concatenate([x, improved.MinibatchDiscrimination(
+          self.minibatch_kernels, self.minibatch_kernel_dim, self.axis_name)(x)], axis=-1)
     x = _dense(math.prod(self.output_shape), x.shape[-1], self.weight_init, last=True)(x)
     if self.output_activation == "tanh":
       x = jnp.tanh(x)

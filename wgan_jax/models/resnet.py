@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wgan_jax.models import improved
 from wgan_jax.rules import at_least, choice
 
 # tflib's conv2d: he_init std sqrt(4 / (fan_in + fan_out)), else sqrt(2 / (...)).
@@ -147,11 +148,15 @@ class ResNetCritic(nn.Module):
   """The CIFAR-10 critic (`multipliers` (1, 1, 1, 1)): an optimised first
   down block, a down block, two plain blocks, ReLU, global mean pool, linear.
   For 64x64, `multipliers` (1, 2, 4, 8, 8) with every block after the first
-  conv down-sampling, flattened 4x4 map, linear (gan_64x64.py)."""
+  conv down-sampling, flattened 4x4 map, linear (gan_64x64.py). With
+  `minibatch_kernels`, the linear map takes concat(x, o(x)) (models/improved.py)."""
   image_size: int = 32
   dim: int = 128
   multipliers: Sequence[int] = (1, 1, 1, 1)
   norm: str = "none"  # "none" (gan_cifar_resnet.py) or "layer" (gan_64x64.py)
+  minibatch_kernels: int = 0  # B; 0: no minibatch discrimination
+  minibatch_kernel_dim: int = improved.DEFAULT_KERNEL_DIM
+  axis_name: str | None = None  # pmap axis (minibatch discrimination over all devices)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -173,4 +178,8 @@ class ResNetCritic(nn.Module):
         raise ValueError(f"critic multipliers {tuple(self.multipliers)} reduce "
                          f"{self.image_size}x images to {size}x{size}, not 4x4")
       x = x.reshape(x.shape[0], -1)
+    self.sow("intermediates", "features", x)
+    if self.minibatch_kernels:
+      x = jnp.concatenate([x, improved.MinibatchDiscrimination(
+          self.minibatch_kernels, self.minibatch_kernel_dim, self.axis_name)(x)], axis=-1)
     return nn.Dense(1, kernel_init=_GLOROT)(x).reshape(x.shape[0])
