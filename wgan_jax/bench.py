@@ -60,6 +60,10 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_weights", None, "For --fid_samples: pytorch-fid's weights (default: "
     "$WGAN_JAX_INCEPTION_WEIGHTS, else random weights: the same work, meaningless scores).")
 
+_SWEEP_MODELS = flags.DEFINE_integer(
+    "sweep_models", 0, "Instead, time K models of a toy experiment trained as one sweep program "
+    "(sweep.seeds=K, over --devices) against K runs of one model each, one after another.")
+
 # torch_ref.py's name for the workload an experiment matches (its generator).
 _TORCH_CASES = {"mlp": "toy", "dcgan": "dcgan64"}
 
@@ -209,6 +213,55 @@ def fid_figures(config, spec: steps.GanSpec, state, num: int) -> dict[str, Any]:
           "fid_reference_s": round(reference_s, 1), "fid_value": round(fid, 3)}
 
 
+class _Timed:
+  """`config`'s compiled iteration on `devices`, compiled and timed."""
+
+  def __init__(self, config, devices: Devices):
+    data_shape = data.data_shape(config.data)
+    spec = builders.make_spec(config, data_shape)
+    compiled = iteration.build(config, spec, devices, inputs.open_data(config, devices).sampler)
+    self.state = builders.create_state(builders.state_initializer(config, spec, data_shape), (),
+                                       0, devices)
+    self._run = lambda state: compiled(state, config.n_critic)
+    t = time.perf_counter()
+    self.state, _ = self._run(self.state)
+    jax.block_until_ready(self.state)
+    self.compile_s = time.perf_counter() - t
+
+  def rate(self, iters: int) -> float:
+    rate, self.state = time_jax(self._run, self.state, iters)
+    return rate
+
+
+def sweep_figures(config, models: int, device_count: int, iters: int, repeats: int
+                  ) -> dict[str, Any]:
+  """K models as one sweep program against K separate one-model runs (timed in
+  turn within each repeat, medians reported): the rates, and the wall time of
+  training all K for `num_generator_steps` (separate runs compile once each)."""
+  seeds_only = [("sweep.key", ""), ("sweep.grid", "()")]
+  one = _Timed(configs.from_dict(config.to_dict(), [*seeds_only, ("sweep.seeds", "1")]),
+               Devices.single())
+  swept = _Timed(configs.from_dict(config.to_dict(), [*seeds_only, ("sweep.seeds", str(models))]),
+                 Devices("jit", jax.devices()[:device_count], shard_models=True))
+  one_rates, sweep_rates = [], []
+  for _ in range(repeats):
+    one_rates.append(one.rate(iters))
+    sweep_rates.append(swept.rate(iters))
+  one_rate, sweep_rate = statistics.median(one_rates), statistics.median(sweep_rates)
+  steps_total = config.num_generator_steps
+  sequential_s = models * (one.compile_s + steps_total / one_rate)
+  sweep_s = swept.compile_s + steps_total / sweep_rate
+  return {"sweep_models": models, "sweep_devices": device_count,
+          "sweep_loop": builders.model_loop(config),
+          "one_model_iters_per_s": round(one_rate, 2), "one_model_compile_s": round(one.compile_s, 2),
+          "sweep_iters_per_s": round(sweep_rate, 2), "sweep_compile_s": round(swept.compile_s, 2),
+          "sweep_model_iters_per_s": round(sweep_rate * models, 1),
+          "sweep_speedup_per_model_iteration": round(sweep_rate * models / one_rate, 2),
+          f"sequential_wall_s_{steps_total}_steps": round(sequential_s, 1),
+          f"sweep_wall_s_{steps_total}_steps": round(sweep_s, 1),
+          "sweep_wall_speedup": round(sequential_s / sweep_s, 2)}
+
+
 def main(parsed) -> None:
   name, overrides, _ = parsed
   try:
@@ -222,6 +275,19 @@ def main(parsed) -> None:
   n_critic, batch = config.n_critic, config.batch_size
   if not 1 <= _DEVICES.value <= jax.device_count():
     usage_error(f"--devices={_DEVICES.value}: this machine has {jax.device_count()} devices")
+  if _SWEEP_MODELS.value:
+    if data.get(config.data.name).kind != data.TOY or _SWEEP_MODELS.value % _DEVICES.value:
+      usage_error(f"--sweep_models={_SWEEP_MODELS.value} needs a toy experiment and a multiple "
+                  f"of --devices={_DEVICES.value}")
+    result = {"experiment": config.experiment, "backend": jax.default_backend(),
+              **sweep_figures(config, _SWEEP_MODELS.value, _DEVICES.value, _ITERS.value,
+                              _REPEATS.value)}
+    for k, v in result.items():
+      print(f"{k:36s} {v}")
+    if _JSON.value:
+      with open(_JSON.value, "w") as f:
+        json.dump(result, f, indent=2)
+    return
   devices = Devices(config.parallelism, jax.devices()[:_DEVICES.value])
   try:
     devices.check_batch(batch)

@@ -4,13 +4,15 @@ the per-backend choices. The trainer, `bench` and the tests build from here.
 """
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping
+
 from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import models, optim, steps, techniques
+from wgan_jax import models, optim, steps, sweeps, techniques
 from wgan_jax.models import layers
 from wgan_jax.devices import Devices
 from wgan_jax.state import NetState, TrainState
@@ -38,6 +40,15 @@ def unroll_critic(config: ml_collections.ConfigDict) -> bool:
   return jax.default_backend() == "cpu"
 
 
+def model_loop(config: ml_collections.ConfigDict) -> str:
+  """How a device runs its models of a sweep: "auto" maps over them on XLA:CPU,
+  whose batched matmuls run slower than one model's after another, and
+  vmaps elsewhere (BUILD.md)."""
+  if config.sweep.loop != "auto":
+    return config.sweep.loop
+  return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
 # ----------------------------------------------------------------------------
 # Critic schedule.
 # ----------------------------------------------------------------------------
@@ -51,7 +62,7 @@ def num_critic_updates(step: int, config: ml_collections.ConfigDict) -> int:
   """
   if config.critic_schedule == "wgan_reference" and (step < 25 or step % 500 == 0):
     return REFERENCE_LONG_PHASE
-  return config.n_critic
+  return sweeps.max_critic_updates(config)
 
 
 def critic_schedule(config: ml_collections.ConfigDict, start: int = 0,
@@ -67,10 +78,14 @@ def critic_schedule(config: ml_collections.ConfigDict, start: int = 0,
 
 
 def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
-              axis_name: str | None = None) -> steps.GanSpec:
+              axis_name: str | None = None, swept: Mapping[str, Any] | None = None
+              ) -> steps.GanSpec:
   """Modules, optimizers and objective of `config`; `axis_name`: the pmap axis
-  the steps run under (None under jit)."""
-  clip = config.clip if config.objective == "wgan" else None
+  the steps run under (None under jit); `swept`: one model's values of a sweep's
+  key (`sweeps.SWEEPABLE`, traced inside the sweep's vmapped program)."""
+  swept = swept or {}
+  clip = swept.get("clip", config.clip) if config.objective == "wgan" else None
+  lr = swept.get("optimizer.lr")
   total = config.num_generator_steps
   tech = techniques.from_config(config)
   layout = dict(axis_name=axis_name, convolutions=convolutions(config), techniques=tech)
@@ -79,13 +94,15 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
   return steps.GanSpec(
       generator=models.build_generator(config.model.generator, data_shape, **layout),
       critic=models.build_critic(config.model.critic, data_shape, **layout),
-      generator_tx=history(optim.make_optimizer(config.optimizer, total)),
+      generator_tx=history(optim.make_optimizer(config.optimizer, total, lr=lr)),
       critic_tx=history(optim.make_optimizer(config.optimizer,
-                                             int(critic_schedule(config).sum()), clip=clip)),
+                                             int(critic_schedule(config).sum()),
+                                             clip=clip, lr=lr)),
       objective=config.objective,
       noise_dim=config.model.noise_dim,
-      gp_weight=config.gp_weight,
+      gp_weight=swept.get("gp_weight", config.gp_weight),
       clip=clip,
+      critic_updates=swept.get("n_critic"),
       gan_generator_loss=config.gan_generator_loss,
       generator_batch_multiple=config.generator_batch_multiple,
       dequantize=bool(config.data.get("dequantize", False)),
@@ -116,11 +133,33 @@ def init_state(spec: steps.GanSpec, data_shape: tuple[int, ...], seed: int) -> T
       critic=init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip))
 
 
-def abstract_state(spec: steps.GanSpec, data_shape: tuple[int, ...],
-                   devices: Devices | None = None) -> TrainState:
+def sweep_state(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
+                sweep: sweeps.Sweep) -> TrainState:
+  """The fresh states of a sweep's K models, stacked on a leading model axis:
+  model m initialised from its own seed, under its own swept values."""
+  def one(hparams, seed):
+    return init_state(make_spec(config, data_shape, swept=hparams), data_shape, seed)
+  return jax.vmap(one)(sweep.hparams(), sweep.seed_array())
+
+
+def state_initializer(config: ml_collections.ConfigDict, spec: steps.GanSpec,
+                      data_shape: tuple[int, ...]) -> Callable[[], TrainState]:
+  """The pure function that makes the run's fresh state: one model from
+  `config.seed`, or the sweep's K models with a leading axis."""
+  sweep = sweeps.from_config(config)
+  if sweep is None:
+    return lambda: init_state(spec, data_shape, config.seed)
+  return lambda: sweep_state(config, data_shape, sweep)
+
+
+def abstract_state(spec: steps.GanSpec | Callable[[], TrainState],
+                   data_shape: tuple[int, ...] = (), devices: Devices | None = None
+                   ) -> TrainState:
   """The state's shapes and dtypes, with the shardings of the global view on
-  `devices` where given: a restore target that allocates nothing."""
-  shapes = jax.eval_shape(lambda: init_state(spec, data_shape, 0))
+  `devices` where given: a restore target that allocates nothing. `spec`
+  (with `data_shape`) means one model; a `state_initializer` any state."""
+  init = spec if callable(spec) else lambda: init_state(spec, data_shape, 0)
+  shapes = jax.eval_shape(init)
   if devices is None:
     return shapes
   return jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype,
@@ -128,13 +167,13 @@ def abstract_state(spec: steps.GanSpec, data_shape: tuple[int, ...],
                       shapes, devices.view_shardings(shapes))
 
 
-def create_state(spec: steps.GanSpec, data_shape: tuple[int, ...], seed: int,
-                 devices: Devices) -> TrainState:
+def create_state(spec: steps.GanSpec | Callable[[], TrainState], data_shape: tuple[int, ...],
+                 seed: int, devices: Devices) -> TrainState:
   """A fresh state in the global view, computed by one jitted program whose
-  outputs land in their shardings: a large model is born sharded."""
-  shardings = devices.view_shardings(abstract_state(spec, data_shape))
-  create = jax.jit(init_state, static_argnums=(0, 1), out_shardings=shardings)
-  return create(spec, data_shape, seed)
+  outputs land in their shardings: a large model is born sharded. `spec`
+  (with `data_shape`, `seed`) means one model; a `state_initializer` any state."""
+  init = spec if callable(spec) else lambda: init_state(spec, data_shape, seed)
+  return jax.jit(init, out_shardings=devices.view_shardings(jax.eval_shape(init)))()
 
 
 def log_backend_choices(config: ml_collections.ConfigDict) -> None:

@@ -40,7 +40,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from wgan_jax import parallel
-from wgan_jax.state import NetState, PyTree, TrainState
+from wgan_jax.state import NetState, PyTree, TrainState, generator_steps
 
 ITEMS = ("state", "metadata")
 # The layout before whole-state checkpoints: one item per network.
@@ -169,7 +169,7 @@ class Checkpointer:
     where the data is a function of the step, as for the toy sets);
     `train_scalars` the last logged training means (for a summary written later);
     `scores` the evaluation of this state, by which the best checkpoint is kept."""
-    step = int(state.step)
+    step = generator_steps(state)
     if not force and not self.due(step):
       return False
     if step in self._manager.all_steps():

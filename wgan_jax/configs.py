@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from wgan_jax import schema, techniques
+from wgan_jax import schema, sweeps, techniques
 from wgan_jax.rules import ConfigError, check
 
 __all__ = ["ConfigError", "load", "override", "validate", "from_dict", "from_command_line",
@@ -105,6 +105,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   problem = techniques.config_problem(config)
   if problem:
     raise ConfigError(problem)
+  check(config.sweep, schema.SWEEP_RULES, "sweep.")
+  problem = sweeps.problem(config)
+  if problem:
+    raise ConfigError(problem)
   data.check_config(config.data)
   data.check_eval_samples(config)
   _check_eval_metrics(config)
@@ -122,7 +126,7 @@ def _check_eval_metrics(config: ml_collections.ConfigDict) -> None:
 
 # Settings that change the shapes or structure of what a checkpoint holds.
 _SHAPE_KEYS = ("model", "data.name", "data.image_size", "optimizer.name", "optimizer.schedule",
-               "techniques.minibatch_kernel", "techniques.vbn_reference_size")
+               "sweep", "techniques.minibatch_kernel", "techniques.vbn_reference_size")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -179,6 +183,7 @@ _ADDED_KEYS = (
     ("model.critic", "resnet", "norm", "none"),
     ("model.generator", "mlp", "norm", "none"),
     ("", None, "techniques", schema.techniques_section().to_dict()),
+    ("", None, "sweep", {"key": "", "grid": [], "seeds": 1, "loop": "auto"}),
 )
 
 

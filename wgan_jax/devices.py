@@ -32,19 +32,25 @@ class Devices:
   """
 
   def __init__(self, parallelism: str = "jit",
-               devices: Sequence[jax.Device] | None = None, shard_state: bool = False):
+               devices: Sequence[jax.Device] | None = None, shard_state: bool = False,
+               shard_models: bool = False):
     if parallelism not in parallel.PARALLELISMS:
       raise ValueError(f"parallelism={parallelism!r}; use one of "
                        f"{', '.join(parallel.PARALLELISMS)}")
-    if shard_state and parallelism == "pmap":
-      raise ValueError("shard_state needs parallelism='jit' (pmap keeps a copy per device)")
+    if (shard_state or shard_models) and parallelism == "pmap":
+      raise ValueError("shard_state and sweeps need parallelism='jit' (pmap keeps a copy per "
+                       "device)")
     self.pmap, self.shard_state = parallelism == "pmap", shard_state
+    # A sweep (`sweeps`): every array has a leading model axis, split over the
+    # devices; each device trains its models on whole batches.
+    self.shard_models = shard_models
     self.mesh = parallel.make_mesh(devices)
     self.axis_name = parallel.DATA_AXIS if self.pmap else None
     # This process's devices of the mesh: pmap's devices.
     self._local = [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
     self._everywhere = parallel.replicated_sharding(self.mesh)
     self._batches = parallel.batch_sharding(self.mesh, 1)  # [k, batch, ...]
+    self._models = parallel.batch_sharding(self.mesh, 0)   # [models, ...]
 
   @classmethod
   def single(cls) -> "Devices":
@@ -68,6 +74,8 @@ class Devices:
     """Where the global view keeps an array shaped like `leaf`."""
     if self.pmap:
       return SingleDeviceSharding(self._local[0])
+    if self.shard_models:
+      return self._models
     if self.shard_state:
       return parallel.sharded_along_data(leaf, self.mesh)
     return self._everywhere
@@ -88,7 +96,7 @@ class Devices:
   def whole(self, tree: PyTree) -> PyTree:
     """The global view with every array whole on every device (evaluation, checks:
     with `shard_state` no process holds all of an array)."""
-    if self.pmap or not self.shard_state:
+    if self.pmap or not (self.shard_state or self.shard_models):
       return self.get(tree)
     return self._gather(tree)
 
@@ -121,6 +129,8 @@ class Devices:
     split along `data`, so each device works on its rows only."""
     if self.pmap:
       return steps.local_slice(real, self.axis_name, axis=1)
+    if self.shard_models:  # Each model's batch stays whole, where its model is.
+      return real
     return jax.lax.with_sharding_constraint(real, self._batches)
 
   def real(self, local: np.ndarray) -> jax.Array:

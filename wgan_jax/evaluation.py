@@ -13,13 +13,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import data, generation, plots, rules, steps
+from wgan_jax import data, generation, plots, rules, steps, sweeps, writers
 from wgan_jax.inflight import NonFiniteError
 from wgan_jax.data.toy import ToyDataset, get_toy_dataset
 from wgan_jax import metrics as metric_names
 from wgan_jax.metrics import domain, image_metrics, run_metrics
 from wgan_jax.metrics import toy as toy_metrics
-from wgan_jax.state import TrainState
+from wgan_jax.state import TrainState, generator_steps
 
 GRID_SIZE = 128
 
@@ -28,7 +28,7 @@ def _finite(samples: np.ndarray, state: TrainState) -> np.ndarray:
   """`samples`, or a NonFiniteError: a non-finite sample is never scored or drawn."""
   if not np.all(np.isfinite(samples)):
     raise NonFiniteError(f"non-finite generator samples at the evaluation of generator step "
-                         f"{int(jax.device_get(state.step))}; lower optimizer.lr or check the data")
+                         f"{generator_steps(state)}; lower optimizer.lr or check the data")
   return samples
 
 
@@ -78,7 +78,7 @@ class ToyEvaluator:
     fake = self.samples(state)
     metrics = self.metrics(fake)
     values = np.asarray(self._critic_on_grid(state.critic)).reshape(GRID_SIZE, GRID_SIZE)
-    title = f"{self.dataset.name}, step {int(state.step)}: W1 {metrics['w1']:.4f} " \
+    title = f"{self.dataset.name}, step {generator_steps(state)}: W1 {metrics['w1']:.4f} " \
             f"(floor {self.w1_floor:.4f})"
     path = os.path.join(workdir, f"toy_{tag}.png") if jax.process_index() == 0 else None
     image = plots.toy_figure(path, self.real, fake,
@@ -117,7 +117,7 @@ class RunScores:
   def __call__(self, state: TrainState, workdir: str) -> dict[str, float]:
     """The scores (and `eval_<step>.json`); a score that cannot be computed (e.g. a
     near-singular covariance product) is a warning here, not the end of the run."""
-    step = int(jax.device_get(state.step))
+    step = generator_steps(state)
     try:
       report = self._report(state, workdir, step)
     except ValueError as e:
@@ -158,16 +158,44 @@ class ImageEvaluator:
     return (self.scores(state, workdir) if self.scores else {}), grid
 
 
-Evaluator = ToyEvaluator | ImageEvaluator
+class SweepEvaluator:
+  """Every model of a sweep evaluated by one evaluator, each in its own
+  folder (`writers.model_dir`); metrics as lists over the models, images
+  stacked [K, H, W, C]."""
+
+  best_metric = None  # Each model has its own best: no checkpoint carries one.
+
+  def __init__(self, evaluator: ToyEvaluator | ImageEvaluator, sweep: sweeps.Sweep):
+    self.evaluator, self.sweep = evaluator, sweep
+
+  def __call__(self, state: TrainState, workdir: str, tag: str
+               ) -> tuple[dict[str, list[Any]], np.ndarray]:
+    metrics: dict[str, list[Any]] = {}
+    images = []
+    for m in range(self.sweep.size):
+      where = writers.model_dir(workdir, m)
+      if jax.process_index() == 0:
+        os.makedirs(where, exist_ok=True)
+      one, image = self.evaluator(sweeps.model_slice(state, m), where, tag)
+      for k, v in one.items():
+        metrics.setdefault(k, []).append(v)
+      images.append(image)
+    return metrics, np.stack(images)
+
+
+Evaluator = ToyEvaluator | ImageEvaluator | SweepEvaluator
 
 
 def make_evaluator(config: ml_collections.ConfigDict, spec: steps.GanSpec) -> Evaluator:
-  """The evaluation of `config`'s kind of data, from fixed keys of its seed."""
+  """The evaluation of `config`'s kind of data, from fixed keys of its seed (a
+  sweep's models all scored against the same reference and noise)."""
   key = jax.random.PRNGKey(config.seed + 1)
   sampling = dict(batch_norm=config.sampling_batch_norm, batch_size=config.batch_size)
   if data.get(config.data.name).kind == data.TOY:
-    return ToyEvaluator(spec, get_toy_dataset(config.data.name), config.eval_samples, key,
-                        **sampling)
+    toy = ToyEvaluator(spec, get_toy_dataset(config.data.name), config.eval_samples, key,
+                       **sampling)
+    sweep = sweeps.from_config(config)
+    return toy if sweep is None else SweepEvaluator(toy, sweep)
   from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
   try:
     scores = RunScores(config, spec) if config.eval.metrics else None

@@ -18,7 +18,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import builders, checkpointing, configs, data, models, plots, steps, techniques
+from wgan_jax import (builders, checkpointing, configs, data, models, plots, steps, sweeps,
+                      techniques)
+from wgan_jax.rules import ConfigError
 from wgan_jax.state import NetState
 
 
@@ -53,17 +55,31 @@ def saved_config(workdir: str, step: int | None, experiment: str | None = None,
   return found, configs.from_command_line(experiment, overrides)
 
 
-def restore(config: ml_collections.ConfigDict, workdir: str, step: int
-            ) -> tuple[nn.Module, NetState]:
+def restore(config: ml_collections.ConfigDict, workdir: str, step: int,
+            model: int | None = None) -> tuple[nn.Module, NetState]:
   """The generator module of `config` and its params and batch statistics at
-  `step`; the critic and the optimizer states are never read."""
+  `step` (of model `model` of a sweep); the critic and the optimizer states
+  are never read."""
+  sweep = sweeps.from_config(config)
+  if (sweep is None) != (model is None):
+    raise ConfigError(f"{workdir} holds a sweep of {sweep.size} models: name one with "
+                      f"--model=0..{sweep.size - 1}" if sweep else
+                      f"{workdir} holds one model, not a sweep: drop --model")
+  if sweep is not None and not 0 <= model < sweep.size:
+    raise ConfigError(f"--model={model}: the sweep in {workdir} has models 0..{sweep.size - 1}")
   module = models.build_generator(config.model.generator, data.data_shape(config.data),
                                   convolutions=builders.convolutions(config),
                                   techniques=techniques.from_config(config))
   z = jax.ShapeDtypeStruct((2, config.model.noise_dim), np.float32)
   like = jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False), z)
-  return module, checkpointing.restore_generator(
+  if sweep is not None:  # The checkpoint holds every model: [K, ...] arrays.
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((sweep.size, *x.shape), x.dtype), like)
+  generator = checkpointing.restore_generator(
       workdir, step, NetState(like["params"], like.get("batch_stats", {}), None))
+  if sweep is not None:
+    generator = generator.replace(params=sweeps.model_slice(generator.params, model),
+                                  batch_stats=sweeps.model_slice(generator.batch_stats, model))
+  return module, generator
 
 
 def noise(config: ml_collections.ConfigDict, num: int, seed: int) -> np.ndarray:
@@ -72,9 +88,10 @@ def noise(config: ml_collections.ConfigDict, num: int, seed: int) -> np.ndarray:
 
 
 def from_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int, num: int,
-                    seed: int) -> np.ndarray:
-  """`num` samples of the generator saved at `step`, noise seeded by `seed`."""
-  module, generator = restore(config, workdir, step)
+                    seed: int, model: int | None = None) -> np.ndarray:
+  """`num` samples of the generator saved at `step` (model `model` of a
+  sweep), noise seeded by `seed`."""
+  module, generator = restore(config, workdir, step, model)
   return generate(module, generator, noise(config, num, seed), config.sampling_batch_norm,
                   config.batch_size)
 

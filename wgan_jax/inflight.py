@@ -27,16 +27,28 @@ class NonFiniteError(RuntimeError):
   """A loss, gradient or parameter became NaN or infinite."""
 
 
-def check_finite(metrics: dict[str, float], step: int) -> None:
-  """NonFiniteError naming the quantities of generator step `step` that are not finite."""
+Metric = float | np.ndarray  # a sweep's metrics hold one value per model
+
+
+def _models(values: list[Metric]) -> str:
+  """" of models 0, 3" for the models (entries of a sweep's metrics) concerned."""
+  bad = sorted({int(m) for v in values if np.ndim(v) for m in np.flatnonzero(v)})
+  return f" of model{'s' * (len(bad) > 1)} {', '.join(map(str, bad))}" if bad else ""
+
+
+def check_finite(metrics: dict[str, Metric], step: int) -> None:
+  """NonFiniteError naming the quantities (and models, in a sweep) of
+  generator step `step` that are not finite."""
   bad = sorted(k for k, v in metrics.items() if k != steps.NONFINITE_PARAMS
-               and not np.isfinite(v))
+               and not np.all(np.isfinite(v)))
   if bad:
-    raise NonFiniteError(f"non-finite {', '.join(bad)} at generator step {step}; "
+    where = _models([~np.isfinite(metrics[k]) for k in bad])
+    raise NonFiniteError(f"non-finite {', '.join(bad)}{where} at generator step {step}; "
                          "lower optimizer.lr or check the data")
-  if metrics.get(steps.NONFINITE_PARAMS, 0):
-    raise NonFiniteError(f"non-finite parameters after generator step {step}; "
-                         "lower optimizer.lr or check the data")
+  params = metrics.get(steps.NONFINITE_PARAMS, 0)
+  if np.any(params):
+    raise NonFiniteError(f"non-finite parameters{_models([params])} after generator step "
+                         f"{step}; lower optimizer.lr or check the data")
 
 
 class InFlight:
@@ -47,7 +59,7 @@ class InFlight:
       raise ValueError(f"depth={depth} must be at least 1")
     self.depth = depth
     self._pending: collections.deque[tuple[int, steps.Metrics]] = collections.deque()
-    self._arrived: list[dict[str, float]] = []
+    self._arrived: list[dict[str, Metric]] = []
     self.last_checked = 0  # the latest generator step whose metrics were checked
 
   def push(self, step: int, metrics: steps.Metrics) -> None:
@@ -62,16 +74,19 @@ class InFlight:
     while self._pending:
       self._read_oldest()
 
-  def means(self) -> dict[str, float]:
-    """Means of the metrics that arrived since the last call (after `drain`)."""
+  def means(self) -> dict[str, float | list[float]]:
+    """Means of the metrics that arrived since the last call (after `drain`);
+    a sweep's, one per model."""
     arrived, self._arrived = self._arrived, []
     if not arrived:
       return {}
-    return {k: float(np.mean([m[k] for m in arrived])) for k in arrived[0]}
+    means = {k: np.mean([m[k] for m in arrived], axis=0) for k in arrived[0]}
+    return {k: v.tolist() if v.ndim else float(v) for k, v in means.items()}
 
   def _read_oldest(self) -> None:
     step, metrics = self._pending.popleft()
-    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    host = {k: float(v) if np.ndim(v) == 0 else np.asarray(v, np.float64)
+            for k, v in jax.device_get(metrics).items()}
     check_finite(host, step)
     self.last_checked = step
     host.pop(steps.NONFINITE_PARAMS, None)

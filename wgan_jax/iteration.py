@@ -11,17 +11,24 @@ Where the critic updates are written out (XLA:CPU, `builders.unroll_critic`),
 an unusually long phase (the reference schedule's 100) runs as chunks of
 `chunk` critic updates, each its own call, then one program with the rest and
 the generator update: the numbers are those of one long program, without
-compiling 100 unrolled updates. The trainer passes `n_critic` as the chunk, so
+compiling 100 unrolled updates. `build` passes `n_critic` as the chunk, so
 the chunks reuse the shapes of an ordinary iteration. Logged critic metrics
 then cover the last chunk.
+
+A sweep (`sweeps`) adds a model axis (`ModelAxis`): the same iteration for
+each of K models, each with its own swept values, in the same one program.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable
+
 import jax
 import ml_collections
+import numpy as np
 
-from wgan_jax import builders, steps
+from wgan_jax import builders, data, parallel, steps, sweeps
 from wgan_jax.data.toy import Sampler
 from wgan_jax.devices import Devices
 from wgan_jax.state import TrainState
@@ -30,16 +37,53 @@ from wgan_jax.state import TrainState
 DATA_STREAM = 0x64617461
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelAxis:
+  """A sweep's models (`sweeps`): their swept values ([K] arrays by key), the
+  spec of one model given its values (traced inside the program), and how a
+  device runs its share of the models: "vmap" (batched matmuls) or "map" (one
+  model after another inside the program; XLA:CPU's batched matmuls are
+  slower than its plain ones)."""
+  hparams: dict[str, np.ndarray]
+  spec_of: Callable[[dict[str, jax.Array]], steps.GanSpec]
+  loop: str = "vmap"
+
+  def run(self, one: Callable, state: TrainState, mesh: jax.sharding.Mesh):
+    """`one(spec, state_of_one_model)` for every model: each device runs its
+    models (the model axis is split over `mesh`), no data crosses devices."""
+    def local(hparams, state):
+      fn = lambda hparams, state: one(self.spec_of(hparams), state)
+      if self.loop == "vmap":
+        return jax.vmap(fn)(hparams, state)
+      return jax.lax.map(lambda args: fn(*args), (hparams, state))
+    models = jax.sharding.PartitionSpec(parallel.DATA_AXIS)
+    return jax.shard_map(local, mesh=mesh, in_specs=models, out_specs=models)(
+        self.hparams, state)
+
+
+def model_axis(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]
+               ) -> ModelAxis | None:
+  """The model axis of `config`'s sweep, or None for one model."""
+  sweep = sweeps.from_config(config)
+  if sweep is None:
+    return None
+  return ModelAxis(sweep.hparams(),
+                   lambda hparams: builders.make_spec(config, data_shape, swept=hparams),
+                   builders.model_loop(config))
+
 
 class Iteration:
   """One generator iteration compiled for a spec and a device layout."""
 
   def __init__(self, spec: steps.GanSpec, devices: Devices, *, unroll: bool, chunk: int,
-               sampler: Sampler | None = None, batch_size: int = 0):
+               sampler: Sampler | None = None, batch_size: int = 0,
+               models: ModelAxis | None = None):
     if chunk < 1:
       raise ValueError(f"chunk={chunk} must be at least 1")
+    if models is not None and sampler is None:
+      raise ValueError("a sweep's models draw their data in the program: pass a sampler")
     self.spec, self.devices, self.unroll, self.chunk = spec, devices, unroll, chunk
-    self.sampler, self.batch_size = sampler, batch_size
+    self.sampler, self.batch_size, self.models = sampler, batch_size, models
     if sampler is None:  # Shapes come from the real data: one jit each.
       program = lambda fn: self.devices.compile(functools.partial(fn, spec, unroll=unroll),
                                                 host_data=True)
@@ -53,10 +97,18 @@ class Iteration:
 
   def _drawn(self, fn, count: int, state: TrainState, first: jax.Array):
     """`fn` on real data drawn in the program: update i of the iteration draws
-    from fold_in(key of the step, i), however the updates are grouped."""
+    from fold_in(key of the step, i), however the updates are grouped. A
+    sweep maps it over the model axis, each model with its own spec."""
+    if self.models is None:
+      return self._drawn_one(fn, count, self.spec, state, first)
+    return self.models.run(lambda spec, one: self._drawn_one(fn, count, spec, one, first),
+                           state, self.devices.mesh)
+
+  def _drawn_one(self, fn, count: int, spec: steps.GanSpec, state: TrainState,
+                 first: jax.Array):
     key = jax.random.fold_in(jax.random.fold_in(state.rng, DATA_STREAM), state.step)
     real = steps.per_update(lambda k: self.sampler(k, self.batch_size), key, first, count)
-    return fn(self.spec, state, self.devices.shard_in_program(real), first, self.unroll)
+    return fn(spec, state, self.devices.shard_in_program(real), first, self.unroll)
 
   def __call__(self, state: TrainState, n_critic: int, real: jax.Array | None = None
                ) -> tuple[TrainState, steps.Metrics]:
@@ -82,6 +134,11 @@ class Iteration:
 def build(config: ml_collections.ConfigDict, spec: steps.GanSpec, devices: Devices,
           sampler: Sampler | None = None) -> Iteration:
   """The compiled generator iteration of `config` over `devices`; `sampler`
-  draws the real data inside the program (None: the host feeds it)."""
-  return Iteration(spec, devices, unroll=builders.unroll_critic(config), chunk=config.n_critic,
-                   sampler=sampler, batch_size=config.batch_size)
+  draws the real data inside the program (None: the host feeds it). A sweep's
+  iteration trains all its models."""
+  models = model_axis(config, data.data_shape(config.data))
+  # The chunk of an unusually long phase: an ordinary iteration's count (a sweep
+  # over n_critic runs its largest for every model, in one program).
+  chunk = sweeps.max_critic_updates(config)
+  return Iteration(spec, devices, unroll=builders.unroll_critic(config), chunk=chunk,
+                   sampler=sampler, batch_size=config.batch_size, models=models)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 # "rmsprop" is PyTorch's (the WGAN code), "rmsprop_tf" TensorFlow 1's (the WGAN-GP code).
@@ -12,27 +11,29 @@ OPTIMIZERS = ("adam", "rmsprop", "rmsprop_tf")
 LR_SCHEDULES = ("constant", "linear")
 
 
-def _landing_bound(clip: float, dtype) -> np.ndarray:
+def _landing_bound(clip: float | jax.Array, dtype) -> jax.Array:
   """The largest target that `params + updates` cannot round past `clip`.
 
   optax adds the updates back (`p + (target - p)`), and that sum may round one
   ulp away from the target when the step is large. Aiming two ulps inside
   keeps every weight in [-clip, clip] exactly, at a relative cost of ~1e-7.
+  `clip` may be traced (a sweep over c).
   """
-  inner = np.asarray(clip, dtype)
+  inner = jnp.asarray(clip, dtype)
   for _ in range(2):
-    inner = np.nextafter(inner, np.asarray(0, dtype))
+    inner = jnp.nextafter(inner, jnp.zeros((), dtype))
   return inner
 
 
-def clip_weights(clip: float) -> optax.GradientTransformation:
+def clip_weights(clip: float | jax.Array) -> optax.GradientTransformation:
   """Projection onto the L-inf ball of radius `clip`, as an optax transform.
 
   Chained after the optimizer, it returns updates that land every parameter
   of the new weights in [-clip, clip] (for parameters that start there): the
-  WGAN paper's weight clipping, applied after each critic update.
+  WGAN paper's weight clipping, applied after each critic update. `clip` may
+  be traced (a sweep over c; its values are checked by the config).
   """
-  if clip <= 0:
+  if not isinstance(clip, jax.Array) and clip <= 0:
     raise ValueError(f"clip must be positive, got {clip}")
 
   def update_fn(updates, state, params=None):
@@ -48,22 +49,27 @@ def clip_weights(clip: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def learning_rate(opt: ml_collections.ConfigDict, num_updates: int) -> optax.ScalarOrSchedule:
-  """`opt.lr`, constant or decayed linearly to 0 over `num_updates` updates
-  (WGAN-GP's reference code decays both networks this way)."""
+def learning_rate(opt: ml_collections.ConfigDict, num_updates: int,
+                  lr: float | jax.Array | None = None) -> optax.ScalarOrSchedule:
+  """`opt.lr` (or `lr`, e.g. a swept value), constant or decayed linearly to 0
+  over `num_updates` updates (WGAN-GP's reference code decays both networks
+  this way)."""
+  lr = opt.lr if lr is None else lr
   if opt.schedule == "constant":
-    return opt.lr
+    return lr
   if opt.schedule == "linear":
-    return optax.linear_schedule(opt.lr, 0.0, transition_steps=max(num_updates, 1))
+    return optax.linear_schedule(lr, 0.0, transition_steps=max(num_updates, 1))
   raise ValueError(f"unknown optimizer.schedule {opt.schedule!r}; expected one of "
                    f"{LR_SCHEDULES}")
 
 
 def make_optimizer(opt: ml_collections.ConfigDict, num_updates: int,
-                   clip: float | None = None) -> optax.GradientTransformation:
+                   clip: float | jax.Array | None = None,
+                   lr: float | jax.Array | None = None) -> optax.GradientTransformation:
   """The optimizer from `opt` for a network updated `num_updates` times in the
-  run, followed by weight clipping if `clip` is set."""
-  lr = learning_rate(opt, num_updates)
+  run, followed by weight clipping if `clip` is set; `lr` replaces `opt.lr`
+  (a sweep's value, possibly traced)."""
+  lr = learning_rate(opt, num_updates, lr)
   if opt.name == "adam":
     tx = optax.adam(lr, b1=opt.b1, b2=opt.b2)
   elif opt.name == "rmsprop":

@@ -29,6 +29,8 @@ _OUT = flags.DEFINE_string("out", None, "PNG to write (default: WORKDIR/samples_
 _NPZ = flags.DEFINE_string("npz", None, "Also write the samples to this .npz (key 'samples': "
                            "uint8 [N, H, W, C] images, or float32 [N, 2] points).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise.")
+_MODEL = flags.DEFINE_integer("model", None, "Which model of a sweep (its index, as in "
+                              "WORKDIR/models/NN and summary.json's `models`).")
 
 # Samples one call writes at most, and the float32 bytes they may take (2 GiB:
 # e.g. 43,690 samples of 64x64x3).
@@ -55,7 +57,7 @@ def output_problem(flag: str, path: str, extension: str) -> str | None:
 
 
 def _samples(workdir: str, step: int | None, name: str | None,
-             overrides: list[tuple[str, str]], num: int, seed: int):
+             overrides: list[tuple[str, str]], num: int, seed: int, model: int | None):
   """(step, config, samples) of `step`, or of the newest checkpoint that reads back."""
   from wgan_jax import checkpointing, generation  # pylint: disable=import-outside-toplevel
 
@@ -67,7 +69,7 @@ def _samples(workdir: str, step: int | None, name: str | None,
       raise configs.ConfigError(
           f"--num={num} is more than {most} samples of shape {shape} (2 GiB of float32) "
           "in one call; call again with other --seed values")
-    return found, config, generation.from_checkpoint(config, workdir, found, num, seed)
+    return found, config, generation.from_checkpoint(config, workdir, found, num, seed, model)
 
   return checkpointing.newest_readable(workdir, step, load)
 
@@ -89,11 +91,12 @@ def main(parsed) -> None:
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   try:
     step, config, samples = _samples(workdir, _STEP.value, name, overrides, _NUM.value,
-                                     _SEED.value)
+                                     _SEED.value, _MODEL.value)
   except (checkpointing.CheckpointError, configs.ConfigError) as e:
     usage_error(str(e))
 
-  out = _OUT.value or os.path.join(workdir, f"samples_step{step}.png")
+  model = "" if _MODEL.value is None else f"_model{_MODEL.value:02d}"
+  out = _OUT.value or os.path.join(workdir, f"samples_step{step}{model}.png")
   problem = output_problem("--out", out, ".png")
   if problem:
     usage_error(problem)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from wgan_jax import losses, metrics, optim, parallel
+from wgan_jax import losses, metrics, optim, parallel, sweeps
 from wgan_jax.metrics import inception
 from wgan_jax.models import layers
 from wgan_jax.rules import Rule, any_value, at_least, choice, in_unit_interval, positive
@@ -25,6 +25,9 @@ CRITIC_LOOPS = ("auto", "unrolled", "scan")
 # batch's own statistics, as both reference implementations do; "running" the
 # running averages.
 SAMPLING_BATCH_NORM = ("batch", "running")
+# How a device runs its models of a sweep: "auto" is "map" (one after another in
+# the program) on CPU and "vmap" (batched) on GPU and TPU.
+SWEEP_LOOPS = ("auto", "vmap", "map")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -93,6 +96,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.fid_resize = "tf1"          # tf1 | pytorch-fid (see metrics/inception.py)
   c.eval.batch_size = 200            # real images per Inception batch, all devices
                                      # (generated ones come batch_size at a time)
+  # Many models as one program (wgan_jax/sweeps.py): `seeds` models for each of
+  # `grid` (values) of `key` (one of sweeps.SWEEPABLE; "" varies the seed only), each with
+  # its own TensorBoard run under workdir/models/. Toy sets; K = seeds x len(grid)
+  # models, a multiple of the device count.
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.key = ""
+  c.sweep.grid = ()
+  c.sweep.seeds = 1
+  c.sweep.loop = "auto"       # auto | vmap | map (see SWEEP_LOOPS)
   c.checkpoint_every = 1000   # generator iterations between checkpoints (0: only at the end)
   c.keep_checkpoints = 3      # how many recent checkpoints to keep
   # After a non-finite loss or gradient: 0 stops the run (exit 1); N > 0 restores
@@ -165,6 +177,13 @@ EVAL_RULES: dict[str, Rule] = {
     "inception_weights": any_value,
     "fid_resize": choice(*inception.RESIZES),
     "batch_size": at_least(1, 1 << 16),
+}
+SWEEP_RULES: dict[str, Rule] = {
+    "key": lambda key: None if key in ("", *sweeps.SWEEPABLE) else (
+        f"cannot be swept; use one of {', '.join(sweeps.SWEEPABLE)}, or '' for seeds only"),
+    "grid": any_value,  # checked with the rest of the config by sweeps.problem
+    "seeds": at_least(1, 4096),
+    "loop": choice(*SWEEP_LOOPS),
 }
 OPTIMIZER_RULES: dict[str, Rule] = {
     "name": choice(*optim.OPTIMIZERS),

@@ -5,6 +5,7 @@ from typing import Any
 
 import flax
 import jax
+import numpy as np
 
 PyTree = Any
 
@@ -26,3 +27,12 @@ class TrainState:
   rng: jax.Array
   generator: NetState
   critic: NetState
+
+
+def generator_steps(state: TrainState) -> int:
+  """The generator iterations `state` has done, on the host (a sweep's
+  models, stacked on a leading axis, have all done the same number)."""
+  step = state.step
+  if isinstance(step, jax.Array) and not step.is_fully_addressable:
+    step = step.addressable_data(0)
+  return int(np.ravel(jax.device_get(step))[0])

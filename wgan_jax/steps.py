@@ -58,6 +58,10 @@ class GanSpec:
   # The `jax.pmap` axis the steps run under (the modules' batch norm must use
   # the same one: models.build_*(axis_name=...)); None under jit.
   axis_name: str | None = None
+  # How many of an iteration's critic updates apply (a sweep over n_critic runs
+  # the largest count for every model; this model's later updates change
+  # nothing); None: all of them.
+  critic_updates: jax.Array | None = None
   # Salimans et al.'s techniques and instance noise (all off by default).
   techniques: Techniques = Techniques()
 
@@ -287,30 +291,51 @@ def train_critic(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.A
                      first, count)
   noise = _this_device(spec, noise, axis=1)
   keys = per_update(lambda k: k, k_critic, first, count)
+  indices = first + jnp.arange(count)
+  update = _masked(spec, lambda critic, real_batch, fake, k: critic_step(
+      spec, critic, real_to_float(spec, real_batch, k), fake, k, state.step))
 
   if state.generator.batch_stats:
     def body(carry, xs):
       gen_stats, critic = carry
-      real_batch, z, k = xs
+      real_batch, z, k, i = xs
       fake, gen_stats = fake_batch(spec, state.generator.replace(batch_stats=gen_stats), z)
-      critic, m = critic_step(spec, critic, real_to_float(spec, real_batch, k), fake, k,
-                              state.step)
+      critic, m = update(critic, real_batch, fake, k, index=i)
       return (gen_stats, critic), m
 
     (gen_stats, critic), metrics = jax.lax.scan(
-        body, (state.generator.batch_stats, state.critic), (real, noise, keys), unroll=unroll)
+        body, (state.generator.batch_stats, state.critic), (real, noise, keys, indices),
+        unroll=unroll)
     state = state.replace(generator=state.generator.replace(batch_stats=gen_stats))
   else:
     fakes, _ = fake_batch(spec, state.generator, noise.reshape(count * batch, -1))
     fakes = fakes.reshape(real.shape[:2] + fakes.shape[1:])
 
     def body(critic, xs):
-      real_batch, fake, k = xs
-      return critic_step(spec, critic, real_to_float(spec, real_batch, k), fake, k,
-                         state.step)
+      real_batch, fake, k, i = xs
+      return update(critic, real_batch, fake, k, index=i)
 
-    critic, metrics = jax.lax.scan(body, state.critic, (real, fakes, keys), unroll=unroll)
-  return state.replace(critic=critic), {k: jnp.mean(v) for k, v in metrics.items()}
+    critic, metrics = jax.lax.scan(body, state.critic, (real, fakes, keys, indices),
+                                   unroll=unroll)
+  if spec.critic_updates is None:
+    return state.replace(critic=critic), {k: jnp.mean(v) for k, v in metrics.items()}
+  weights = (indices < spec.critic_updates).astype(jnp.float32)
+  return state.replace(critic=critic), {
+      k: jnp.sum(v * weights) / jnp.maximum(jnp.sum(weights), 1.0) for k, v in metrics.items()}
+
+
+def _masked(spec: GanSpec, step_fn):
+  """`step_fn(critic, ...)` as a function of the update's `index` too, which
+  leaves the critic as it was for updates past `spec.critic_updates`."""
+  if spec.critic_updates is None:
+    return lambda critic, *args, index: step_fn(critic, *args)
+
+  def step(critic, *args, index):
+    new, metrics = step_fn(critic, *args)
+    keep = index < spec.critic_updates
+    return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, critic), metrics
+
+  return step
 
 
 def generator_iteration(spec: GanSpec, state: TrainState, real: jax.Array,

@@ -23,11 +23,12 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
-from wgan_jax import builders, checkpointing, configs, data, evaluation, files, inputs, iteration
+from wgan_jax import (builders, checkpointing, configs, data, evaluation, files, inputs,
+                      iteration, parallel, sweeps, writers)
 from wgan_jax.devices import Devices
 from wgan_jax.inflight import InFlight, NonFiniteError
 from wgan_jax.preemption import StopRequested, StopSignals
-from wgan_jax.state import TrainState
+from wgan_jax.state import TrainState, generator_steps
 
 __all__ = ["train_and_evaluate", "NonFiniteError", "OutputWriteError", "StopRequested"]
 
@@ -45,7 +46,7 @@ class _Run:
 
   def __init__(self, devices: Devices, state: TrainState, stream: inputs.Stream):
     self.devices, self.state, self.stream = devices, devices.put(state), stream
-    self.step = int(jax.device_get(state.step))
+    self.step = generator_steps(state)
     self.inflight = InFlight()
     self.scalars: dict[str, float] = {}
 
@@ -115,14 +116,14 @@ def _finishing_saves_on_error(checkpointer: checkpointing.Checkpointer):
 
 def _eval_and_report(evaluator: evaluation.Evaluator, state: TrainState, workdir: str, tag: str,
                      writer: metric_writers.MetricWriter) -> dict[str, Any]:
-  step = int(jax.device_get(state.step))
+  step = generator_steps(state)
   metrics, image = evaluator(state, workdir, tag)
   if metrics:
     writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
     logging.info("eval step %d: %s", step,
                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in metrics.items()))
-  writer.write_images(step, {"samples": image[None]})
+  writer.write_images(step, {"samples": image if image.ndim == 4 else image[None]})
   return metrics
 
 
@@ -186,10 +187,11 @@ def _restart_after_nonfinite(error: NonFiniteError, checkpointer: checkpointing.
     raise NonFiniteError(f"{error}; no checkpoint to restart from") from error
   state, metadata = restored
   # A different stream from here on: other noise, other interpolates.
-  state = state.replace(rng=jax.random.fold_in(state.rng, _RESTART_STREAM + attempt))
+  fold = lambda key: jax.random.fold_in(key, _RESTART_STREAM + attempt)
+  state = state.replace(rng=fold(state.rng) if state.rng.ndim == 1 else jax.vmap(fold)(state.rng))
   logging.warning("%s: restart %d from the checkpoint of step %d with a new RNG stream",
-                  error, attempt, int(jax.device_get(state.step)))
-  return _Run(devices, state, source.stream(int(jax.device_get(state.step)),
+                  error, attempt, generator_steps(state))
+  return _Run(devices, state, source.stream(generator_steps(state),
                                             _own_position(metadata)))
 
 
@@ -240,9 +242,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   if config.parallelism == "pmap" and jax.process_count() > 1:
     raise configs.ConfigError("parallelism='pmap' runs within one process; with several "
                               "processes use parallelism='jit' (the default)")
-  devices = Devices(config.parallelism, shard_state=config.shard_state)
+  sweep = sweeps.from_config(config)
   try:
-    devices.check_batch(config.batch_size)
+    if sweep is None:
+      devices = Devices(config.parallelism, shard_state=config.shard_state)
+      devices.check_batch(config.batch_size)
+    else:  # Each model sees whole batches, on the device that holds it.
+      devices = Devices("jit", sweeps.devices_for(sweep, parallel.sorted_devices()),
+                        shard_models=True)
   except ValueError as e:
     raise configs.ConfigError(str(e)) from e
   source = inputs.open_data(config, devices)
@@ -261,15 +268,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   # the run's shardings, or a fresh state born there; the data where it stood.
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every,
                                             config.keep_checkpoints, evaluator.best_metric)
-  abstract = builders.abstract_state(spec, shape, devices)
+  initializer = builders.state_initializer(config, spec, shape)
+  abstract = builders.abstract_state(initializer, devices=devices)
   restored = checkpointer.restore_intact(abstract)
   if restored is None:
-    state, metadata = builders.create_state(spec, shape, config.seed, devices), None
+    state, metadata = builders.create_state(initializer, shape, config.seed, devices), None
   else:
     state, metadata = restored
     logging.info("resumed from %s at generator step %d", checkpointer.directory,
-                 int(jax.device_get(state.step)))
-  run = _Run(devices, state, source.stream(int(jax.device_get(state.step)),
+                 generator_steps(state))
+  run = _Run(devices, state, source.stream(generator_steps(state),
                                            _own_position(metadata)))
   run.scalars = dict((metadata or {}).get("train_scalars") or {})
   summary_path = os.path.join(workdir, "summary.json")
@@ -284,9 +292,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   iterate = iteration.build(config, spec, devices, source.sampler)
 
   # --- Logging.
-  writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0)
-  writer.write_hparams(configs.flatten(config.to_dict()))
+  writer = writers.make_writer(config, workdir)
   if jax.process_index() == 0:
     try:
       files.write_text_atomically(os.path.join(workdir, "config.json"), config.to_json(indent=2))
@@ -330,6 +336,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   step = run.step
   summary: dict[str, Any] = dict(
       experiment=config.experiment, generator_steps=step,
+      **({"models": [sweep.model(m) for m in range(sweep.size)]} if sweep else {}),
       train_seconds=round(time.perf_counter() - start, 2), nonfinite_restarts=restarts,
       **{f"train_{k}": v for k, v in run.scalars.items()})
   try:

@@ -21,6 +21,11 @@ STUDIES: dict[str, str] = {
     "xy_game": "wgan_jax.studies.xy_game",
     "critic_vs_discriminator": "wgan_jax.studies.critic_vs_discriminator",
     "vanishing_gradients": "wgan_jax.studies.vanishing_gradients",
+    "mode_collapse": "wgan_jax.studies.mode_collapse",
+    "clip_sweep": "wgan_jax.studies.clip_sweep",
+    "n_critic_sweep": "wgan_jax.studies.n_critic_sweep",
+    "estimate_vs_quality": "wgan_jax.studies.estimate_vs_quality",
+    "improved_techniques": "wgan_jax.studies.improved_techniques",
 }
 
 

@@ -1,0 +1,69 @@
+"""The studies that train GANs (as sweeps, through the real trainer), each on
+its tiny setting: files written, the numbers there and consistent."""
+import json
+import math
+
+from PIL import Image
+
+from wgan_jax.studies import (clip_sweep, estimate_vs_quality, improved_techniques,
+                              mode_collapse, n_critic_sweep)
+
+
+def _files(out, name):
+  with Image.open(out / f"{name}.png") as image:
+    assert image.size[0] > 500
+  return json.loads((out / f"{name}.json").read_text(),
+                    parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+def test_mode_collapse_reports_modes_per_objective(tmp_path):
+  result = mode_collapse.run(str(tmp_path), tiny=True)
+  assert result == _files(tmp_path, "mode_collapse")
+  assert set(result["final"]) == {"gan", "wgan", "wgan-gp"}
+  for curve in result["curves"].values():
+    assert curve["step"] == [2, 4]
+    assert all(0 <= m <= 25 for m in curve["modes_covered"]["mean"])
+    assert all(0 <= q <= 1 for q in curve["high_quality_share"]["max"])
+  # Each setting trained its own run, kept for TensorBoard.
+  assert (tmp_path / "runs" / "mode_collapse" / "wgan-gp" / "summary.json").is_file()
+
+
+def test_clip_and_n_critic_sweeps_report_w1_and_estimate_per_value(tmp_path):
+  for study, key, values in ((clip_sweep, "clip", ["0.01", "0.1"]),
+                             (n_critic_sweep, "n_critic", ["1", "3"])):
+    result = study.run(str(tmp_path), tiny=True)
+    assert result == _files(tmp_path, result["study"])
+    assert result["key"] == key and list(result["by_value"]) == values
+    for curves in result["by_value"].values():
+      assert len(curves["w1"]["mean"]) == len(result["eval_step"]) == 2
+      assert all(w > result["w1_floor"] > 0 for w in curves["final_w1"])
+      assert all(math.isfinite(e) for e in curves["final_estimate"])
+    # Different values are different models.
+    finals = [c["final_w1"][0] for c in result["by_value"].values()]
+    assert finals[0] != finals[1]
+
+
+def test_estimate_vs_quality_ranks_estimate_against_w1_and_digit_fd(tmp_path):
+  result = estimate_vs_quality.run(str(tmp_path), tiny=True)
+  assert result == _files(tmp_path, "estimate_vs_quality")
+  assert set(result["runs"]) == {"8gaussians wgan", "8gaussians wgan-gp", "digits wgan-gp"}
+  for run in result["runs"].values():
+    assert len(run["estimate"][0]) == len(run["quality"][0]) == len(run["step"]) >= 2
+    assert all(-1 <= rho <= 1 for rho in run["spearman"])
+  assert result["runs"]["digits wgan-gp"]["measure"] == "digit-classifier FD"
+
+
+def test_improved_techniques_scores_every_technique_against_gan_and_wgan_gp(tmp_path):
+  result = improved_techniques.run(str(tmp_path), tiny=True)
+  assert result == _files(tmp_path, "improved_techniques")
+  toy = result["toy"]["results"]
+  assert list(toy) == ["gan", *improved_techniques.TECHNIQUES, "all of them", "wgan-gp"]
+  for scores in toy.values():
+    assert 0 <= scores["modes_covered"][0] <= 25 and scores["w1"][0] > 0
+  # Each technique changed what was trained: no two toy settings end alike.
+  assert len({scores["w1"][0] for scores in toy.values()}) == len(toy)
+  digits = result["digits"]["results"]
+  assert list(digits) == list(improved_techniques.TINY_DIGITS)
+  assert all(r["domain_fd"] > 0 and 0 <= r["domain_classes_covered"] <= 10
+             for r in digits.values())
+  assert result["settings"]["digits"]["gan"]["techniques.minibatch_kernels"] == 0

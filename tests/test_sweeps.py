@@ -1,0 +1,146 @@
+"""Sweeps: K models as one vmapped program, each equal to its own run."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from tests.helpers import tiny_config
+from wgan_jax import (builders, configs, generation, inputs, iteration, sweeps, trainer,
+                      writers)
+from wgan_jax.devices import Devices
+from wgan_jax.inflight import NonFiniteError, check_finite
+from wgan_jax.rules import ConfigError
+
+SMALL = dict(batch_size=16, n_critic=2, **{"model.generator.features": 16,
+                                            "model.critic.features": 16})
+
+
+def _train(config, devices, steps=2):
+  spec = builders.make_spec(config, (2,))
+  state = builders.create_state(builders.state_initializer(config, spec, (2,)), (), 0, devices)
+  iterate = iteration.build(config, spec, devices, inputs.open_data(config, devices).sampler)
+  for step in range(steps):
+    state, metrics = iterate(state, builders.num_critic_updates(step, config))
+  return jax.device_get(state), metrics
+
+
+@pytest.mark.parametrize("objective,key,grid,model,value,loop", [
+    # clip traced in the projection and the init; the models batched
+    ("wgan", "clip", (0.01, 0.1), 3, 0.1, "vmap"),
+    # model 1 applies 1 of 3 updates; the models one after another
+    ("wgan-gp", "n_critic", (1, 3), 1, 1, "map"),
+])
+def test_each_model_of_a_sweep_equals_its_own_run(objective, key, grid, model, value, loop):
+  sweep_config = tiny_config(objective, **SMALL, **{"sweep.key": key, "sweep.grid": grid,
+                                                    "sweep.seeds": 2, "sweep.loop": loop,
+                                                    "optimizer.schedule": "constant"})
+  # Model m is value m // seeds with seed seed + m % seeds.
+  one_config = tiny_config(objective, **{**SMALL, key: value, "seed": model % 2,
+                                          "optimizer.schedule": "constant"})
+  swept, swept_metrics = _train(sweep_config, Devices("jit", jax.devices()[:4],
+                                                      shard_models=True))
+  alone, alone_metrics = _train(one_config, Devices.single())
+  assert swept.critic.params["Dense_0"]["kernel"].shape[0] == 4
+
+  def distance(m):  # relative, over every parameter of both networks
+    a = np.concatenate([np.ravel(x[m]) for x in jax.tree.leaves((swept.generator.params,
+                                                                 swept.critic.params))])
+    b = np.concatenate([np.ravel(x) for x in jax.tree.leaves((alone.generator.params,
+                                                              alone.critic.params))])
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+  # Equal up to float rounding (vmapped matmuls round differently, and RMSProp's
+  # first steps amplify it); every other model is much further off.
+  assert distance(model) < 1e-3
+  assert distance(model) < 0.1 * min(distance(m) for m in range(4) if m != model)
+  np.testing.assert_array_equal(swept.step[model], alone.step)
+  for name, v in alone_metrics.items():
+    np.testing.assert_allclose(swept_metrics[name][model], v, rtol=1e-2, atol=1e-6)
+  if key == "clip":  # Every model's weights within its own bound.
+    bounds = np.array([abs(swept.critic.params["Dense_0"]["kernel"][m]).max() for m in range(4)])
+    assert np.all(bounds <= np.repeat(grid, 2)) and bounds[2] > 0.01
+
+
+def test_sweep_config_errors_are_one_line():
+  cases = {
+      (("sweep.key", "clip"), ("sweep.grid", (0.1,))): "acts under objective='wgan'",
+      (("sweep.grid", (0.1,)),): "without sweep.key",
+      (("sweep.key", "lr"),): "sweep.key='lr' cannot be swept; use one of clip, gp_weight",
+      (("sweep.key", "gp_weight"),): "needs sweep.grid",
+      (("sweep.key", "n_critic"), ("sweep.grid", (1, 5))): "optimizer.schedule='constant'",
+      (("sweep.key", "n_critic"), ("sweep.grid", (1.5,)), ("optimizer.schedule", "constant")):
+          "whole numbers",
+      (("sweep.key", "optimizer.lr"), ("sweep.grid", (0.0,))): "must be positive",
+      (("sweep.seeds", 2), ("experiment", "digits_dcgan_gp")): "image set",
+  }
+  for overrides, message in cases.items():
+    experiment = dict(overrides).get("experiment", "toy_8gaussians")
+    overrides = [(k, v) for k, v in overrides if k != "experiment"]
+    config = configs.load(experiment)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+      for key, value in overrides:
+        configs.override(config, key, str(value) if not isinstance(value, tuple)
+                         else repr(value))
+      configs.validate(config)
+    assert "\n" not in str(e.value)
+  with pytest.raises(ConfigError, match="under parallelism='jit'"):
+    tiny_config(**{"sweep.seeds": 2, "parallelism": "pmap"})
+
+
+def test_a_sweep_splits_its_models_over_the_devices_that_divide_them():
+  sweep = lambda k: sweeps.from_config(tiny_config(**{"sweep.seeds": k}))
+  assert len(sweeps.devices_for(sweep(16), jax.devices())) == 8
+  assert len(sweeps.devices_for(sweep(12), jax.devices())) == 4
+  assert len(sweeps.devices_for(sweep(3), jax.devices())) == 1
+
+
+def test_sweep_labels_and_hparams():
+  sweep = sweeps.from_config(tiny_config("wgan", **{"sweep.key": "clip", "sweep.grid": (0.01, 0.1),
+                                                    "sweep.seeds": 3, "seed": 5}))
+  assert sweep.size == 6
+  assert [sweep.model(m) for m in (0, 4)] == [{"model": 0, "seed": 5, "clip": 0.01},
+                                              {"model": 4, "seed": 6, "clip": 0.1}]
+  np.testing.assert_array_equal(sweep.hparams()["clip"], np.float32([.01, .01, .01, .1, .1, .1]))
+  assert sweeps.from_config(tiny_config()) is None  # One model: no model axis.
+
+
+def test_nonfinite_metrics_name_the_models():
+  with pytest.raises(NonFiniteError, match=r"non-finite critic_loss of models 1, 3 at generator step 7"):
+    check_finite({"critic_loss": np.array([0.0, np.nan, 1.0, np.inf])}, 7)
+  with pytest.raises(NonFiniteError, match=r"non-finite parameters of model 2 after"):
+    check_finite({"nonfinite_params": np.array([0.0, 0.0, 3.0, 0.0])}, 7)
+
+
+def test_sweep_trains_logs_evaluates_resumes_and_samples_per_model(tmp_path):
+  config = tiny_config(**SMALL, **{"sweep.seeds": 8, "num_generator_steps": 4, "eval_every": 0,
+                                   "checkpoint_every": 2, "log_every": 2})
+  workdir = str(tmp_path / "sweep")
+  summary = trainer.train_and_evaluate(config, workdir)
+  assert [m["seed"] for m in summary["models"]] == list(range(8))
+  assert len(summary["w1"]) == 8 and all(w > 0 for w in summary["w1"])
+  assert len(set(summary["w1"])) == 8  # Eight different models.
+  for m in (0, 7):
+    where = writers.model_dir(workdir, m)
+    assert os.path.isfile(os.path.join(where, "toy_final.png"))
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(where))
+  lines = writers.read_metrics(workdir)
+  trained = [line for line in lines if "train/critic_loss" in line]
+  assert [line["step"] for line in trained] == [2, 4]
+  assert all(len(line["train/critic_loss"]) == 8 for line in trained)
+  assert any(len(line.get("eval/w1", [])) == 8 for line in lines)
+
+  # Resume: the model axis comes back from the checkpoint and training continues.
+  config.num_generator_steps = 6
+  resumed = trainer.train_and_evaluate(config, workdir)
+  assert resumed["generator_steps"] == 6 and len(resumed["w1"]) == 8
+  saved = json.loads((tmp_path / "sweep" / "summary.json").read_text())
+  assert saved["generator_steps"] == 6
+
+  points = generation.from_checkpoint(config, workdir, 6, 50, seed=0, model=5)
+  assert points.shape == (50, 2) and np.all(np.isfinite(points))
+  other = generation.from_checkpoint(config, workdir, 6, 50, seed=0, model=4)
+  assert not np.allclose(points, other)
+  with pytest.raises(ConfigError, match="sweep of 8 models: name one with --model=0..7"):
+    generation.from_checkpoint(config, workdir, 6, 50, seed=0)

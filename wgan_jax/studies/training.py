@@ -1,0 +1,79 @@
+"""Studies that train GANs: every setting is a sweep (`wgan_jax/sweeps.py`,
+its seeds and swept values one compiled program) run by the real trainer in
+`out_dir/runs/STUDY/SETTING`, and its history read back from the run's
+`metrics.jsonl`. The runs stay there for TensorBoard; a study starts them
+afresh each time, so its numbers come from the code as it is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from typing import Any, Mapping
+
+import ml_collections
+import numpy as np
+
+from wgan_jax import configs, trainer, writers
+
+
+@dataclasses.dataclass(frozen=True)
+class History:
+  """What a run logged: every metrics.jsonl line, its summary and its models."""
+  lines: list[dict[str, Any]]
+  summary: dict[str, Any]
+  config: ml_collections.ConfigDict
+
+  @property
+  def num_models(self) -> int:
+    return len(self.summary.get("models", [None]))
+
+  def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps [T], values [T, models]) of metric `name` (e.g. "eval/w1"); a
+    value logged as null (non-finite) as NaN."""
+    rows = [line for line in self.lines if name in line]
+    if not rows:
+      raise KeyError(f"the run logged no {name!r}; it logged "
+                     f"{sorted({k for line in self.lines for k in line} - {'step'})}")
+    values = np.array([np.reshape(np.asarray(line[name], np.float64), -1) for line in rows])
+    return np.array([line["step"] for line in rows]), values
+
+  def final(self, name: str) -> np.ndarray:
+    """The summary's `name` (final evaluation) per model."""
+    return np.reshape(np.asarray(self.summary[name], np.float64), -1)
+
+
+def _text(value: Any) -> str:
+  return repr(tuple(value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def make_config(experiment: str, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """`experiment` with `overrides` ({dotted key: value}), validated."""
+  return configs.from_command_line(experiment, [(k, _text(v)) for k, v in overrides.items()])
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> History:
+  """Trains `config` from scratch in `workdir` (whatever was there is
+  removed) and returns its history."""
+  shutil.rmtree(workdir, ignore_errors=True)
+  summary = trainer.train_and_evaluate(config, workdir)
+  return History(writers.read_metrics(workdir), summary, config)
+
+
+def run_dir(out_dir: str, study: str, setting: str) -> str:
+  return os.path.join(out_dir, "runs", study, setting)
+
+
+def band(values: np.ndarray) -> dict[str, list[float]]:
+  """Mean, min and max over the models (axis 1) of [T, models] values."""
+  return {"mean": np.nanmean(values, axis=1).tolist(), "min": np.nanmin(values, axis=1).tolist(),
+          "max": np.nanmax(values, axis=1).tolist()}
+
+
+def toy_overrides(tiny: bool, steps: int, every: int) -> dict[str, Any]:
+  """Small MLPs and the evaluation schedule the toy studies share (tiny: a
+  test's seconds)."""
+  width = 32 if tiny else 128
+  return {"model.generator.features": width, "model.critic.features": width,
+          "batch_size": 32 if tiny else 128, "num_generator_steps": steps, "log_every": every,
+          "eval_every": every, "checkpoint_every": 0, "eval_samples": 200 if tiny else 1000}

@@ -1,0 +1,144 @@
+"""Sweeps: K models trained as one compiled program (config section `sweep`).
+
+A sweep trains `seeds` models for each value of one hyperparameter (`key`,
+`grid`), or `seeds` models alone when no key is swept. Every array of the
+state gains a leading model axis; the generator iteration is `jax.vmap`ped
+over it, so K small models cost about one dispatch per step instead of K.
+The swept values enter the program as numbers (the optimizers, the penalty
+weight and the clip bound are built inside the vmapped function from them);
+a sweep over `n_critic` runs the largest count for every model and lets each
+model apply only its first n_critic updates.
+
+Model m is value `m // seeds` with seed `config.seed + m % seeds`. The model
+axis is split over the devices (no communication between models: each
+device trains its share of whole models), as many as K divides by.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+# What a sweep may vary besides the seed: each enters the program as a number.
+SWEEPABLE = ("clip", "gp_weight", "optimizer.lr", "n_critic")
+# The objective a swept key acts under ("" for any).
+_ACTS_UNDER = {"clip": "wgan", "gp_weight": "wgan-gp", "optimizer.lr": "", "n_critic": ""}
+# The TensorBoard runs of the models: workdir/models/00, 01, ...
+MODELS_DIR = "models"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  key: str                      # "" when only the seed varies
+  values: tuple[float, ...]     # one group of `seeds` models per value
+  seeds: tuple[int, ...]        # the seeds of each group
+
+  @property
+  def size(self) -> int:
+    return len(self.seeds) * max(len(self.values), 1)
+
+  def value(self, m: int) -> float | None:
+    return self.values[m // len(self.seeds)] if self.key else None
+
+  def seed(self, m: int) -> int:
+    return self.seeds[m % len(self.seeds)]
+
+  def model(self, m: int) -> dict[str, Any]:
+    """What distinguishes model `m`: {"model": m, "seed": s[, key: value]}."""
+    out: dict[str, Any] = {"model": m, "seed": self.seed(m)}
+    if self.key:
+      out[self.key] = self.value(m)
+    return out
+
+  def label(self, m: int) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in self.model(m).items())
+
+  def hparams(self) -> dict[str, np.ndarray]:
+    """The swept values per model, [K] each ({} for a seeds-only sweep)."""
+    if not self.key:
+      return {}
+    dtype = np.int32 if self.key == "n_critic" else np.float32
+    return {self.key: np.array([self.value(m) for m in range(self.size)], dtype)}
+
+  def seed_array(self) -> np.ndarray:
+    return np.array([self.seed(m) for m in range(self.size)], np.int32)
+
+
+def from_config(config: ml_collections.ConfigDict) -> Sweep | None:
+  """The sweep of `config`, or None for a run of one model (no model axis)."""
+  section = config.get("sweep")
+  if section is None or (section.seeds == 1 and not section.key):
+    return None
+  values = tuple(int(v) if section.key == "n_critic" else float(v) for v in section.grid)
+  return Sweep(section.key, values, tuple(config.seed + i for i in range(section.seeds)))
+
+
+def problem(config: ml_collections.ConfigDict) -> str | None:
+  """What makes `config.sweep` unusable, or None (the rules of single keys aside)."""
+  from wgan_jax import data  # pylint: disable=import-outside-toplevel
+  s = config.sweep
+  if from_config(config) is not None and config.parallelism != "jit":
+    return "a sweep runs under parallelism='jit' (its model axis is split over the devices)"
+  if not s.key and s.grid:
+    return (f"sweep.grid={tuple(s.grid)} without sweep.key: name the key they are for "
+            f"({', '.join(SWEEPABLE)})")
+  if from_config(config) is not None and data.get(config.data.name).kind != data.TOY:
+    return ("sweeps train toy-set models (their data is drawn in the program); "
+            f"data.name={config.data.name!r} is an image set")
+  if not s.key:
+    return None
+  if not s.grid:
+    return f"sweep.key={s.key!r} needs sweep.grid, e.g. --experiment.sweep.grid=1,2,"
+  if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in s.grid):
+    return f"sweep.grid={tuple(s.grid)} must be numbers"
+  objective = _ACTS_UNDER[s.key]
+  if objective and config.objective != objective:
+    return (f"sweep.key={s.key!r} acts under objective={objective!r} only; this run's "
+            f"objective is {config.objective!r}")
+  if s.key == "n_critic":
+    if any(v != int(v) or v < 1 for v in s.grid):
+      return f"sweep.grid={tuple(s.grid)} for n_critic must be whole numbers >= 1"
+    if config.critic_schedule != "constant":
+      return "a sweep over n_critic needs critic_schedule='constant'"
+    if config.optimizer.schedule != "constant":
+      return ("a sweep over n_critic needs optimizer.schedule='constant': the linear decay "
+              "counts critic updates, which differ between the models")
+  elif any(v < 0 if s.key == "gp_weight" else v <= 0 for v in s.grid):
+    return (f"sweep.grid={tuple(s.grid)} for {s.key} must be "
+            + ("at least 0" if s.key == "gp_weight" else "positive"))
+  return None
+
+
+def devices_for(sweep: Sweep, devices: Sequence[jax.Device]) -> list[jax.Device]:
+  """The devices the sweep's models are split over: all of them when K divides
+  by their count; in one process, else the most that K divides by (a
+  ValueError across processes, which must all take part)."""
+  count = math.gcd(sweep.size, len(devices))
+  if count != len(devices) and jax.process_count() > 1:
+    raise ValueError(f"the sweep trains {sweep.size} models, which do not split over "
+                     f"{len(devices)} devices; use a multiple of the device count "
+                     "(sweep.seeds or sweep.grid)")
+  return list(devices)[:count]
+
+
+def max_critic_updates(config: ml_collections.ConfigDict) -> int:
+  """The critic updates one iteration runs: n_critic, or the largest swept one."""
+  s = config.get("sweep")
+  if s is not None and s.key == "n_critic":
+    return int(max(s.grid))
+  return config.n_critic
+
+
+def model_slice(tree: Any, m: int) -> Any:
+  """Model `m`'s arrays of a tree with a leading model axis."""
+  return jax.tree.map(lambda x: x[m], tree)
+
+
+def per_model(values: Mapping[str, Any], m: int) -> dict[str, Any]:
+  """Model `m`'s entries of a dict of [K] arrays (scalars pass through)."""
+  return {k: (v[m] if np.ndim(v) else v) for k, v in values.items()}

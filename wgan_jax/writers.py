@@ -1,0 +1,151 @@
+"""Where a run's metrics go: TensorBoard through clu, `metrics.jsonl` (every
+logged and evaluated value, one JSON line per write, for scripts and the
+studies), and for a sweep one TensorBoard run per model (workdir/models/NN).
+
+`make_writer(config, workdir)` builds the run's writer. Process 0 writes the
+files; the others only log.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+from clu import metric_writers
+import jax
+import ml_collections
+import numpy as np
+
+from wgan_jax import configs, sweeps
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def model_dir(workdir: str, m: int) -> str:
+  """Where model `m` of a sweep keeps its TensorBoard run and evaluation files."""
+  return os.path.join(workdir, sweeps.MODELS_DIR, f"{m:02d}")
+
+
+def _json_value(v: Any) -> Any:
+  """A number or a list of them; a non-finite value (reported, never trained
+  on) as null, so the file stays strict JSON."""
+  v = np.asarray(v)
+  if v.ndim:
+    return [_json_value(x) for x in v]
+  if v.dtype.kind in "iub":
+    return int(v)
+  return float(v) if np.isfinite(v) else None
+
+
+class JsonLines(metric_writers.MetricWriter):
+  """Scalars appended to a file as {"step": s, name: value, ...} lines (a
+  sweep's values as lists, one per model). A resumed run appends: a reader
+  keeps the last line written for a step."""
+
+  def __init__(self, path: str):
+    self._file = open(path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    line = {"step": int(step), **{k: _json_value(v) for k, v in scalars.items()}}
+    self._file.write(json.dumps(line, allow_nan=False) + "\n")
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+  # Only scalars go to the file.
+  def write_summaries(self, step, values, metadata=None): pass
+  def write_images(self, step, images): pass
+  def write_videos(self, step, videos): pass
+  def write_audios(self, step, audios, *, sample_rate): pass
+  def write_texts(self, step, texts): pass
+  def write_histograms(self, step, arrays, num_buckets=None): pass
+  def write_hparams(self, hparams): pass
+
+
+class ModelWriters(metric_writers.MetricWriter):
+  """A sweep's writers: values with a model axis go to each model's run,
+  entry m to model m; the rest (e.g. steps per second) to the workdir's run."""
+
+  def __init__(self, main: metric_writers.MetricWriter, sweep: sweeps.Sweep, workdir: str,
+               just_logging: bool):
+    self._main, self._sweep = main, sweep
+    self._models = [metric_writers.create_default_writer(model_dir(workdir, m),
+                                                         just_logging=just_logging)
+                    for m in range(sweep.size)]
+
+  def _split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    shared = {k: v for k, v in values.items() if np.ndim(v) == 0}
+    per = [{k: np.asarray(v)[m] for k, v in values.items() if np.ndim(v)}
+           for m in range(self._sweep.size)]
+    return shared, per
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    shared, per = self._split(scalars)
+    if shared:
+      self._main.write_scalars(step, shared)
+    for writer, values in zip(self._models, per):
+      if values:
+        writer.write_scalars(step, values)
+
+  def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+    """[K, H, W, C] per name: model m's image is entry m."""
+    for m, writer in enumerate(self._models):
+      writer.write_images(step, {k: np.asarray(v)[m:m + 1] for k, v in images.items()})
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    self._main.write_hparams(hparams)
+    for m, writer in enumerate(self._models):
+      writer.write_hparams({**hparams, **{f"sweep_model.{k}": v
+                                          for k, v in self._sweep.model(m).items()}})
+
+  def flush(self) -> None:
+    for writer in (self._main, *self._models):
+      writer.flush()
+
+  def close(self) -> None:
+    for writer in (self._main, *self._models):
+      writer.close()
+
+  def write_summaries(self, step, values, metadata=None):
+    self._main.write_summaries(step, values, metadata)
+
+  def write_videos(self, step, videos):
+    self._main.write_videos(step, videos)
+
+  def write_audios(self, step, audios, *, sample_rate):
+    self._main.write_audios(step, audios, sample_rate=sample_rate)
+
+  def write_texts(self, step, texts):
+    self._main.write_texts(step, texts)
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    self._main.write_histograms(step, arrays, num_buckets)
+
+
+def make_writer(config: ml_collections.ConfigDict, workdir: str) -> metric_writers.MetricWriter:
+  """The run's writer: TensorBoard (one run per model in a sweep) and, on
+  process 0, `metrics.jsonl`. Writes the config as hyperparameters."""
+  just_logging = jax.process_index() > 0
+  writer = metric_writers.create_default_writer(workdir, just_logging=just_logging)
+  sweep = sweeps.from_config(config)
+  if sweep is not None:
+    writer = ModelWriters(writer, sweep, workdir, just_logging)
+  if not just_logging:
+    writer = metric_writers.MultiWriter([writer, JsonLines(os.path.join(workdir, METRICS_FILE))])
+  writer.write_hparams(configs.flatten(config.to_dict()))
+  return writer
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """The lines of `workdir/metrics.jsonl`, the last one written for each
+  (step, names) kept, in step order."""
+  latest: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
+  with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
+    for text in f:
+      if text.strip():
+        line = json.loads(text)
+        latest[(line["step"], tuple(sorted(line)))] = line
+  return [latest[k] for k in sorted(latest, key=lambda k: k[0])]
