@@ -1,6 +1,7 @@
 """Sweeps: K models as one vmapped program, each equal to its own run."""
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -19,7 +20,7 @@ SMALL = dict(batch_size=16, n_critic=2, **{"model.generator.features": 16,
 
 def _train(config, devices, steps=2):
   spec = builders.make_spec(config, (2,))
-  state = builders.create_state(builders.state_initializer(config, spec, (2,)), (), 0, devices)
+  state = builders.create_state(builders.state_initializer(config, spec, (2,)), devices=devices)
   iterate = iteration.build(config, spec, devices, inputs.open_data(config, devices).sampler)
   for step in range(steps):
     state, metrics = iterate(state, builders.num_critic_updates(step, config))
@@ -71,18 +72,24 @@ def test_sweep_config_errors_are_one_line():
       (("sweep.key", "gp_weight"),): "needs sweep.grid",
       (("sweep.key", "n_critic"), ("sweep.grid", (1, 5))): "optimizer.schedule='constant'",
       (("sweep.key", "n_critic"), ("sweep.grid", (1.5,)), ("optimizer.schedule", "constant")):
-          "whole numbers",
-      (("sweep.key", "optimizer.lr"), ("sweep.grid", (0.0,))): "must be positive",
+          "sweep.grid value 1.5 for n_critic is not a whole number",
+      # Each value passes its key's own rule.
+      (("sweep.key", "n_critic"), ("sweep.grid", (5, 100000)), ("optimizer.schedule", "constant")):
+          "sweep.grid value 100000 for n_critic must be at least 1 and at most 1000",
+      (("sweep.key", "optimizer.lr"), ("sweep.grid", (0.0,))): "for optimizer.lr must be positive",
+      (("sweep.key", "optimizer.lr"), ("sweep.grid", "1e999")): "is not a number",
+      (("sweep.key", "optimizer.lr"), ("sweep.grid", "('a',)")): "'a' for optimizer.lr is not a",
+      (("sweep.seeds", 3), ("seed", 2**31 - 2)): "runs past the largest seed",
+      (("sweep.seeds", 2), ("shard_state", True)): "shard_state=False",
       (("sweep.seeds", 2), ("experiment", "digits_dcgan_gp")): "image set",
   }
   for overrides, message in cases.items():
     experiment = dict(overrides).get("experiment", "toy_8gaussians")
     overrides = [(k, v) for k, v in overrides if k != "experiment"]
     config = configs.load(experiment)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
       for key, value in overrides:
-        configs.override(config, key, str(value) if not isinstance(value, tuple)
-                         else repr(value))
+        configs.override(config, key, repr(value) if isinstance(value, tuple) else str(value))
       configs.validate(config)
     assert "\n" not in str(e.value)
   with pytest.raises(ConfigError, match="under parallelism='jit'"):
@@ -122,7 +129,7 @@ def test_sweep_trains_logs_evaluates_resumes_and_samples_per_model(tmp_path):
   assert len(summary["w1"]) == 8 and all(w > 0 for w in summary["w1"])
   assert len(set(summary["w1"])) == 8  # Eight different models.
   for m in (0, 7):
-    where = writers.model_dir(workdir, m)
+    where = writers.model_dir(workdir, m, 8)
     assert os.path.isfile(os.path.join(where, "toy_final.png"))
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(where))
   lines = writers.read_metrics(workdir)
@@ -144,3 +151,25 @@ def test_sweep_trains_logs_evaluates_resumes_and_samples_per_model(tmp_path):
   assert not np.allclose(points, other)
   with pytest.raises(ConfigError, match="sweep of 8 models: name one with --model=0..7"):
     generation.from_checkpoint(config, workdir, 6, 50, seed=0)
+
+
+def test_resuming_a_sweep_keeps_its_seeds_and_may_change_its_loop():
+  saved = tiny_config(**{"sweep.seeds": 2}).to_dict()
+  with pytest.raises(ConfigError, match="seed=0 .* this command sets seed=7"):
+    configs.check_resumable(saved, tiny_config(**{"sweep.seeds": 2, "seed": 7}), "W", 3)
+  assert configs.check_resumable(saved, tiny_config(**{"sweep.seeds": 2, "sweep.loop": "vmap"}),
+                                 "W", 3) == ["sweep.loop: 'auto' -> 'vmap'"]
+  one = configs.load("toy_8gaussians_clip")
+  configs.override(one, "sweep.grid", "0.05")  # One value needs no trailing comma.
+  assert one.sweep.grid == (0.05,)
+
+
+def test_a_resumed_run_forgets_what_it_logged_after_its_checkpoint(tmp_path):
+  writer = writers.JsonLines(str(tmp_path / writers.METRICS_FILE))
+  for step in (2, 4, 6):
+    writer.write_scalars(step, {"train/loss": np.array([step, np.nan])})
+  writer.close()
+  writers.forget_after(str(tmp_path), 4)
+  lines = writers.read_metrics(str(tmp_path))
+  assert [line["step"] for line in lines] == [2, 4]
+  assert lines[0]["train/loss"] == [2.0, None]  # Strict JSON: NaN as null.

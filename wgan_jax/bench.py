@@ -220,8 +220,8 @@ class _Timed:
     data_shape = data.data_shape(config.data)
     spec = builders.make_spec(config, data_shape)
     compiled = iteration.build(config, spec, devices, inputs.open_data(config, devices).sampler)
-    self.state = builders.create_state(builders.state_initializer(config, spec, data_shape), (),
-                                       0, devices)
+    self.state = builders.create_state(builders.state_initializer(config, spec, data_shape),
+                                       devices=devices)
     self._run = lambda state: compiled(state, config.n_critic)
     t = time.perf_counter()
     self.state, _ = self._run(self.state)
@@ -276,9 +276,11 @@ def main(parsed) -> None:
   if not 1 <= _DEVICES.value <= jax.device_count():
     usage_error(f"--devices={_DEVICES.value}: this machine has {jax.device_count()} devices")
   if _SWEEP_MODELS.value:
-    if data.get(config.data.name).kind != data.TOY or _SWEEP_MODELS.value % _DEVICES.value:
-      usage_error(f"--sweep_models={_SWEEP_MODELS.value} needs a toy experiment and a multiple "
-                  f"of --devices={_DEVICES.value}")
+    models = _SWEEP_MODELS.value
+    if (data.get(config.data.name).kind != data.TOY or not 2 <= models <= 4096
+        or models % _DEVICES.value):
+      usage_error(f"--sweep_models={models} needs a toy experiment and 2 to 4096 models, a "
+                  f"multiple of --devices={_DEVICES.value}")
     result = {"experiment": config.experiment, "backend": jax.default_backend(),
               **sweep_figures(config, _SWEEP_MODELS.value, _DEVICES.value, _ITERS.value,
                               _REPEATS.value)}

@@ -82,7 +82,7 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
               ) -> steps.GanSpec:
   """Modules, optimizers and objective of `config`; `axis_name`: the pmap axis
   the steps run under (None under jit); `swept`: one model's values of a sweep's
-  key (`sweeps.SWEEPABLE`, traced inside the sweep's vmapped program)."""
+  key (`sweeps.SWEEPABLE`, traced inside the sweep's program)."""
   swept = swept or {}
   clip = swept.get("clip", config.clip) if config.objective == "wgan" else None
   lr = swept.get("optimizer.lr")
@@ -167,8 +167,8 @@ def abstract_state(spec: steps.GanSpec | Callable[[], TrainState],
                       shapes, devices.view_shardings(shapes))
 
 
-def create_state(spec: steps.GanSpec | Callable[[], TrainState], data_shape: tuple[int, ...],
-                 seed: int, devices: Devices) -> TrainState:
+def create_state(spec: steps.GanSpec | Callable[[], TrainState], data_shape: tuple[int, ...] = (),
+                 seed: int = 0, devices: Devices | None = None) -> TrainState:
   """A fresh state in the global view, computed by one jitted program whose
   outputs land in their shardings: a large model is born sharded. `spec`
   (with `data_shape`, `seed`) means one model; a `state_initializer` any state."""

@@ -65,6 +65,8 @@ def _parse_value(key: str, text: str, current: Any) -> Any:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      value = (value,)  # One value: `--experiment.sweep.grid=0.05`.
     if isinstance(value, (tuple, list)):
       return type(current)(value)
   else:
@@ -106,7 +108,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if problem:
     raise ConfigError(problem)
   check(config.sweep, schema.SWEEP_RULES, "sweep.")
-  problem = sweeps.problem(config)
+  problem = sweeps.problem(config, {"clip": schema.RULES["clip"],
+                                   "gp_weight": schema.RULES["gp_weight"],
+                                   "n_critic": schema.RULES["n_critic"],
+                                   "optimizer.lr": schema.OPTIMIZER_RULES["lr"]})
   if problem:
     raise ConfigError(problem)
   data.check_config(config.data)
@@ -158,7 +163,10 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, wo
         "--workdir")
   old, new = flatten(_with_added_keys(saved)), flatten(config.to_dict())
   changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-  shaped = [k for k in changed if k.startswith(_SHAPE_KEYS)]
+  # A sweep's models were initialised from seed, seed + 1, ...: another seed would
+  # mislabel them. How a device loops over them changes nothing saved.
+  shaped = [k for k in changed if (k.startswith(_SHAPE_KEYS) and k != "sweep.loop")
+            or (k == "seed" and sweeps.from_config(config) is not None)]
   if shaped:
     raise ConfigError(
         f"{workdir} was trained with "

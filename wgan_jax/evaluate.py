@@ -49,6 +49,8 @@ _RESIZE = flags.DEFINE_enum("fid_resize", inception.DEFAULT_RESIZE, inception.RE
                             "(as torch-fidelity) or pytorch-fid's F.interpolate.")
 _BATCH = flags.DEFINE_integer("batch_size", 200, "Images per Inception batch, all devices.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the generator's noise (as wgan_jax.sample's).")
+_MODEL = flags.DEFINE_integer("model", None, "Which model of a sweep (its index, as in "
+                              "WORKDIR/models/NN and summary.json's `models`).")
 _CRITIC = flags.DEFINE_enum("critic", "auto", ("auto", "mlp", "dcgan"),
                             "critic_w: the fresh critic's architecture (auto: mlp on toy sets, "
                             "dcgan on images).")
@@ -125,7 +127,7 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
 
   def load(candidate):
     found, config = generation.saved_config(workdir, candidate, experiment, overrides)
-    return (found, config, *generation.restore(config, workdir, found))
+    return (found, config, *generation.restore(config, workdir, found, _MODEL.value))
 
   found, config, module, generator = checkpointing.newest_readable(workdir, step, load)
   if data.get(config.data.name).kind == data.TOY:
@@ -148,12 +150,13 @@ def evaluate_critic(workdir: str, step: int | None, overrides) -> list[dict]:
   from wgan_jax.metrics import yardstick  # pylint: disable=import-outside-toplevel
   critic = yardstick.YardstickConfig(critic=_CRITIC.value, clip=_CRITIC_CLIP.value,
                                      updates=_CRITIC_UPDATES.value, seeds=_CRITIC_SEEDS.value)
+  model = _MODEL.value
   rows = yardstick.evaluate_checkpoints(workdir, None if step is None else [step], critic,
-                                        overrides)
+                                        overrides, model)
   numbers = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in rows]
   if jax.process_index() == 0:
-    files.write_text_atomically(os.path.join(workdir, "critic_w.json"),
-                                json.dumps(rows, indent=2) + "\n")
+    name = "critic_w.json" if model is None else f"critic_w_model{model:02d}.json"
+    files.write_text_atomically(os.path.join(workdir, name), json.dumps(rows, indent=2) + "\n")
   print(yardstick.format_table(rows))
   print(json.dumps({metrics.CRITIC: numbers}))
   return rows

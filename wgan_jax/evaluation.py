@@ -172,11 +172,16 @@ class SweepEvaluator:
                ) -> tuple[dict[str, list[Any]], np.ndarray]:
     metrics: dict[str, list[Any]] = {}
     images = []
+    nets = state.replace(generator=state.generator.replace(opt_state=None),
+                         critic=state.critic.replace(opt_state=None))
     for m in range(self.sweep.size):
-      where = writers.model_dir(workdir, m)
+      where = writers.model_dir(workdir, m, self.sweep.size)
       if jax.process_index() == 0:
         os.makedirs(where, exist_ok=True)
-      one, image = self.evaluator(sweeps.model_slice(state, m), where, tag)
+      try:
+        one, image = self.evaluator(sweeps.model_slice(nets, m), where, tag)
+      except NonFiniteError as e:
+        raise NonFiniteError(f"model {m} of the sweep: {e}") from e
       for k, v in one.items():
         metrics.setdefault(k, []).append(v)
       images.append(image)

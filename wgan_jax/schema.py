@@ -99,7 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Many models as one program (wgan_jax/sweeps.py): `seeds` models for each of
   # `grid` (values) of `key` (one of sweeps.SWEEPABLE; "" varies the seed only), each with
   # its own TensorBoard run under workdir/models/. Toy sets; K = seeds x len(grid)
-  # models, a multiple of the device count.
+  # models, split over the devices that K divides by (several processes: all).
   c.sweep = ml_collections.ConfigDict()
   c.sweep.key = ""
   c.sweep.grid = ()

@@ -319,9 +319,10 @@ def train_critic(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.A
                                    unroll=unroll)
   if spec.critic_updates is None:
     return state.replace(critic=critic), {k: jnp.mean(v) for k, v in metrics.items()}
-  weights = (indices < spec.critic_updates).astype(jnp.float32)
+  applied = indices < spec.critic_updates  # A skipped update's values count for nothing,
+  count = jnp.maximum(jnp.sum(applied), 1)  # not even a NaN.
   return state.replace(critic=critic), {
-      k: jnp.sum(v * weights) / jnp.maximum(jnp.sum(weights), 1.0) for k, v in metrics.items()}
+      k: jnp.sum(jnp.where(applied, v, 0.0)) / count for k, v in metrics.items()}
 
 
 def _masked(spec: GanSpec, step_fn):

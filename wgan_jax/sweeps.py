@@ -2,22 +2,24 @@
 
 A sweep trains `seeds` models for each value of one hyperparameter (`key`,
 `grid`), or `seeds` models alone when no key is swept. Every array of the
-state gains a leading model axis; the generator iteration is `jax.vmap`ped
-over it, so K small models cost about one dispatch per step instead of K.
+state gains a leading model axis, and one compiled generator iteration
+trains every model (`iteration.ModelAxis`: vmapped, or mapped one after
+another on CPU), so K small models cost one dispatch per step instead of K.
 The swept values enter the program as numbers (the optimizers, the penalty
-weight and the clip bound are built inside the vmapped function from them);
+weight and the clip bound are built inside the mapped function from them);
 a sweep over `n_critic` runs the largest count for every model and lets each
 model apply only its first n_critic updates.
 
 Model m is value `m // seeds` with seed `config.seed + m % seeds`. The model
 axis is split over the devices (no communication between models: each
-device trains its share of whole models), as many as K divides by.
+device trains its share of whole models): in one process over as many as K
+divides by, across processes over all of them (K a multiple of their count).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -35,17 +37,17 @@ MODELS_DIR = "models"
 class Sweep:
   key: str                      # "" when only the seed varies
   values: tuple[float, ...]     # one group of `seeds` models per value
-  seeds: tuple[int, ...]        # the seeds of each group
+  seed_values: tuple[int, ...]  # the seeds of each group
 
   @property
   def size(self) -> int:
-    return len(self.seeds) * max(len(self.values), 1)
+    return len(self.seed_values) * max(len(self.values), 1)
 
   def value(self, m: int) -> float | None:
-    return self.values[m // len(self.seeds)] if self.key else None
+    return self.values[m // len(self.seed_values)] if self.key else None
 
   def seed(self, m: int) -> int:
-    return self.seeds[m % len(self.seeds)]
+    return self.seed_values[m % len(self.seed_values)]
 
   def model(self, m: int) -> dict[str, Any]:
     """What distinguishes model `m`: {"model": m, "seed": s[, key: value]}."""
@@ -53,10 +55,6 @@ class Sweep:
     if self.key:
       out[self.key] = self.value(m)
     return out
-
-  def label(self, m: int) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in self.model(m).items())
 
   def hparams(self) -> dict[str, np.ndarray]:
     """The swept values per model, [K] each ({} for a seeds-only sweep)."""
@@ -78,39 +76,48 @@ def from_config(config: ml_collections.ConfigDict) -> Sweep | None:
   return Sweep(section.key, values, tuple(config.seed + i for i in range(section.seeds)))
 
 
-def problem(config: ml_collections.ConfigDict) -> str | None:
-  """What makes `config.sweep` unusable, or None (the rules of single keys aside)."""
+def problem(config: ml_collections.ConfigDict, rules: Mapping[str, Callable[[Any], str | None]]
+            ) -> str | None:
+  """What makes `config.sweep` unusable, or None; `rules`: the rule of each
+  sweepable key, which every value of the grid must pass."""
   from wgan_jax import data  # pylint: disable=import-outside-toplevel
   s = config.sweep
-  if from_config(config) is not None and config.parallelism != "jit":
-    return "a sweep runs under parallelism='jit' (its model axis is split over the devices)"
   if not s.key and s.grid:
     return (f"sweep.grid={tuple(s.grid)} without sweep.key: name the key they are for "
             f"({', '.join(SWEEPABLE)})")
-  if from_config(config) is not None and data.get(config.data.name).kind != data.TOY:
+  if s.key and not s.grid:
+    return f"sweep.key={s.key!r} needs sweep.grid, e.g. --experiment.sweep.grid=1,2"
+  for v in s.grid:
+    wrong = (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+             or (s.key == "n_critic" and v != int(v)))
+    problem_ = (f"is not a {'whole ' if s.key == 'n_critic' else ''}number" if wrong
+                else rules[s.key](int(v) if s.key == "n_critic" else v))
+    if problem_:
+      return f"sweep.grid value {v!r} for {s.key} {problem_}"
+  if from_config(config) is None:
+    return None
+  if config.parallelism != "jit" or config.shard_state:
+    return ("a sweep runs under parallelism='jit' with shard_state=False (its model axis is "
+            "split over the devices)")
+  if data.get(config.data.name).kind != data.TOY:
     return ("sweeps train toy-set models (their data is drawn in the program); "
             f"data.name={config.data.name!r} is an image set")
-  if not s.key:
-    return None
-  if not s.grid:
-    return f"sweep.key={s.key!r} needs sweep.grid, e.g. --experiment.sweep.grid=1,2,"
-  if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in s.grid):
-    return f"sweep.grid={tuple(s.grid)} must be numbers"
-  objective = _ACTS_UNDER[s.key]
+  if config.seed + s.seeds - 1 > 2**31 - 1:
+    return f"seed={config.seed} + sweep.seeds={s.seeds} runs past the largest seed, 2**31 - 1"
+  objective = _ACTS_UNDER.get(s.key)
   if objective and config.objective != objective:
     return (f"sweep.key={s.key!r} acts under objective={objective!r} only; this run's "
             f"objective is {config.objective!r}")
   if s.key == "n_critic":
-    if any(v != int(v) or v < 1 for v in s.grid):
-      return f"sweep.grid={tuple(s.grid)} for n_critic must be whole numbers >= 1"
     if config.critic_schedule != "constant":
       return "a sweep over n_critic needs critic_schedule='constant'"
     if config.optimizer.schedule != "constant":
       return ("a sweep over n_critic needs optimizer.schedule='constant': the linear decay "
               "counts critic updates, which differ between the models")
-  elif any(v < 0 if s.key == "gp_weight" else v <= 0 for v in s.grid):
-    return (f"sweep.grid={tuple(s.grid)} for {s.key} must be "
-            + ("at least 0" if s.key == "gp_weight" else "positive"))
+    if config.techniques.feature_matching:
+      return ("a sweep over n_critic cannot use techniques.feature_matching: the generator "
+              "matches the real batch of the last critic update, which differs between the "
+              "models")
   return None
 
 
@@ -137,8 +144,3 @@ def max_critic_updates(config: ml_collections.ConfigDict) -> int:
 def model_slice(tree: Any, m: int) -> Any:
   """Model `m`'s arrays of a tree with a leading model axis."""
   return jax.tree.map(lambda x: x[m], tree)
-
-
-def per_model(values: Mapping[str, Any], m: int) -> dict[str, Any]:
-  """Model `m`'s entries of a dict of [K] arrays (scalars pass through)."""
-  return {k: (v[m] if np.ndim(v) else v) for k, v in values.items()}

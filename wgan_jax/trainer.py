@@ -259,9 +259,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   evaluator = evaluation.make_evaluator(
       config, builders.make_spec(config, shape) if devices.pmap else spec)
   os.makedirs(workdir, exist_ok=True)
-  logging.info("%d devices (%s), %d processes; %d examples a batch on each device",
-               devices.count, config.parallelism, jax.process_count(),
-               config.batch_size // devices.count)
+  if sweep is None:
+    logging.info("%d devices (%s), %d processes; %d examples a batch on each device",
+                 devices.count, config.parallelism, jax.process_count(),
+                 config.batch_size // devices.count)
+  else:
+    logging.info("a sweep of %d models over %d devices (%d each), %d processes; each model "
+                 "trains on batches of %d", sweep.size, devices.count,
+                 sweep.size // devices.count, jax.process_count(), config.batch_size)
   builders.log_backend_choices(config)
 
   # --- State: the newest intact checkpoint, restored into an abstract target in
@@ -272,11 +277,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   abstract = builders.abstract_state(initializer, devices=devices)
   restored = checkpointer.restore_intact(abstract)
   if restored is None:
-    state, metadata = builders.create_state(initializer, shape, config.seed, devices), None
+    state, metadata = builders.create_state(initializer, devices=devices), None
   else:
     state, metadata = restored
     logging.info("resumed from %s at generator step %d", checkpointer.directory,
                  generator_steps(state))
+    writers.forget_after(workdir, generator_steps(state))
   run = _Run(devices, state, source.stream(generator_steps(state),
                                            _own_position(metadata)))
   run.scalars = dict((metadata or {}).get("train_scalars") or {})
@@ -325,7 +331,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
       reason = stopped_by or stop.received
       if reason:
         checkpointer.close()
-        writer.flush()
+        writer.close()
         return _stopped(reason, "training" if stopped_by else "the final evaluation", run.step,
                         checkpointer)
   except StopRequested as e:  # A second Ctrl-C: no final checkpoint.
@@ -353,12 +359,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
       summary[f"best_{name}_step"], summary[f"best_{name}"] = best
   except StopRequested as e:
     checkpointer.close()
-    writer.flush()
+    writer.close()
     return _stopped(e.reason, "the final evaluation", step, checkpointer)
   except OSError as e:
     raise _write_error(f"the final evaluation's files in {workdir}", e, checkpointer) from e
   checkpointer.close()
-  writer.flush()
+  writer.close()
   if jax.process_index() == 0:
     try:
       files.write_text_atomically(summary_path, json.dumps(summary, indent=2))

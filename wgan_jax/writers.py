@@ -16,14 +16,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import configs, sweeps
+from wgan_jax import configs, files, sweeps
 
 METRICS_FILE = "metrics.jsonl"
 
 
-def model_dir(workdir: str, m: int) -> str:
-  """Where model `m` of a sweep keeps its TensorBoard run and evaluation files."""
-  return os.path.join(workdir, sweeps.MODELS_DIR, f"{m:02d}")
+def model_dir(workdir: str, m: int, count: int) -> str:
+  """Where model `m` of a sweep of `count` keeps its TensorBoard run and
+  evaluation files (names of one width, so they sort)."""
+  return os.path.join(workdir, sweeps.MODELS_DIR, f"{m:0{max(2, len(str(count - 1)))}d}")
 
 
 def _json_value(v: Any) -> Any:
@@ -43,7 +44,8 @@ class JsonLines(metric_writers.MetricWriter):
   keeps the last line written for a step."""
 
   def __init__(self, path: str):
-    self._file = open(path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    # Line-buffered: every line is on disk when written, also before a crash.
+    self._file = open(path, "a", encoding="utf-8", buffering=1)  # pylint: disable=consider-using-with
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     line = {"step": int(step), **{k: _json_value(v) for k, v in scalars.items()}}
@@ -72,7 +74,7 @@ class ModelWriters(metric_writers.MetricWriter):
   def __init__(self, main: metric_writers.MetricWriter, sweep: sweeps.Sweep, workdir: str,
                just_logging: bool):
     self._main, self._sweep = main, sweep
-    self._models = [metric_writers.create_default_writer(model_dir(workdir, m),
+    self._models = [metric_writers.create_default_writer(model_dir(workdir, m, sweep.size),
                                                          just_logging=just_logging)
                     for m in range(sweep.size)]
 
@@ -97,9 +99,10 @@ class ModelWriters(metric_writers.MetricWriter):
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
     self._main.write_hparams(hparams)
-    for m, writer in enumerate(self._models):
-      writer.write_hparams({**hparams, **{f"sweep_model.{k}": v
-                                          for k, v in self._sweep.model(m).items()}})
+    for m, writer in enumerate(self._models):  # With this model's seed and value.
+      model = self._sweep.model(m)
+      writer.write_hparams({**hparams, **{k: v for k, v in model.items() if k != "model"},
+                            "sweep.model": m})
 
   def flush(self) -> None:
     for writer in (self._main, *self._models):
@@ -137,6 +140,19 @@ def make_writer(config: ml_collections.ConfigDict, workdir: str) -> metric_write
     writer = metric_writers.MultiWriter([writer, JsonLines(os.path.join(workdir, METRICS_FILE))])
   writer.write_hparams(configs.flatten(config.to_dict()))
   return writer
+
+
+def forget_after(workdir: str, step: int) -> None:
+  """Drops the lines of `metrics.jsonl` past `step`: what a run logged after
+  the checkpoint it resumes from, which it will log again."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if jax.process_index() or not os.path.isfile(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    lines = [text for text in f if text.strip()]
+  kept = [text for text in lines if json.loads(text)["step"] <= step]
+  if len(kept) != len(lines):
+    files.write_text_atomically(path, "".join(kept))
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

@@ -356,10 +356,12 @@ class _Reference:
 
 def evaluate_critics(workdir: str, yardsticks: Sequence[YardstickConfig],
                      steps: Sequence[int] | None = None,
-                     overrides: Sequence[tuple[str, str]] = ()) -> list[list[dict[str, Any]]]:
+                     overrides: Sequence[tuple[str, str]] = (), model: int | None = None
+                     ) -> list[list[dict[str, Any]]]:
   """`evaluate_checkpoints` for several critic configs at once (one list of rows
   each): every generator is restored, sampled and (toy) solved for W1 once.
-  The configs must agree on `held_out`, `real_pool` and `seed`."""
+  The configs must agree on `held_out`, `real_pool` and `seed`. `model`: which
+  model of a sweep."""
   shared = {tuple(getattr(y, k) for k in _SHARED) for y in yardsticks}
   if len(shared) != 1:
     raise ValueError(f"the critic configs must agree on {', '.join(_SHARED)}; got {shared}")
@@ -372,13 +374,14 @@ def evaluate_critics(workdir: str, yardsticks: Sequence[YardstickConfig],
   for step in chosen:
     found, config = generation.saved_config(workdir, step, overrides=overrides)
     reference = reference or _Reference(config, yardsticks[0])
-    module, generator = generation.restore(config, workdir, found)
+    module, generator = generation.restore(config, workdir, found, model)
     fake = generation.generate(module, generator, reference.noise, config.sampling_batch_norm,
                                config.batch_size)
     if not np.all(np.isfinite(fake)):
       raise ValueError(f"the generator of checkpoint {found} in {workdir} makes non-finite "
                        "samples; it cannot be measured")
-    measured = {"workdir": workdir, "step": found, "data": config.data.name}
+    measured = {"workdir": workdir, "step": found, "data": config.data.name,
+                **({} if model is None else {"model": model})}
     if reference.kind == data.TOY:
       measured.update(w1=toy_metrics.exact_w1(fake, reference.held_out),
                       w1_floor=reference.w1_floor)
@@ -401,7 +404,8 @@ def evaluate_critics(workdir: str, yardsticks: Sequence[YardstickConfig],
 
 def evaluate_checkpoints(workdir: str, steps: Sequence[int] | None = None,
                          yardstick: YardstickConfig = YardstickConfig(),
-                         overrides: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+                         overrides: Sequence[tuple[str, str]] = (), model: int | None = None
+                         ) -> list[dict[str, Any]]:
   """One row per finished checkpoint of `workdir` (or per step of `steps`),
   in that order: the yardstick's estimate of K * W1 (`estimate`: mean over
   seeds; `estimate_ci`: half-width of its 95% t-interval; `estimates`: per
@@ -409,8 +413,9 @@ def evaluate_checkpoints(workdir: str, steps: Sequence[int] | None = None,
   sets also the exact W1 between the held-out generated and real samples,
   its floor (two real samples), and K = estimate / W1 with its interval
   (`k`, `k_ci`). Each generator is restored alone from its checkpoint and
-  built from the config saved there (plus `overrides`, as key, text)."""
-  return evaluate_critics(workdir, [yardstick], steps, overrides)[0]
+  built from the config saved there (plus `overrides`, as key, text); of a
+  sweep, model `model`."""
+  return evaluate_critics(workdir, [yardstick], steps, overrides, model)[0]
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:

@@ -64,8 +64,12 @@ def main(argv: list[str]) -> None:
     usage_error(problem)
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   start = time.perf_counter()
+  from wgan_jax.studies import report  # pylint: disable=import-outside-toplevel
   try:
     studies.get(name).run(_OUT.value, tiny=_TINY.value)
+  except report.StudyError as e:  # A run it trains failed: one line, its runs kept.
+    print(f"error: {name}: {e}", file=sys.stderr)
+    sys.exit(1)
   except OSError as e:  # A write that fails (disk full, folder removed): one line.
     print(f"error: could not write {name}'s files in {_OUT.value} ([Errno {e.errno}] "
           f"{e.strerror}); free disk space or pass another --out", file=sys.stderr)

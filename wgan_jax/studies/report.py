@@ -23,6 +23,12 @@ from wgan_jax.files import (  # pylint: disable=g-import-not-at-top
     write_atomically, write_text_atomically)
 
 NULL_MEANS_KEY = "null_means"
+
+
+class StudyError(RuntimeError):
+  """A study could not finish (e.g. a run it trains diverged): one line."""
+
+
 POSITIVE_INFINITY = "+inf"
 
 

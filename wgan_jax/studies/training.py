@@ -14,7 +14,8 @@ from typing import Any, Mapping
 import ml_collections
 import numpy as np
 
-from wgan_jax import configs, trainer, writers
+from wgan_jax import checkpointing, configs, trainer, writers
+from wgan_jax.studies import report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> History:
   """Trains `config` from scratch in `workdir` (whatever was there is
   removed) and returns its history."""
   shutil.rmtree(workdir, ignore_errors=True)
-  summary = trainer.train_and_evaluate(config, workdir)
+  try:
+    summary = trainer.train_and_evaluate(config, workdir)
+  except (trainer.NonFiniteError, trainer.OutputWriteError,
+          checkpointing.CheckpointWriteError) as e:
+    raise report.StudyError(f"the run in {workdir} failed: {e}") from e
   return History(writers.read_metrics(workdir), summary, config)
 
 
