@@ -12,11 +12,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # this session, shared with the processes the tests start; no user's weights.
 os.environ["WGAN_JAX_CACHE"] = tempfile.mkdtemp(prefix="wgan_jax_test_cache_")
 os.environ.pop("WGAN_JAX_INCEPTION_WEIGHTS", None)
-# Compiled programs shared by the session and the processes it starts: the same
-# tiny configs compile once, not once per process (BUILD.md: Tests).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      tempfile.mkdtemp(prefix="wgan_jax_test_compilation_cache_"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
