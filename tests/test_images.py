@@ -21,7 +21,7 @@ def data_config(name: str, image_size: int = 32, root: str = "", split: str = "t
                 shuffle_buffer: int = 16) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(name=name, image_size=image_size, dir=str(root),
                                         split=split, shuffle_buffer=shuffle_buffer,
-                                        dequantize=False))
+                                        dequantize=False, labels=False))
 
 
 def first_batch(cfg, batch_size: int = 4, seed: int = 0, **kw) -> np.ndarray:

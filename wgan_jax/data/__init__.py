@@ -5,6 +5,11 @@ Kinds: "toy" sets are 2-D points sampled on device inside the compiled step
 (`toy`); "image" sets come from tf.data (`images`, `lsun`) as uint8 pixels.
 Sources are named as "module:function" and imported when data is opened, so
 configs validate without importing TensorFlow (as scenic's registry does).
+
+Class labels (`data.labels`, for class-conditional models): a set's classes are
+fixed here, or, for `image_folder`, one per immediate subdirectory holding
+images (`num_classes` scans the folder). `label_classes` is what a run
+conditions on: 0 with labels off, a DataError where the set has none.
 """
 from __future__ import annotations
 
@@ -26,12 +31,17 @@ class DataError(RuntimeError):
     super().__init__(" ".join(message.split("\n")))
 
 
+# `DataSet.num_classes` of a set whose classes are its folder's subdirectories.
+PER_SUBDIRECTORY = -1
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSet:
   name: str
   kind: str            # TOY or IMAGE
   source: str          # "module:function" that opens it
   channels: int = 0    # images: 1 (grayscale) or 3
+  num_classes: int = 0  # class labels (0: none), or PER_SUBDIRECTORY
 
 
 DATASETS: dict[str, DataSet] = {d.name: d for d in (
@@ -39,11 +49,11 @@ DATASETS: dict[str, DataSet] = {d.name: d for d in (
     DataSet("25gaussians", TOY, "wgan_jax.data.toy:twenty_five_gaussians"),
     DataSet("swissroll", TOY, "wgan_jax.data.toy:swissroll"),
     DataSet("lsun_bedroom", IMAGE, "wgan_jax.data.images:lsun_source", 3),
-    DataSet("cifar10", IMAGE, "wgan_jax.data.images:tfds_source", 3),
-    DataSet("mnist", IMAGE, "wgan_jax.data.images:tfds_source", 1),
+    DataSet("cifar10", IMAGE, "wgan_jax.data.images:tfds_source", 3, 10),
+    DataSet("mnist", IMAGE, "wgan_jax.data.images:tfds_source", 1, 10),
     DataSet("celeb_a", IMAGE, "wgan_jax.data.images:tfds_source", 3),
-    DataSet("image_folder", IMAGE, "wgan_jax.data.images:folder_source", 3),
-    DataSet("digits", IMAGE, "wgan_jax.data.images:digits_source", 1),
+    DataSet("image_folder", IMAGE, "wgan_jax.data.images:folder_source", 3, PER_SUBDIRECTORY),
+    DataSet("digits", IMAGE, "wgan_jax.data.images:digits_source", 1, 10),
 )}
 
 # Keys of an image data section, with their rules.
@@ -55,6 +65,8 @@ IMAGE_RULES: dict[str, Rule] = {
     # Real images as gan_cifar_resnet.py feeds them: 2 (x / 256 - 0.5) + U(0, 1/128)
     # instead of x / 127.5 - 1.
     "dequantize": any_value,
+    # Each real image comes with its class (int32), for class-conditional models.
+    "labels": choice(False, True),
 }
 
 
@@ -103,3 +115,35 @@ def open_source(name: str) -> Callable[..., Any]:
   """The function that opens data set `name` (imports its module)."""
   module, function = get(name).source.split(":")
   return getattr(importlib.import_module(module), function)
+
+
+def num_classes(cfg: ml_collections.ConfigDict) -> int:
+  """The class labels data set `cfg` has (0: none). An image folder has one class
+  per immediate subdirectory holding images, when there are at least two."""
+  entry = get(cfg.name)
+  if entry.num_classes != PER_SUBDIRECTORY:
+    return entry.num_classes
+  # The folder's layout is its source's to read (importing it imports TensorFlow).
+  from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
+  return len(images.folder_classes(images.folder_root(cfg)))
+
+
+def no_labels_error(name: str, why: str = "") -> DataError:
+  """The one line saying set `name` cannot give the labels asked of it."""
+  return DataError(f"{name} has no class labels{f' ({why})' if why else ''}; train it "
+                   "unconditionally: drop data.labels (or set it False)")
+
+
+def label_classes(cfg: ml_collections.ConfigDict) -> int:
+  """The classes a run on data config `cfg` conditions on: 0 with `data.labels`
+  off (or absent), else the set's classes, or a DataError where it has none."""
+  if not cfg.get("labels", False):
+    return 0
+  classes = num_classes(cfg)
+  if not classes and get(cfg.name).num_classes == PER_SUBDIRECTORY:
+    from wgan_jax.data import images  # pylint: disable=import-outside-toplevel
+    raise no_labels_error(f"image folder {images.folder_root(cfg)}",
+                          "its images are not in two or more class subdirectories")
+  if not classes:
+    raise no_labels_error(cfg.name)
+  return classes

@@ -15,6 +15,12 @@ The stream of a (config, seed, process) is fixed, so a position in it (how
 many elements this process has read) is all a checkpoint needs: a pipeline
 built with `start=position` continues exactly where the saved one was. Each
 batch comes with the position after it; skipping happens before decoding.
+
+With `data.labels` every element carries its class from the source on (tfds's
+"label", sklearn's targets, a folder's class subdirectory), so shuffling,
+skipping, dropping an undecodable image and batching keep each image with its
+label, and the images are the same as without labels. Batches are then
+(position, images, labels int32 [batch]).
 """
 from __future__ import annotations
 
@@ -55,6 +61,9 @@ class ImageSource:
   decode: Callable[[tf.Tensor], tf.Tensor]  # element -> [h, w, c] pixels in [0, 255]
   shuffle_buffer: int
   may_fail: bool = False                 # drop elements whose decode fails (logged by tf)
+  # Elements are (element, label int32) pairs, labels in [0, num_classes).
+  labels: bool = False
+  num_classes: int = 0
 
 
 # ---------------------------------------------------------------- geometry
@@ -87,7 +96,7 @@ def _decoder(channels: int) -> Callable[[tf.Tensor], tf.Tensor]:
 
 # ---------------------------------------------------------------- sources
 
-def tfds_source(cfg, seed, process_index, process_count) -> ImageSource:
+def tfds_source(cfg, seed, process_index, process_count, labels=False) -> ImageSource:
   name = cfg.name
   try:
     builder = tfds.builder(name, data_dir=cfg.dir or None)
@@ -110,8 +119,13 @@ def tfds_source(cfg, seed, process_index, process_count) -> ImageSource:
         f"`tfds build {name} --data_dir={data_dir}` (or python -c \"import tensorflow_datasets "
         f"as tfds; tfds.builder('{name}', data_dir='{data_dir}').download_and_prepare()\"), "
         f"copy the folder here and pass --experiment.data.dir={data_dir}") from e
+  decode, buffer = _decoder(data.data_shape(cfg)[2]), max(1, cfg.shuffle_buffer)
+  if labels:  # The ClassLabel feature of cifar10 and mnist.
+    ds = ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ImageSource(ds, decode, buffer, labels=True, num_classes=data.get(name).num_classes)
   ds = ds.map(lambda ex: ex["image"], num_parallel_calls=tf.data.AUTOTUNE)
-  return ImageSource(ds, _decoder(data.data_shape(cfg)[2]), max(1, cfg.shuffle_buffer))
+  return ImageSource(ds, decode, buffer)
 
 
 def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where: str):
@@ -137,8 +151,8 @@ def _first_decodable(items, read, where: str, limit: int = PROBE_LIMIT) -> None:
                   f"{errors[0]}); check the files, or point --experiment.data.dir elsewhere")
 
 
-def lsun_source(cfg, seed, process_index, process_count) -> ImageSource:
-  del seed
+def lsun_source(cfg, seed, process_index, process_count, labels=False) -> ImageSource:
+  del seed, labels  # No labels: `open_source` refuses them.
   from wgan_jax.data import lsun  # pylint: disable=import-outside-toplevel
   root = os.path.abspath(os.path.expanduser(cfg.dir or DEFAULT_LSUN_DIR))
   if os.path.isfile(root) and os.path.basename(root) != "data.mdb":
@@ -186,10 +200,10 @@ def _scan_one(path: str) -> bool:
     return False
 
 
-def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
-  """(readable, skipped) image paths under `root`, each sorted; skipped ones fail PIL's
-  verify. Symbolic links are followed, each folder and file once (a folder linked
-  into itself is not a source of endless copies)."""
+def _image_paths(root: str) -> list[str]:
+  """The paths under `root` named like images, sorted. Symbolic links are followed,
+  each folder and file once (a folder linked into itself is not a source of
+  endless copies)."""
   paths, seen_folders, seen_files = [], set(), set()
   for folder, dirs, files in os.walk(root, followlinks=True):
     stat = os.stat(folder)
@@ -205,6 +219,13 @@ def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
         seen_files.add(real)
         paths.append(path)
   paths.sort()
+  return paths
+
+
+def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
+  """(readable, skipped) image paths under `root`, each sorted; skipped ones fail PIL's
+  verify. Symbolic links are followed, each folder and file once."""
+  paths = _image_paths(root)
   with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
     ok = list(pool.map(_scan_one, paths))
   readable = [p for p, good in zip(paths, ok) if good]
@@ -212,8 +233,26 @@ def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
   return readable, skipped
 
 
-def folder_source(cfg, seed, process_index, process_count) -> ImageSource:
-  del seed
+def _class_of(path: str, root: str) -> str:
+  """The immediate subdirectory of `root` holding `path` ("" at the top level)."""
+  parts = os.path.relpath(path, root).split(os.sep)
+  return parts[0] if len(parts) > 1 else ""
+
+
+def _classes(paths: list[str], root: str) -> list[str]:
+  names = sorted({_class_of(p, root) for p in paths} - {""})
+  return names if len(names) > 1 else []  # One class is no labels.
+
+
+def folder_classes(root: str) -> list[str]:
+  """The class names of an image folder, sorted (label i is the i-th): its
+  immediate subdirectories holding files named like images (at any depth),
+  when there are at least two; [] otherwise. Files are not opened."""
+  return _classes(_image_paths(root), root)
+
+
+def folder_root(cfg) -> str:
+  """The image folder of data config `cfg`, absolute, or a DataError saying what to pass."""
   accepted = "/".join(e[1:] for e in FOLDER_EXTENSIONS)
   if not cfg.dir:
     raise DataError(f"image_folder needs a folder of {accepted} images: pass "
@@ -225,6 +264,13 @@ def folder_source(cfg, seed, process_index, process_count) -> ImageSource:
   if not os.path.isdir(root):
     raise DataError(f"image folder {root} does not exist: pass --experiment.data.dir=/path/to/"
                     f"images, a folder holding {accepted} files (any nesting)")
+  return root
+
+
+def folder_source(cfg, seed, process_index, process_count, labels=False) -> ImageSource:
+  del seed
+  accepted = "/".join(e[1:] for e in FOLDER_EXTENSIONS)
+  root = folder_root(cfg)
   readable, skipped = scan_image_folder(root)
   if skipped:
     logging.warning("image_folder: skipped %d unreadable files of %d under %s",
@@ -233,33 +279,62 @@ def folder_source(cfg, seed, process_index, process_count) -> ImageSource:
     raise DataError(f"no readable images under {root} ({len(skipped)} unreadable): put "
                     f"{accepted} files there (any nesting, any case) or point "
                     "--experiment.data.dir elsewhere")
+  if labels:  # Classes from every file named like an image, as `folder_classes` counts them.
+    classes = _classes(sorted(readable + skipped), root)
+    if not classes:
+      raise data.no_labels_error(f"image folder {root}", "its images are not in two or "
+                                 "more class subdirectories")
+    loose = [p for p in readable if not _class_of(p, root)]
+    if loose:
+      raise DataError(f"{len(loose)} images directly under {root} (e.g. {loose[0]}) are in "
+                      f"none of its {len(classes)} class subdirectories: move each into its "
+                      "class's, or drop data.labels")
   paths = _shard(np.array(readable), cfg, process_index, process_count, root)
   _first_decodable(paths, lambda p: tf.io.read_file(str(p)), root)
-  ds = tf.data.Dataset.from_tensor_slices(paths)
   decode = _decoder(3)
   # PIL's verify does not catch every broken file (a truncated JPEG passes it).
-  return ImageSource(ds, lambda p: decode(tf.io.read_file(p)), len(paths), may_fail=True)
+  read = lambda p: decode(tf.io.read_file(p))
+  if labels:
+    index = {name: i for i, name in enumerate(classes)}
+    targets = np.array([index[_class_of(p, root)] for p in paths], np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((paths, targets))
+    return ImageSource(ds, read, len(paths), may_fail=True, labels=True,
+                       num_classes=len(classes))
+  ds = tf.data.Dataset.from_tensor_slices(paths)
+  return ImageSource(ds, read, len(paths), may_fail=True)
 
 
-def digits_source(cfg, seed, process_index, process_count) -> ImageSource:
+def digits_source(cfg, seed, process_index, process_count, labels=False) -> ImageSource:
   del seed
   from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
-  images = load_digits().images.astype(np.float32)[..., None] * (255.0 / 16.0)
+  digits = load_digits()
+  images = digits.images.astype(np.float32)[..., None] * (255.0 / 16.0)
   images = _shard(images, cfg, process_index, process_count, "sklearn's load_digits")
+  if labels:
+    targets = digits.target.astype(np.int32)[process_index::process_count]
+    return ImageSource(tf.data.Dataset.from_tensor_slices((images, targets)), lambda x: x,
+                       len(images), labels=True, num_classes=10)
   return ImageSource(tf.data.Dataset.from_tensor_slices(images), lambda x: x, len(images))
 
 
 # ---------------------------------------------------------------- pipeline
 
 def open_source(cfg: ml_collections.ConfigDict, seed: int, process_index: int = 0,
-                process_count: int = 1) -> ImageSource:
-  """This process's share of data set `cfg.name`, or a DataError saying how to get it."""
+                process_count: int = 1, labels: bool | None = None) -> ImageSource:
+  """This process's share of data set `cfg.name`, or a DataError saying how to get it.
+  Its elements carry class labels if `labels` (default: `cfg.labels`, False if absent)."""
   if cfg.name not in data.names(data.IMAGE):
     raise DataError(f"unknown image data set {cfg.name!r}; use one of "
                     f"{', '.join(data.names(data.IMAGE))}")
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
-  return data.open_source(cfg.name)(cfg, seed, process_index, process_count)
+  labels = bool(cfg.get("labels", False)) if labels is None else labels
+  if labels and not data.get(cfg.name).num_classes:
+    raise data.no_labels_error(cfg.name)
+  opener = data.open_source(cfg.name)
+  if labels:
+    return opener(cfg, seed, process_index, process_count, labels=True)
+  return opener(cfg, seed, process_index, process_count)
 
 
 def build_image_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: int,
@@ -267,17 +342,25 @@ def build_image_dataset(cfg: ml_collections.ConfigDict, batch_size: int, seed: i
                         source: ImageSource | None = None) -> tf.data.Dataset:
   """Infinite dataset of (position, images) batches: images uint8 [batch_size, H, W, C];
   position (int64) counts the elements of this process's stream read up to and
-  including the batch (unreadable ones too), so `start=position` resumes right after it."""
+  including the batch (unreadable ones too), so `start=position` resumes right after it.
+  With labels (`source.labels`; the source defaults to `cfg.labels`) the batches are
+  (position, images, labels int32 [batch_size]), the images the same as without."""
   source = source or open_source(cfg, seed, process_index, process_count)
   size = cfg.image_size
+  # Labels ride in each element from the source on: shuffle, skip and ignore_errors
+  # move or drop an image and its label together.
   ds = source.ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat().skip(start).enumerate(start + 1)
-  ds = ds.map(lambda end, x: (end, resize_and_crop(source.decode(x), size)),
-              num_parallel_calls=tf.data.AUTOTUNE)
+  if source.labels:
+    ds = ds.map(lambda end, xy: (end, resize_and_crop(source.decode(xy[0]), size), xy[1]),
+                num_parallel_calls=tf.data.AUTOTUNE)
+  else:
+    ds = ds.map(lambda end, x: (end, resize_and_crop(source.decode(x), size)),
+                num_parallel_calls=tf.data.AUTOTUNE)
   if source.may_fail:
     ds = ds.ignore_errors(log_warning=True)
   ds = ds.batch(batch_size, drop_remainder=True)
-  ds = ds.map(lambda ends, images: (ends[-1], images)).prefetch(tf.data.AUTOTUNE)
+  ds = ds.map(lambda ends, *rest: (ends[-1], *rest)).prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
   return ds.with_options(options)
@@ -287,6 +370,7 @@ def critic_stacks(ds: tf.data.Dataset, sizes: np.ndarray, default_size: int) -> 
   """(position, images) batches -> (position, stack [k, batch, H, W, C]): the real
   batches of one generator iteration each, `sizes[i]` of them for the i-th
   iteration from here (the critic schedule) and `default_size` after the last.
+  Labelled batches (position, images, labels) give (position, stack, labels [k, batch]).
   Built by tf.data (group_by_window keyed by iteration), off the Python thread."""
   sizes = np.asarray(sizes, np.int64)
   bounds = tf.constant(np.concatenate([[0], np.cumsum(sizes)]), tf.int64)
@@ -301,12 +385,13 @@ def critic_stacks(ds: tf.data.Dataset, sizes: np.ndarray, default_size: int) -> 
   size = lambda key: sizes_t[tf.minimum(key, known)]
   ds = ds.enumerate().group_by_window(iteration, lambda _, window: window.batch(1 << 30),
                                       window_size_func=size)
-  return ds.map(lambda _, batch: (batch[0][-1], batch[1])).prefetch(2)
+  return ds.map(lambda _, batch: (batch[0][-1], *batch[1:])).prefetch(2)
 
 
 class Batches:
-  """The image batches of a `build_image_dataset` as numpy arrays; `position` is the
-  stream position after the last batch handed out (what a checkpoint saves)."""
+  """The image batches of a `build_image_dataset` as numpy arrays, or (images, labels)
+  where it has labels; `position` is the stream position after the last batch
+  handed out (what a checkpoint saves)."""
 
   def __init__(self, ds: tf.data.Dataset, start: int = 0):
     self._it = ds.as_numpy_iterator()
@@ -315,10 +400,10 @@ class Batches:
   def __iter__(self) -> "Batches":
     return self
 
-  def __next__(self) -> np.ndarray:
-    position, images = next(self._it)
+  def __next__(self) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    position, *batch = next(self._it)
     self.position = int(position)
-    return images
+    return batch[0] if len(batch) == 1 else tuple(batch)
 
 
 def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: float
@@ -330,7 +415,8 @@ def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: 
   next(batches)
   count, start = 0, time.perf_counter()
   while time.perf_counter() - start < seconds:
-    count += len(next(batches))
+    next(batches)
+    count += batch_size
   return count, time.perf_counter() - start
 
 
@@ -340,8 +426,9 @@ def evaluation_batches(cfg: ml_collections.ConfigDict, num: int, batch_size: int
   (every process reads the same ones), in batches of uint8 [batch_size, H, W, C],
   as the training pipeline resizes and crops them, and how many there will be
   (`num` where the set's size is not known up front). A set larger than `num`
-  is drawn from by a shuffle buffer with a fixed `seed`, the same on every call."""
-  source = open_source(cfg, seed)
+  is drawn from by a shuffle buffer with a fixed `seed`, the same on every call.
+  Images only, whatever `cfg.labels` says."""
+  source = open_source(cfg, seed, labels=False)
   size = int(source.ds.cardinality())
   total = min(num, size) if size >= 0 else num
   ds = source.ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
