@@ -14,6 +14,7 @@ def image_config(data: str, image_size: int, batch_size: int = 64) -> ml_collect
       split="train",
       shuffle_buffer=10_000,
       dequantize=False,
+      labels=False,            # class labels for conditional training (data/__init__.py)
   ))
   c.batch_size = batch_size
   c.model.noise_dim = 100

@@ -13,8 +13,8 @@ TOY_EXPERIMENTS = ["toy_25gaussians", "toy_25gaussians_gan_improved",
                    "toy_swissroll_reference"]
 IMAGE_EXPERIMENTS = ["bedrooms_dcgan", "bedrooms_dcgan_gan", "bedrooms_dcgan_gp",
                      "bedrooms_dcgan_nobn", "bedrooms_mlp", "bedrooms_resnet_gp",
-                     "cifar10_resnet_gp", "digits_dcgan_gan_improved", "digits_dcgan_gp",
-                     "mnist_dcgan_gp"]
+                     "cifar10_resnet_acgan", "cifar10_resnet_gp", "digits_dcgan_gan_improved",
+                     "digits_dcgan_gp", "folder_dcgan_diffaugment", "mnist_dcgan_gp"]
 
 
 def test_known_experiments():
@@ -52,7 +52,7 @@ def test_image_experiments_follow_the_papers():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ([("model.critic.norm", "batch")], "objective='wgan-gp' forbids batch norm in the critic"),
+    ([("model.critic.norm", "batch")], r"a gradient penalty \(gp\) forbids batch norm in the critic"),
     ([("data.image_size", "40")], "data.image_size=40 does not suit DCGAN: use a multiple of 16"),
     ([("model.generator.norm", "layer")], "model.generator.norm='layer' is unknown"),
 ])

@@ -326,8 +326,9 @@ def test_instance_noise_is_on_both_critic_inputs_and_absent_at_zero():
      "objective='wgan-gp' has none: set techniques.label_smoothing=0"),
     ({"objective": "wgan-gp", "techniques.minibatch_kernels": "10"},
      "techniques.minibatch_kernels makes the critic's value of an example depend on its whole "
-     "batch, so WGAN-GP's per-example gradient penalty no longer measures one example's "
-     "gradient: use objective='gan' or 'wgan', or set techniques.minibatch_kernels=0"),
+     "batch, so the per-example gradient penalty (gp) no longer measures one example's "
+     "gradient: use objective='gan' or 'wgan' without a penalty, or set "
+     "techniques.minibatch_kernels=0"),
     ({"objective": "gan", "techniques.label_smoothing": "0.7"},
      "techniques.label_smoothing=0.7 must be at least 0 and at most 0.5"),
     ({"model.generator.norm": "batch"}, "model.generator.norm='batch' is unknown"),

@@ -100,9 +100,10 @@ def iteration_flops(spec: steps.GanSpec, state, n_critic: int, batch: int,
   """FLOPs of one generator iteration: n_critic critic updates + generator update."""
   real = jnp.zeros((batch, *data_shape), jnp.float32)
   key = jax.random.PRNGKey(0)
-  noise = steps.sample_noise(spec, key, batch)
+  labels = jnp.zeros((batch,), jnp.int32) if spec.num_classes else None
+  noise = steps.generator_input(spec, steps.sample_noise(spec, key, batch), labels)
   generate = jax.jit(lambda g, z: steps.fake_batch(spec, g, z)[0])
-  critic = jax.jit(lambda c, r, f, k: steps.critic_step(spec, c, r, f, k))
+  critic = jax.jit(lambda c, r, f, k: steps.critic_step(spec, c, r, f, k, labels=labels))
   generator = jax.jit(lambda g, c, k: steps.generator_step(spec, g, c, k, batch))
   fake = generate(state.generator, noise)
   f_gen = _flops(generate.lower(state.generator, noise).compile())

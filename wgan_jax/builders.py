@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import models, optim, steps, sweeps, techniques
-from wgan_jax.models import layers
+from wgan_jax import augment, ema, models, optim, steps, sweeps, techniques
+from wgan_jax.models import layers, spectral
 from wgan_jax.devices import Devices
 from wgan_jax.state import NetState, TrainState
 
@@ -107,30 +107,41 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
       generator_batch_multiple=config.generator_batch_multiple,
       dequantize=bool(config.data.get("dequantize", False)),
       axis_name=axis_name,
-      techniques=tech)
+      techniques=tech,
+      penalty=config.penalty,
+      ema_decay=float(config.ema.decay),
+      ema_start=int(config.ema.start),
+      compute_dtype=steps.COMPUTE_DTYPES[config.precision],
+      augment=augment.parse_policy(config.augment),
+      num_classes=models.num_classes(config),
+      acgan=models.num_classes(config) > 0 and config.model.critic.head == "acgan")
 
 
-def init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None) -> NetState:
-  """A network's initial state for input like `x`; with `clip`, its weights
-  projected into [-clip, clip]."""
-  variables = module.init(key, x, train=False)
+def init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None,
+             labels: jax.Array | None = None) -> NetState:
+  """A network's initial state for input like `x` (and `labels`, a conditional
+  critic's); with `clip`, its weights projected into [-clip, clip]."""
+  variables = module.init(key, *((x,) if labels is None else (x, labels)), train=False)
   params = variables["params"]
   if clip is not None:
     # Start inside the feasible set, so weights lie in [-c, c] at every step.
     params = jax.tree.map(lambda p: jnp.clip(p, -clip, clip), params)
   return NetState(params=params, batch_stats=variables.get("batch_stats", {}),
-                  opt_state=tx.init(params))
+                  opt_state=tx.init(params), spectral=variables.get(spectral.COLLECTION, {}))
 
 
 def init_state(spec: steps.GanSpec, data_shape: tuple[int, ...], seed: int) -> TrainState:
   """Fresh generator and critic, initialised from `seed` (a pure function)."""
   k_gen, k_critic, k_train = jax.random.split(jax.random.PRNGKey(seed), 3)
-  z = jnp.zeros((2, spec.noise_dim), jnp.float32)
+  z = steps.generator_input(spec, jnp.zeros((2, spec.noise_dim), jnp.float32),
+                            jnp.zeros((2,), jnp.int32))
   x = jnp.zeros((2, *data_shape), jnp.float32)
+  generator = init_net(spec.generator, spec.generator_tx, k_gen, z)
   return TrainState(
-      step=jnp.zeros((), jnp.int32), rng=k_train,
-      generator=init_net(spec.generator, spec.generator_tx, k_gen, z),
-      critic=init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip))
+      step=jnp.zeros((), jnp.int32), rng=k_train, generator=generator,
+      critic=init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip,
+                      jnp.zeros((2,), jnp.int32) if spec.num_classes else None),
+      generator_ema=ema.initial(generator) if spec.ema_decay else {})
 
 
 def sweep_state(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],

@@ -224,8 +224,10 @@ class Checkpointer:
       return _restore_legacy(self.directory, like, step)
     target = _abstract(serialization.to_state_dict(like))
     check_shapes(self._manager, step, "state", target)
+    # Partial: a field added to the state since (empty, e.g. no moving average) is
+    # absent from older checkpoints; check_shapes has found every array `like` has.
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=_restore_args(target), metadata=ocp.args.JsonRestore()))
+        state=_restore_args(target, partial=True), metadata=ocp.args.JsonRestore()))
     meta = restored.metadata
     if meta["step"] != step:
       raise ValueError(f"metadata says step {meta['step']}")
@@ -434,13 +436,15 @@ def saved_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
 def _restore_legacy(directory: str, like: TrainState, step: int
                     ) -> tuple[TrainState, dict[str, Any]]:
   """A checkpoint of the layout before whole-state checkpoints, into `like`."""
-  fields = {f.name for f in dataclasses.fields(like)}
   known = {"step", "rng", "generator", "critic"}
-  if fields - known:
+  # Fields added since hold nothing in a run that does not use them (e.g. no moving average).
+  lacking = sorted(f.name for f in dataclasses.fields(like)
+                   if f.name not in known and jax.tree.leaves(getattr(like, f.name)))
+  if lacking:
     raise CheckpointError(
         f"checkpoint {step} in {directory} has the layout of wgan_jax before whole-state "
         f"checkpoints (items generator, critic, metadata) and lacks "
-        f"{', '.join(sorted(fields - known))}; resume it with the version that wrote it, or "
+        f"{', '.join(lacking)}; resume it with the version that wrote it, or "
         "start a new run in another workdir")
   # As the old layout saved them: the optimizer states' own tuples, not state dicts.
   nets = {name: _abstract({f.name: getattr(getattr(like, name), f.name)
@@ -453,8 +457,8 @@ def _restore_legacy(directory: str, like: TrainState, step: int
     for name, target in nets.items():
       check_shapes(manager, step, name, target)
     restored = manager.restore(step, args=ocp.args.Composite(
-        generator=_restore_args(nets["generator"]), critic=_restore_args(nets["critic"]),
-        metadata=ocp.args.JsonRestore()))
+        generator=_restore_args(nets["generator"], partial=True),
+        critic=_restore_args(nets["critic"], partial=True), metadata=ocp.args.JsonRestore()))
   finally:
     manager.close()
   meta = restored.metadata
@@ -466,21 +470,25 @@ def _restore_legacy(directory: str, like: TrainState, step: int
       generator=NetState(**restored.generator), critic=NetState(**restored.critic)), meta
 
 
-def restore_generator(workdir: str, step: int, like: NetState) -> NetState:
+def restore_generator(workdir: str, step: int, like: NetState, field: str = "generator"
+                      ) -> NetState:
   """The generator's params and batch stats at `step`, shaped like `like`
-  (its `opt_state` is ignored and comes back as None)."""
+  (its `opt_state` is ignored and comes back as None); `field`: the TrainState
+  field to read them from ("generator_ema": the moving average)."""
   nets = _abstract({"params": like.params, "batch_stats": like.batch_stats})
   legacy = _is_legacy(checkpoint_dir(workdir), step)
+  if legacy and field != "generator":
+    raise CheckpointError(f"checkpoint {step} in {checkpoint_dir(workdir)} predates {field}")
   item = "generator" if legacy else "state"
-  target = nets if legacy else {"generator": nets}
+  target = nets if legacy else {field: nets}
   with _read_only_manager(workdir, (item, "metadata")) as manager:
     try:
       check_shapes(manager, step, item, target, partial=True)
       restored = manager.restore(step, args=ocp.args.Composite(
           **{item: _restore_args(target, partial=True)}, metadata=ocp.args.JsonRestore()))
-      tree = restored[item] if legacy else restored[item]["generator"]
+      tree = restored[item] if legacy else restored[item][field]
       if not legacy:
-        _verify(tree, restored.metadata.get("checksums"), prefix="generator/")
+        _verify(tree, restored.metadata.get("checksums"), prefix=f"{field}/")
     except CheckpointError:
       raise
     except Exception as e:  # pylint: disable=broad-except

@@ -104,6 +104,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.optimizer, schema.OPTIMIZER_RULES, "optimizer.")
   check(config.eval, schema.EVAL_RULES, "eval.")
   check(config.techniques, schema.TECHNIQUES_RULES, "techniques.")
+  check(config.ema, schema.EMA_RULES, "ema.")
+  problem = _penalty_problem(config)
+  if problem:
+    raise ConfigError(problem)
   problem = techniques.config_problem(config)
   if problem:
     raise ConfigError(problem)
@@ -116,8 +120,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(problem)
   data.check_config(config.data)
   data.check_eval_samples(config)
+  if config.augment and data.get(config.data.name).kind == data.TOY:
+    raise ConfigError(f"augment={config.augment!r} augments images; {config.data.name} is a toy "
+                      "set of points: set augment=''")
   _check_eval_metrics(config)
   models.check_config(config)
+
+
+def _penalty_problem(config: ml_collections.ConfigDict) -> str | None:
+  """A penalty that contradicts the objective."""
+  if config.objective == "wgan" and config.penalty not in ("auto", "none"):
+    return (f"penalty={config.penalty!r} with objective='wgan', which clips the critic's "
+            "weights instead: use objective=wgan-gp (the Wasserstein loss with a penalty)")
+  if config.objective == "wgan-gp" and config.penalty == "none":
+    return ("objective='wgan-gp' with penalty='none' leaves the critic unconstrained: use "
+            "objective=wgan for weight clipping, or another penalty")
+  return None
 
 
 def _check_eval_metrics(config: ml_collections.ConfigDict) -> None:
@@ -132,6 +150,8 @@ def _check_eval_metrics(config: ml_collections.ConfigDict) -> None:
 # Settings that change the shapes or structure of what a checkpoint holds.
 _SHAPE_KEYS = ("model", "data.name", "data.image_size", "optimizer.name", "optimizer.schedule",
                "sweep", "techniques.minibatch_kernel", "techniques.vbn_reference_size")
+# ... and a value whose being zero or not does (the moving average exists or not).
+_ZERO_SHAPE_KEYS = ("ema.decay",)
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -166,6 +186,7 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, wo
   # A sweep's models were initialised from seed, seed + 1, ...: another seed would
   # mislabel them. How a device loops over them changes nothing saved.
   shaped = [k for k in changed if (k.startswith(_SHAPE_KEYS) and k != "sweep.loop")
+            or (k in _ZERO_SHAPE_KEYS and (not old.get(k)) != (not new.get(k)))
             or (k == "seed" and sweeps.from_config(config) is not None)]
   if shaped:
     raise ConfigError(
@@ -192,6 +213,12 @@ _ADDED_KEYS = (
     ("model.generator", "mlp", "norm", "none"),
     ("", None, "techniques", schema.techniques_section().to_dict()),
     ("", None, "sweep", {"key": "", "grid": [], "seeds": 1, "loop": "auto"}),
+    ("model.critic", "mlp", "norm", "none"),
+    ("", None, "penalty", "auto"),
+    ("", None, "ema", {"decay": 0.0, "start": 0}),
+    ("", None, "precision", "f32"),
+    ("", None, "augment", ""),
+    ("data", "image", "labels", False),
 )
 
 

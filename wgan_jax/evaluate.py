@@ -49,6 +49,9 @@ _RESIZE = flags.DEFINE_enum("fid_resize", inception.DEFAULT_RESIZE, inception.RE
                             "(as torch-fidelity) or pytorch-fid's F.interpolate.")
 _BATCH = flags.DEFINE_integer("batch_size", 200, "Images per Inception batch, all devices.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the generator's noise (as wgan_jax.sample's).")
+_RAW = flags.DEFINE_bool("raw_generator", False, "Score the generator itself, not the "
+                        "moving average of its weights that a run with ema.decay > 0 keeps "
+                        "and is scored with by default.")
 _MODEL = flags.DEFINE_integer("model", None, "Which model of a sweep (its index, as in "
                               "WORKDIR/models/NN and summary.json's `models`).")
 _CRITIC = flags.DEFINE_enum("critic", "auto", ("auto", "mlp", "dcgan"),
@@ -127,7 +130,8 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
 
   def load(candidate):
     found, config = generation.saved_config(workdir, candidate, experiment, overrides)
-    return (found, config, *generation.restore(config, workdir, found, _MODEL.value))
+    return (found, config, *generation.restore(config, workdir, found, _MODEL.value,
+                                               _RAW.value))
 
   found, config, module, generator = checkpointing.newest_readable(workdir, step, load)
   if data.get(config.data.name).kind == data.TOY:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import data, generation, plots, rules, steps, sweeps, writers
+from wgan_jax import data, ema, generation, plots, rules, steps, sweeps, writers
 from wgan_jax.inflight import NonFiniteError
 from wgan_jax.data.toy import ToyDataset, get_toy_dataset
 from wgan_jax import metrics as metric_names
@@ -52,7 +52,7 @@ class ToyEvaluator:
     self.grid_x, self.grid_y = np.meshgrid(np.linspace(-lim, lim, GRID_SIZE),
                                            np.linspace(-lim, lim, GRID_SIZE))
     grid = jnp.asarray(np.stack([self.grid_x.ravel(), self.grid_y.ravel()], 1), jnp.float32)
-    critic = lambda c, x: steps.apply_net(spec.critic, c.params, c.batch_stats, x, train=False)[0]
+    critic = lambda c, x: steps.critic_values(spec, c, x)
     if spec.techniques.minibatch_kernels:
       # Each point's value depends on its batch, at a quadratic cost: a grid row a batch.
       rows = grid.reshape(GRID_SIZE, GRID_SIZE, -1)
@@ -63,8 +63,8 @@ class ToyEvaluator:
   best_metric = None  # No checkpoint carries a score.
 
   def samples(self, state: TrainState) -> np.ndarray:
-    return _finite(generation.generate(self.spec.generator, state.generator, self.noise,
-                                       self.batch_norm, self.batch_size), state)
+    return _finite(generation.generate(self.spec.generator, ema.sampling_generator(state),
+                                       self.noise, self.batch_norm, self.batch_size), state)
 
   def metrics(self, fake: np.ndarray) -> dict[str, float]:
     w1 = toy_metrics.exact_w1(fake, self.real)
@@ -129,20 +129,23 @@ class RunScores:
   def _report(self, state: TrainState, workdir: str, step: int) -> dict[str, Any]:
     return run_metrics.evaluate(
         self.names, config=self.config, workdir=workdir, step=step, module=self.spec.generator,
-        generator=state.generator, num_samples=self.config.eval.num_samples,
+        generator=ema.sampling_generator(state), num_samples=self.config.eval.num_samples,
         reference_samples=self.config.eval.reference_samples, seed=self.config.seed,
         scorer=lambda: self._scorer)
 
 
 class ImageEvaluator:
   """A grid of samples from a fixed noise batch, so grids at different steps
-  show the same latent points; saved as `samples_{tag}.png`; and the scores of
-  `RunScores`, if any are configured."""
+  show the same latent points (a conditional generator's: a class a column);
+  saved as `samples_{tag}.png`; and the scores of `RunScores`, if any are
+  configured."""
 
   def __init__(self, spec: steps.GanSpec, num_samples: int, key: jax.Array,
                batch_norm: str = "batch", batch_size: int = 64, scores: RunScores | None = None):
     self.spec, self.batch_norm, self.batch_size = spec, batch_norm, batch_size
-    self.noise = steps.sample_noise(spec, key, num_samples)
+    classes = jnp.arange(num_samples) % max(spec.num_classes, 1)
+    self.noise = steps.generator_input(spec, steps.sample_noise(spec, key, num_samples), classes)
+    self.columns = spec.num_classes or None
     self.scores = scores if scores is not None and scores.names else None
 
   @property
@@ -152,7 +155,8 @@ class ImageEvaluator:
 
   def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
     grid = plots.image_grid(_finite(generation.generate(
-        self.spec.generator, state.generator, self.noise, self.batch_norm, self.batch_size), state))
+        self.spec.generator, ema.sampling_generator(state), self.noise, self.batch_norm,
+        self.batch_size), state), self.columns)
     if jax.process_index() == 0:
       plots.save_png(os.path.join(workdir, f"samples_{tag}.png"), grid)
     return (self.scores(state, workdir) if self.scores else {}), grid

@@ -56,10 +56,11 @@ def saved_config(workdir: str, step: int | None, experiment: str | None = None,
 
 
 def restore(config: ml_collections.ConfigDict, workdir: str, step: int,
-            model: int | None = None) -> tuple[nn.Module, NetState]:
+            model: int | None = None, raw: bool = False) -> tuple[nn.Module, NetState]:
   """The generator module of `config` and its params and batch statistics at
-  `step` (of model `model` of a sweep); the critic and the optimizer states
-  are never read."""
+  `step` (of model `model` of a sweep): the moving average where the run keeps
+  one (`ema.decay` > 0) unless `raw`; the critic and the optimizer states are
+  never read."""
   sweep = sweeps.from_config(config)
   if (sweep is None) != (model is None):
     raise ConfigError(f"{workdir} holds a sweep of {sweep.size} models: name one with "
@@ -70,12 +71,13 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int,
   module = models.build_generator(config.model.generator, data.data_shape(config.data),
                                   convolutions=builders.convolutions(config),
                                   techniques=techniques.from_config(config))
-  z = jax.ShapeDtypeStruct((2, config.model.noise_dim), np.float32)
+  z = jax.ShapeDtypeStruct((2, config.model.noise_dim + models.num_classes(config)), np.float32)
   like = jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False), z)
   if sweep is not None:  # The checkpoint holds every model: [K, ...] arrays.
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((sweep.size, *x.shape), x.dtype), like)
+  field = "generator_ema" if config.ema.decay and not raw else "generator"
   generator = checkpointing.restore_generator(
-      workdir, step, NetState(like["params"], like.get("batch_stats", {}), None))
+      workdir, step, NetState(like["params"], like.get("batch_stats", {}), None), field)
   if sweep is not None:
     generator = generator.replace(params=sweeps.model_slice(generator.params, model),
                                   batch_stats=sweeps.model_slice(generator.batch_stats, model))
@@ -83,22 +85,35 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int,
 
 
 def noise(config: ml_collections.ConfigDict, num: int, seed: int) -> np.ndarray:
-  """The noise of `num` samples drawn with `seed`: one stream, whatever the batching."""
-  return np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (num, config.model.noise_dim)))
+  """The generator's input for `num` samples drawn with `seed`: one stream,
+  whatever the batching. A conditional generator's sample i is of class
+  i mod K (balanced classes; in a grid of K columns, a class a column)."""
+  z = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (num, config.model.noise_dim)))
+  classes = models.num_classes(config)
+  if not classes:
+    return z
+  return np.concatenate([z, np.eye(classes, dtype=z.dtype)[np.arange(num) % classes]], axis=1)
+
+
+def grid_columns(config: ml_collections.ConfigDict) -> int | None:
+  """A sample grid's columns: one per class for a conditional generator (its
+  samples from `noise`), else square."""
+  return models.num_classes(config) or None
 
 
 def from_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int, num: int,
-                    seed: int, model: int | None = None) -> np.ndarray:
+                    seed: int, model: int | None = None, raw: bool = False) -> np.ndarray:
   """`num` samples of the generator saved at `step` (model `model` of a
-  sweep), noise seeded by `seed`."""
-  module, generator = restore(config, workdir, step, model)
+  sweep; its moving average if kept, unless `raw`), noise seeded by `seed`."""
+  module, generator = restore(config, workdir, step, model, raw)
   return generate(module, generator, noise(config, num, seed), config.sampling_batch_norm,
                   config.batch_size)
 
 
-def save_figure(path: str, samples: np.ndarray, title: str) -> None:
-  """An image grid, or for a toy set a scatter of the points, as PNG."""
+def save_figure(path: str, samples: np.ndarray, title: str, columns: int | None = None) -> None:
+  """An image grid (`columns` wide; None: square), or for a toy set a scatter
+  of the points, as PNG."""
   if samples.ndim == 2:
     plots.points_figure(path, samples, title=title)
   else:
-    plots.save_png(path, plots.image_grid(samples))
+    plots.save_png(path, plots.image_grid(samples, columns))

@@ -29,6 +29,9 @@ _OUT = flags.DEFINE_string("out", None, "PNG to write (default: WORKDIR/samples_
 _NPZ = flags.DEFINE_string("npz", None, "Also write the samples to this .npz (key 'samples': "
                            "uint8 [N, H, W, C] images, or float32 [N, 2] points).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise.")
+_RAW = flags.DEFINE_bool("raw_generator", False, "Sample the generator itself, not the "
+                        "moving average of its weights that a run with ema.decay > 0 keeps "
+                        "and samples by default.")
 _MODEL = flags.DEFINE_integer("model", None, "Which model of a sweep (its index, as in "
                               "WORKDIR/models/NN and summary.json's `models`).")
 
@@ -57,7 +60,8 @@ def output_problem(flag: str, path: str, extension: str) -> str | None:
 
 
 def _samples(workdir: str, step: int | None, name: str | None,
-             overrides: list[tuple[str, str]], num: int, seed: int, model: int | None):
+             overrides: list[tuple[str, str]], num: int, seed: int, model: int | None,
+             raw: bool = False):
   """(step, config, samples) of `step`, or of the newest checkpoint that reads back."""
   from wgan_jax import checkpointing, generation  # pylint: disable=import-outside-toplevel
 
@@ -69,7 +73,8 @@ def _samples(workdir: str, step: int | None, name: str | None,
       raise configs.ConfigError(
           f"--num={num} is more than {most} samples of shape {shape} (2 GiB of float32) "
           "in one call; call again with other --seed values")
-    return found, config, generation.from_checkpoint(config, workdir, found, num, seed, model)
+    return found, config, generation.from_checkpoint(config, workdir, found, num, seed, model,
+                                                     raw)
 
   return checkpointing.newest_readable(workdir, step, load)
 
@@ -91,7 +96,7 @@ def main(parsed) -> None:
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   try:
     step, config, samples = _samples(workdir, _STEP.value, name, overrides, _NUM.value,
-                                     _SEED.value, _MODEL.value)
+                                     _SEED.value, _MODEL.value, _RAW.value)
   except (checkpointing.CheckpointError, configs.ConfigError) as e:
     usage_error(str(e))
 
@@ -102,7 +107,8 @@ def main(parsed) -> None:
     usage_error(problem)
   written, current = [], out
   try:
-    generation.save_figure(out, samples, f"{config.experiment}: {len(samples)} samples")
+    generation.save_figure(out, samples, f"{config.experiment}: {len(samples)} samples",
+                           generation.grid_columns(config))
     written.append(out)
     if _NPZ.value:
       current = _NPZ.value

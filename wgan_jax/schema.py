@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from wgan_jax import losses, metrics, optim, parallel, sweeps
+from wgan_jax import augment, losses, metrics, optim, parallel, steps, sweeps
 from wgan_jax.metrics import inception
 from wgan_jax.models import layers
 from wgan_jax.rules import Rule, any_value, at_least, choice, in_unit_interval, positive
@@ -49,7 +49,10 @@ def base_config() -> ml_collections.ConfigDict:
   # "wgan_reference": the WGAN code's rule, 100 critic updates for the first 25
   # generator iterations and every 500th one, n_critic otherwise.
   c.critic_schedule = "constant"
-  c.gp_weight = 10.0          # WGAN-GP's lambda
+  c.gp_weight = 10.0          # the penalty's weight (WGAN-GP's lambda, R1's gamma)
+  # The critic's penalty (losses.py): auto (WGAN-GP's under objective wgan-gp, none
+  # otherwise) | none | gp | lp (one-sided, WGAN-LP) | r1 (on real data) | dragan.
+  c.penalty = "auto"
   c.clip = 0.01               # WGAN's c (used by objective "wgan" only)
   c.gan_generator_loss = "non-saturating"  # or "minimax" (objective "gan" only)
 
@@ -67,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
       dict(name="mlp", features=512, depth=3, output_activation="linear", weight_init="lecun",
            norm="none"))
   c.model.critic = ml_collections.ConfigDict(dict(name="mlp", features=512, depth=3,
-                                                  weight_init="lecun"))
+                                                  weight_init="lecun", norm="none"))
 
   # One optimizer definition, instantiated separately for generator and critic.
   c.optimizer = ml_collections.ConfigDict()
@@ -80,6 +83,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.eps = 1e-8      # rmsprop
 
   c.techniques = techniques_section()
+  # The generator's exponential moving average (wgan_jax/ema.py), used for samples
+  # and evaluation when kept: decay per generator step (0: none; BigGAN: 0.9999),
+  # and the step from which it averages (before: a copy).
+  c.ema = ml_collections.ConfigDict(dict(decay=0.0, start=0))
+  # The networks' compute dtype: f32, or bf16 from float32 params, optimizer states,
+  # penalty norms and losses (BUILD.md: mixed precision).
+  c.precision = "f32"
+  # DiffAugment (wgan_jax/augment.py) on every image the critic sees, real and
+  # generated, in both updates: "" or a comma-separated policy of color,
+  # translation, cutout.
+  c.augment = ""
   c.sampling_batch_norm = "batch"  # batch | running (see SAMPLING_BATCH_NORM)
   c.log_every = 100           # generator iterations between scalar logs
   c.eval_every = 1000         # ... between evaluations and figures (0: only at the end)
@@ -132,6 +146,16 @@ def techniques_section() -> ml_collections.ConfigDict:
   return t
 
 
+def _augment_policy(value) -> str | None:
+  if not isinstance(value, str):
+    return f"must be a comma-separated string of {', '.join(augment.POLICIES)}"
+  try:
+    augment.parse_policy(value)
+  except ValueError as e:
+    return str(e)
+  return None
+
+
 # The rule of every key outside the model and data sections.
 RULES: dict[str, Rule] = {
     "experiment": any_value,
@@ -146,6 +170,9 @@ RULES: dict[str, Rule] = {
     "gp_weight": at_least(0, 1e6),
     "clip": positive(why="WGAN clips weights to [-c, c]"),
     "gan_generator_loss": choice(*losses.GAN_GENERATOR_LOSSES),
+    "penalty": choice(*losses.PENALTY_CHOICES),
+    "precision": choice(*steps.COMPUTE_DTYPES),
+    "augment": _augment_policy,
     "batch_size": at_least(1, 1 << 20),
     "generator_batch_multiple": at_least(1, 64),
     "num_generator_steps": at_least(0, 1 << 40),
@@ -170,6 +197,10 @@ def _metrics_in_training(value) -> str | None:
   return None
 
 
+EMA_RULES: dict[str, Rule] = {
+    "decay": in_unit_interval(),
+    "start": at_least(0, 1 << 40),
+}
 EVAL_RULES: dict[str, Rule] = {
     "metrics": _metrics_in_training,
     "num_samples": at_least(2, 1_000_000),

@@ -12,21 +12,30 @@ PyTree = Any
 
 @flax.struct.dataclass
 class NetState:
-  """One network: its parameters, batch-norm statistics and optimizer state."""
+  """One network: its parameters, batch-norm statistics and optimizer state,
+  and spectral normalisation's power-iteration vectors (models/spectral.py)."""
   params: PyTree
   batch_stats: PyTree  # {} for a network without batch norm
   opt_state: PyTree
+  spectral: PyTree = flax.struct.field(default_factory=dict)  # {} without spectral norm
 
 
 @flax.struct.dataclass
 class TrainState:
-  """Generator and critic, the number of generator iterations done, and the
-  base RNG key (each iteration folds in `step`, so the stream is a function of
-  the step alone and resumes exactly)."""
+  """Generator and critic, the number of generator iterations done, the base
+  RNG key (each iteration folds in `step`, so the stream is a function of the
+  step alone and resumes exactly), and the generator's moving average.
+
+  A field added here with an empty default restores from checkpoints saved
+  before it existed (checkpointing restores partially, after checking every
+  array the state has is in the checkpoint)."""
   step: jax.Array
   rng: jax.Array
   generator: NetState
   critic: NetState
+  # The exponential moving average of the generator's params and batch stats
+  # (`ema.decay` > 0; wgan_jax/ema.py), {"params": ..., "batch_stats": ...}; {} without.
+  generator_ema: PyTree = flax.struct.field(default_factory=dict)
 
 
 def generator_steps(state: TrainState) -> int:

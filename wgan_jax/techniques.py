@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from wgan_jax import losses
 from wgan_jax.state import PyTree
 
 
@@ -68,11 +69,12 @@ def config_problem(config: ml_collections.ConfigDict) -> str | None:
     return (f"techniques.label_smoothing={t.label_smoothing} smooths the labels of "
             f"objective='gan'; objective={config.objective!r} has none: set "
             "techniques.label_smoothing=0")
-  if t.minibatch_kernels and config.objective == "wgan-gp":
+  penalty = losses.penalty_of(config.objective, config.penalty)
+  if t.minibatch_kernels and penalty != "none":
     return ("techniques.minibatch_kernels makes the critic's value of an example depend on "
-            "its whole batch, so WGAN-GP's per-example gradient penalty no longer measures "
-            "one example's gradient: use objective='gan' or 'wgan', or set "
-            "techniques.minibatch_kernels=0")
+            f"its whole batch, so the per-example gradient penalty ({penalty}) no longer "
+            "measures one example's gradient: use objective='gan' or 'wgan' without a "
+            "penalty, or set techniques.minibatch_kernels=0")
   return None
 
 

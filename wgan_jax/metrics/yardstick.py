@@ -239,7 +239,7 @@ def _program(yardstick: YardstickConfig, data_shape: tuple[int, ...], real_draw:
     return jax.lax.scan(update, critic, first + jnp.arange(chunk), unroll=unroll)
 
   def score_one(critic: NetState, x: jax.Array) -> jax.Array:
-    return steps_lib.apply_net(spec.critic, critic.params, critic.batch_stats, x, train=False)[0]
+    return steps_lib.critic_values(spec, critic, x)
 
   return _Program(
       init=jax.jit(jax.vmap(init)),
@@ -373,6 +373,9 @@ def evaluate_critics(workdir: str, yardsticks: Sequence[YardstickConfig],
   reference = None
   for step in chosen:
     found, config = generation.saved_config(workdir, step, overrides=overrides)
+    if models.num_classes(config):
+      raise ValueError(f"{workdir} holds a class-conditional generator; critic_w measures "
+                       "unconditional ones: score it with --metrics=fid,kid,is,pr,domain")
     reference = reference or _Reference(config, yardsticks[0])
     module, generator = generation.restore(config, workdir, found, model)
     fake = generation.generate(module, generator, reference.noise, config.sampling_batch_norm,

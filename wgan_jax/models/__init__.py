@@ -19,8 +19,8 @@ from typing import Callable, Mapping
 import flax.linen as nn
 import ml_collections
 
-from wgan_jax import data
-from wgan_jax.models import dcgan, mlp, resnet
+from wgan_jax import data, losses
+from wgan_jax.models import conditional, dcgan, mlp, resnet
 from wgan_jax.rules import ConfigError, Rule, check
 from wgan_jax.techniques import Techniques
 
@@ -55,7 +55,8 @@ def _mlp_critic(cfg, data_shape, *, axis_name=None, convolutions="auto",
                 techniques=Techniques()):
   del data_shape, convolutions  # axis_name: for minibatch discrimination only
   return mlp.MLP(features=cfg.features, depth=cfg.depth, output_shape=(),
-                 weight_init=cfg.weight_init, axis_name=axis_name, **_minibatch(techniques))
+                 weight_init=cfg.weight_init, norm=cfg.norm, axis_name=axis_name,
+                 **_minibatch(techniques))
 
 
 def _minibatch(techniques: Techniques) -> dict:
@@ -84,9 +85,11 @@ def _dcgan_critic(cfg, data_shape, *, axis_name=None, convolutions="auto",
 
 
 def _dcgan_check(config: ml_collections.ConfigDict, role: str) -> str | None:
-  if role == "critic" and config.objective == "wgan-gp" and config.model.critic.norm == "batch":
-    return ("objective='wgan-gp' forbids batch norm in the critic (the gradient penalty is per "
-            "example); set --experiment.model.critic.norm=layer or none")
+  if role == "critic" and config.model.critic.norm == "batch" and losses.penalty_of(
+      config.objective, config.penalty) != "none":
+    return (f"a gradient penalty ({losses.penalty_of(config.objective, config.penalty)}) "
+            "forbids batch norm in the critic (the penalty is per example); set "
+            "--experiment.model.critic.norm=layer, spectral or none")
   return dcgan.image_size_problem(config.data.image_size)
 
 
@@ -115,6 +118,54 @@ def _resnet_check(config: ml_collections.ConfigDict, role: str) -> str | None:
   return resnet.critic_size_problem(size, section.multipliers)
 
 
+# ---------------------------------------------------------------- class-conditional ResNet
+
+def _cond_resnet_generator(cfg, data_shape, *, axis_name=None, convolutions="auto",
+                           techniques=Techniques()):
+  del convolutions, techniques
+  height, _, channels = data_shape
+  return conditional.OneHotConditioned(conditional.ConditionalResNetGenerator(
+      image_size=height, channels=channels, dim=cfg.dim, multipliers=tuple(cfg.multipliers),
+      axis_name=axis_name, num_classes=cfg.num_classes))
+
+
+def _cond_resnet_critic(cfg, data_shape, *, axis_name=None, convolutions="auto",
+                        techniques=Techniques()):
+  del convolutions, axis_name, techniques  # config_problem refuses minibatch discrimination.
+  return conditional.ConditionalResNetCritic(
+      image_size=data_shape[0], dim=cfg.dim, multipliers=tuple(cfg.multipliers), norm=cfg.norm,
+      num_classes=cfg.num_classes, head=cfg.head)
+
+
+def _cond_resnet_check(config: ml_collections.ConfigDict, role: str) -> str | None:
+  problem = _resnet_check(config, role)
+  if problem:
+    return problem
+  other = "critic" if role == "generator" else "generator"
+  if config.model[other].name != "cond_resnet":
+    return (f"model.{role}.name='cond_resnet' is class-conditional, model.{other}.name="
+            f"{config.model[other].name!r} is not: condition both (start from "
+            "cifar10_resnet_acgan)")
+  classes = config.model[role].num_classes
+  if classes != config.model[other].num_classes:
+    return (f"model.generator.num_classes={config.model.generator.num_classes} and "
+            f"model.critic.num_classes={config.model.critic.num_classes} differ")
+  if not config.data.get("labels", False):
+    return (f"model.{role}.name='cond_resnet' trains on class labels: set "
+            "--experiment.data.labels=true")
+  known = data.get(config.data.name).num_classes
+  if known > 0 and known != classes:
+    return (f"model.{role}.num_classes={classes}, but {config.data.name} has {known} "
+            f"classes: set --experiment.model.generator.num_classes={known} and "
+            f"--experiment.model.critic.num_classes={known}")
+  t = config.techniques
+  if t.feature_matching or t.minibatch_kernels:
+    return ("the class-conditional critic takes no feature matching or minibatch "
+            "discrimination: set techniques.feature_matching=false and "
+            "techniques.minibatch_kernels=0")
+  return None
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(_mlp_generator, _mlp_critic, mlp.GENERATOR_RULES, mlp.CRITIC_RULES,
                         images_only=False),
@@ -122,7 +173,16 @@ ARCHITECTURES: dict[str, Architecture] = {
                           dcgan.CRITIC_RULES, images_only=True, cross_check=_dcgan_check),
     "resnet": Architecture(_resnet_generator, _resnet_critic, resnet.GENERATOR_RULES,
                            resnet.CRITIC_RULES, images_only=True, cross_check=_resnet_check),
+    "cond_resnet": Architecture(_cond_resnet_generator, _cond_resnet_critic,
+                                conditional.GENERATOR_RULES, conditional.CRITIC_RULES,
+                                images_only=True, cross_check=_cond_resnet_check),
 }
+
+
+def num_classes(config: ml_collections.ConfigDict) -> int:
+  """The classes a run conditions on: 0 for an unconditional model."""
+  critic = config.model.critic
+  return critic.num_classes if critic.name == "cond_resnet" else 0
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -142,6 +202,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     problem = arch.cross_check(config, role) if arch.cross_check else None
     if problem:
       raise ConfigError(problem)
+  if config.data.get("labels", False) and not num_classes(config):
+    raise ConfigError("data.labels=True feeds class labels to a class-conditional model, but "
+                      f"model.critic.name={config.model.critic.name!r} is unconditional: set "
+                      "--experiment.data.labels=false, or start from cifar10_resnet_acgan")
 
 
 def build_generator(cfg: ml_collections.ConfigDict, data_shape: tuple[int, ...], *,

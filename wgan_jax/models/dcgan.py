@@ -8,7 +8,9 @@ convolution to the image channels and tanh. Critic: the mirror image with
 the first, and a final 4x4 valid convolution to one value (no sigmoid).
 No biases; weights ~ N(0, 0.02), normalisation scales ~ N(1, 0.02).
 The generator may use virtual batch norm instead (`norm` "virtual"), the
-critic minibatch discrimination before its final map (models/improved.py).
+critic minibatch discrimination before its final map (models/improved.py) and
+spectral normalisation of every convolution instead of a normalisation layer
+(`norm` "spectral", models/spectral.py).
 """
 from __future__ import annotations
 
@@ -16,16 +18,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wgan_jax.models import improved
+from wgan_jax.models import improved, spectral
 from wgan_jax.models.layers import Conv, ConvTranspose, torch_padding
 from wgan_jax.rules import at_least, choice
 
 NORMS = ("batch", "layer", "none")
 GENERATOR_NORMS = ("batch", "none", "virtual")
+CRITIC_NORMS = (*NORMS, "spectral")
 GENERATOR_RULES = {"ngf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
                    "norm": choice(*GENERATOR_NORMS)}
 CRITIC_RULES = {"ndf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
-                "norm": choice(*NORMS)}
+                "norm": choice(*CRITIC_NORMS)}
 _W_INIT = nn.initializers.normal(0.02)
 
 
@@ -43,7 +46,7 @@ def _norm(kind: str, train: bool, axis_name: str | None) -> nn.Module | None:
     # WGAN-GP's critic layer norm: statistics over (H, W, C) of each example.
     return nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1,
                         scale_init=_scale_init)
-  if kind in ("none", "virtual"):  # virtual batch norm: `_norm_streams`
+  if kind in ("none", "virtual", "spectral"):  # virtual: `_norm_streams`; spectral: the convs
     return None
   raise ValueError(f"unknown norm {kind!r}; expected one of {NORMS}")
 
@@ -121,7 +124,7 @@ class DCGANCritic(nn.Module):
   image_size: int = 64
   ndf: int = 64
   n_extra_layers: int = 0
-  norm: str = "batch"  # "batch", "layer" (WGAN-GP) or "none"
+  norm: str = "batch"  # "batch", "layer" (WGAN-GP), "spectral" or "none"
   axis_name: str | None = None  # pmap axis for global batch statistics
   convolutions: str = "auto"  # "auto" or one of layers.IMPLS
   minibatch_kernels: int = 0  # B; 0: no minibatch discrimination
@@ -130,8 +133,9 @@ class DCGANCritic(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     check_image_size(self.image_size)
-    conv = lambda f, k, s, p: Conv(f, (k, k), (s, s), padding=p, use_bias=False,
-                                   kernel_init=_W_INIT, impl=self.convolutions)
+    conv = lambda f, k, s, p: spectral.normalized(
+        self, Conv(f, (k, k), (s, s), padding=p, use_bias=False, kernel_init=_W_INIT,
+                   impl=self.convolutions), self.norm == "spectral")
     norm = lambda y: _apply_norm(self.norm, y, train, self.axis_name)
     x = nn.leaky_relu(conv(self.ndf, 4, 2, 1)(x), 0.2)
     cndf, size = self.ndf, self.image_size // 2

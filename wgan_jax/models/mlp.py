@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wgan_jax.models import improved
+from wgan_jax.models import improved, spectral
 from wgan_jax.rules import at_least, choice
 
 # How the weights start: "lecun" (flax's default: LeCun normal, zero biases),
@@ -20,11 +20,13 @@ ACTIVATIONS = ("linear", "tanh")
 # The generator's normalisation after each hidden layer: none (the references'),
 # or virtual batch norm (models/improved.py).
 GENERATOR_NORMS = ("none", "virtual")
+# The critic's: none, or spectral normalisation of every layer (models/spectral.py).
+CRITIC_NORMS = ("none", "spectral")
 GENERATOR_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
                    "output_activation": choice(*ACTIVATIONS), "weight_init": choice(*INITS),
                    "norm": choice(*GENERATOR_NORMS)}
 CRITIC_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
-                "weight_init": choice(*INITS)}
+                "weight_init": choice(*INITS), "norm": choice(*CRITIC_NORMS)}
 
 
 def _torch_bias_init(fan_in: int):
@@ -53,14 +55,15 @@ class MLP(nn.Module):
   input is flattened first, and an image output gets `tanh` if asked. The
   last hidden features are sown as "intermediates"/"features" (feature
   matching); `norm` "virtual" (generators) and `minibatch_kernels` (critics)
-  add the layers of models/improved.py.
+  add the layers of models/improved.py, `norm` "spectral" (critics)
+  normalises every layer's weights by their spectral norm.
   """
   features: int = 512
   depth: int = 3
   output_shape: Sequence[int] = (2,)
   output_activation: str = "linear"  # "linear" or "tanh"
   weight_init: str = "lecun"  # one of INITS (a field may not be called `init`: Module.init)
-  norm: str = "none"  # one of GENERATOR_NORMS
+  norm: str = "none"  # one of GENERATOR_NORMS (generators), CRITIC_NORMS (critics)
   vbn_reference_size: int = 64  # R, with norm "virtual"
   minibatch_kernels: int = 0  # B; 0: no minibatch discrimination
   minibatch_kernel_dim: int = improved.DEFAULT_KERNEL_DIM
@@ -69,11 +72,13 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     del train  # No batch statistics: same function in training and sampling.
+    sn = self.norm == "spectral"
     reference = (improved.reference_noise(self, self.vbn_reference_size, x.shape[1:])
                  if self.norm == "virtual" else None)
     xs = [y.reshape((y.shape[0], -1)) for y in improved.streams(reference, x)]
     for _ in range(self.depth):
-      dense = _dense(self.features, xs[-1].shape[-1], self.weight_init, last=False)
+      dense = spectral.normalized(
+          self, _dense(self.features, xs[-1].shape[-1], self.weight_init, last=False), sn)
       xs = improved.each(dense, xs)
       if self.norm == "virtual":
         xs = improved.VirtualBatchNorm()(*xs)
@@ -83,7 +88,8 @@ class MLP(nn.Module):
     if self.minibatch_kernels:
       x = jnp.concatenate([x, improved.MinibatchDiscrimination(
           self.minibatch_kernels, self.minibatch_kernel_dim, self.axis_name)(x)], axis=-1)
-    x = _dense(math.prod(self.output_shape), x.shape[-1], self.weight_init, last=True)(x)
+    x = spectral.normalized(self, _dense(math.prod(self.output_shape), x.shape[-1],
+                                         self.weight_init, last=True), sn)(x)
     if self.output_activation == "tanh":
       x = jnp.tanh(x)
     return x.reshape((x.shape[0],) + tuple(self.output_shape))

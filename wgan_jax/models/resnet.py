@@ -12,22 +12,28 @@ fan_out)) for the "He" convolutions, sqrt(2 / (fan_in + fan_out)) (Glorot)
 for the shortcuts, the first critic convolution, the linear layers and the
 CIFAR-10 generator's output convolution; in the 64x64 network the first
 convolution of each block has no bias.
+
+The blocks' normalisation is injectable (`ResidualBlock.norm` may build a
+module that also reads class labels), and the generator's layers and the
+critic's features are methods, so models/conditional.py builds the
+class-conditional networks from these same blocks.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wgan_jax.models import improved
+from wgan_jax.models import improved, spectral
 from wgan_jax.rules import at_least, choice
 
 # tflib's conv2d: he_init std sqrt(4 / (fan_in + fan_out)), else sqrt(2 / (...)).
 _HE = nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")
 _GLOROT = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
-CRITIC_NORMS = ("none", "layer")
+# The critic's: none, layer norm in every block, or spectral norm on every layer.
+CRITIC_NORMS = ("none", "layer", "spectral")
 
 
 def _multipliers(value) -> str | None:
@@ -71,22 +77,29 @@ def _mean_pool(x: jax.Array) -> jax.Array:
   return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
-def _conv(features: int, size: int, init=_HE, bias: bool = True) -> nn.Conv:
+def _plain_conv(features: int, size: int, init=_HE, bias: bool = True) -> nn.Conv:
   return nn.Conv(features, (size, size), padding="SAME", kernel_init=init, use_bias=bias)
 
 
 class ResidualBlock(nn.Module):
   features: int
   resample: str | None = None  # "up", "down" or None
-  norm: str = "batch"  # "batch", "layer" or "none"
+  # "batch", "layer", "none", "spectral" (every convolution spectrally normalised,
+  # no normalisation layer), or a factory of a module called as
+  # module(y, labels, train) (conditional batch norm: models/conditional.py).
+  norm: str | Callable[[], nn.Module] = "batch"
   axis_name: str | None = None  # pmap axis for global batch statistics
   first_bias: bool = True  # gan_64x64.py's blocks have none on their first conv
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None) -> jax.Array:
     in_features = x.shape[-1]
+    sn = self.norm == "spectral"
+    _conv = lambda *args, **kwargs: spectral.normalized(self, _plain_conv(*args, **kwargs), sn)
 
     def bn(y):
+      if callable(self.norm):
+        return self.norm()(y, labels, train)
       if self.norm == "batch":
         return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                             axis_name=self.axis_name)(y)
@@ -129,6 +142,13 @@ class ResNetGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+    return self.layers(z, train)
+
+  def layers(self, z: jax.Array, train: bool, block_norm: str | Callable[[], nn.Module] = "batch",
+             labels: jax.Array | None = None) -> jax.Array:
+    """The network, with `block_norm` (given `labels`) in the residual blocks;
+    the last norm is batch norm either way (gan_cifar_resnet.py's OutputN gets
+    no labels)."""
     blocks = len(self.multipliers) - 1
     if 4 * 2 ** blocks != self.image_size:
       raise ValueError(f"{blocks} up-sampling blocks make {4 * 2 ** blocks}x{4 * 2 ** blocks} "
@@ -137,11 +157,12 @@ class ResNetGenerator(nn.Module):
     cifar = self.image_size == 32
     x = nn.Dense(4 * 4 * first, kernel_init=_GLOROT)(z).reshape(z.shape[0], 4, 4, first)
     for m in self.multipliers[1:]:
-      x = ResidualBlock(self.dim * m, "up", axis_name=self.axis_name, first_bias=cifar)(x, train)
+      x = ResidualBlock(self.dim * m, "up", norm=block_norm, axis_name=self.axis_name,
+                        first_bias=cifar)(x, train, labels)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      axis_name=self.axis_name)(x)
     # gan_cifar_resnet.py's output conv is Glorot (he_init=False), gan_64x64.py's He.
-    return jnp.tanh(_conv(self.channels, 3, _GLOROT if cifar else _HE)(nn.relu(x)))
+    return jnp.tanh(_plain_conv(self.channels, 3, _GLOROT if cifar else _HE)(nn.relu(x)))
 
 
 class ResNetCritic(nn.Module):
@@ -153,13 +174,27 @@ class ResNetCritic(nn.Module):
   image_size: int = 32
   dim: int = 128
   multipliers: Sequence[int] = (1, 1, 1, 1)
-  norm: str = "none"  # "none" (gan_cifar_resnet.py) or "layer" (gan_64x64.py)
+  norm: str = "none"  # "none" (gan_cifar_resnet.py), "layer" (gan_64x64.py) or "spectral"
   minibatch_kernels: int = 0  # B; 0: no minibatch discrimination
   minibatch_kernel_dim: int = improved.DEFAULT_KERNEL_DIM
   axis_name: str | None = None  # pmap axis (minibatch discrimination over all devices)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    h = self.features(x, train)
+    return self.linear(1)(h).reshape(h.shape[0])
+
+  def linear(self, features: int):
+    """An output layer on the features (spectrally normalised with the rest)."""
+    return spectral.normalized(self, nn.Dense(features, kernel_init=_GLOROT),
+                               self.norm == "spectral")
+
+  def features(self, x: jax.Array, train: bool) -> jax.Array:
+    """What the output layer reads: the pooled (32x32) or flattened (64x64) last
+    map, sown as "intermediates"/"features", with the minibatch features
+    appended when `minibatch_kernels` is set."""
+    _conv = lambda *args, **kwargs: spectral.normalized(self, _plain_conv(*args, **kwargs),
+                                                        self.norm == "spectral")
     if self.image_size == 32:
       # OptimizedResBlockDisc1: conv, ReLU, ConvMeanPool + MeanPoolConv shortcut.
       shortcut = _conv(self.dim, 1, _GLOROT)(_mean_pool(x))
@@ -182,4 +217,4 @@ class ResNetCritic(nn.Module):
     if self.minibatch_kernels:
       x = jnp.concatenate([x, improved.MinibatchDiscrimination(
           self.minibatch_kernels, self.minibatch_kernel_dim, self.axis_name)(x)], axis=-1)
-    return nn.Dense(1, kernel_init=_GLOROT)(x).reshape(x.shape[0])
+    return x
