@@ -141,8 +141,9 @@ class Devices:
                                  self._local)
     return parallel.global_batch_from_local(local, self.mesh, self._batches)
 
-  def slice_updates(self, real: jax.Array, start: int, stop: int) -> jax.Array:
-    """Critic updates [start, stop) of real batches laid out by `real`."""
+  def slice_updates(self, real: PyTree, start: int, stop: int) -> PyTree:
+    """Critic updates [start, stop) of real batches laid out by `real` (images,
+    or images and labels)."""
     if self.pmap:
-      return real[:, start:stop]
-    return real[start:stop]
+      return jax.tree.map(lambda x: x[:, start:stop], real)
+    return jax.tree.map(lambda x: x[start:stop], real)
