@@ -6,7 +6,7 @@ import math
 from PIL import Image
 
 from wgan_jax.studies import (clip_sweep, estimate_vs_quality, improved_techniques,
-                              mode_collapse, n_critic_sweep)
+                              mode_collapse, modern_training, n_critic_sweep)
 
 
 def _files(out, name):
@@ -67,3 +67,24 @@ def test_improved_techniques_scores_techniques_against_gan_and_wgan_gp(tmp_path)
   assert list(full["toy"]) == ["gan", *improved_techniques.TECHNIQUES, "all of them", "wgan-gp"]
   assert full["digits"]["gan"]["techniques.minibatch_kernels"] == 0
   assert full["digits"]["minibatch discrimination"]["techniques.minibatch_kernels"] == 100
+
+
+def test_modern_training_scores_each_technique_against_wgan_gp(tmp_path):
+  result = modern_training.run(str(tmp_path), tiny=True)
+  assert result == _files(tmp_path, "modern_training")
+  toy = result["toy"]["results"]
+  assert list(toy) == list(modern_training.TINY_TOY)
+  for scores in toy.values():
+    assert 0 <= scores["modes_covered"][0] <= 25 and scores["w1"][0] > 0
+    assert scores["evaluated"] == "generator"
+  assert len({scores["w1"][0] for scores in toy.values()}) == len(toy)  # Different runs.
+  assert result["digits"]["results"] == {}
+  # The full setting: every technique alone on WGAN-GP, R1 at gamma 1, the EMA runs
+  # evaluated with their average.
+  full = result["settings"]
+  assert list(full["toy"]) == ["wgan-gp", "lp", "r1", "dragan", "spectral", "ema", "bf16"]
+  assert full["toy"]["r1"] == {"experiment": "toy_25gaussians", "penalty": "r1",
+                               "gp_weight": 1.0}
+  assert full["digits"]["spectral"]["model.critic.norm"] == "spectral"
+  assert full["digits"]["diffaugment"]["augment"] == "color,translation,cutout"
+  assert modern_training._evaluated(full["digits"]["ema 0.999"]) == "moving average"

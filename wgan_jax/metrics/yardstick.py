@@ -134,7 +134,8 @@ def critic_section(yardstick: YardstickConfig, critic: str | None = None
   critic = critic or yardstick.critic
   if critic == "mlp":
     return ml_collections.ConfigDict(dict(name="mlp", features=yardstick.features,
-                                          depth=yardstick.depth, weight_init="lecun"))
+                                          depth=yardstick.depth, weight_init="lecun",
+                                          norm="none"))
   if critic == "dcgan":
     return ml_collections.ConfigDict(dict(name="dcgan", ndf=yardstick.ndf, n_extra_layers=0,
                                           norm=yardstick.norm))

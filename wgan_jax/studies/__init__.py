@@ -26,6 +26,7 @@ STUDIES: dict[str, str] = {
     "n_critic_sweep": "wgan_jax.studies.n_critic_sweep",
     "estimate_vs_quality": "wgan_jax.studies.estimate_vs_quality",
     "improved_techniques": "wgan_jax.studies.improved_techniques",
+    "modern_training": "wgan_jax.studies.modern_training",
 }
 
 
