@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from wgan_jax.studies import report, training
@@ -89,26 +88,11 @@ def run(out_dir: str, tiny: bool = False) -> dict[str, Any]:
     digits[setting] = {k: float(history.final(k)[0])
                        for k in ("domain_fd", "domain_classes_covered", "domain_kl")}
 
-  fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-  names = list(toy)
-  y = np.arange(len(names))
-  for ax, key, label in ((axes[0], "modes_covered", "modes covered (of 25)"),
-                         (axes[1], "high_quality_share", "high-quality share")):
-    values = [toy[n][key] for n in names]
-    ax.barh(y, [np.mean(v) for v in values], color="tab:blue", alpha=0.6)
-    for i, v in enumerate(values):
-      ax.plot(v, [i] * len(v), "k.", ms=4)
-    ax.set(yticks=y, yticklabels=names if ax is axes[0] else [], xlabel=label)
-    ax.invert_yaxis()
-  axes[0].set_title(f"25 Gaussians, {steps} iterations (bars: mean; dots: seeds)")
-  digit_names = [n for n in names if n in digits]
-  axes[2].barh(np.arange(len(digit_names)), [digits[n]["domain_fd"] for n in digit_names],
-               color="tab:orange", alpha=0.7)
-  axes[2].set(yticks=np.arange(len(digit_names)), yticklabels=digit_names,
-              xlabel="digit-classifier FD (lower is better)", xscale="log",
-              title=f"digits, DCGAN, {digit_steps} iterations")
-  axes[2].invert_yaxis()
-  fig.tight_layout()
+  fig = report.techniques_figure(
+      toy, (("modes_covered", "modes covered (of 25)"),
+            ("high_quality_share", "high-quality share")),
+      f"25 Gaussians, {steps} iterations (bars: mean; dots: seeds)", digits,
+      f"digits, DCGAN, {digit_steps} iterations")
   return report.finish(out_dir, "improved_techniques", fig, {
       "toy": {"data": "25gaussians", "seeds": seeds, "generator_steps": steps,
               "eval_every": every, "results": toy},

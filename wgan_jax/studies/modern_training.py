@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from wgan_jax.studies import report, training
@@ -102,27 +101,11 @@ def run(out_dir: str, tiny: bool = False) -> dict[str, Any]:
                        "evaluated": _evaluated(changes),
                        "train_seconds": history.summary.get("train_seconds")}
 
-  fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
-  names = list(toy)
-  y = np.arange(len(names))
-  for ax, key, label in ((axes[0], "modes_covered", "modes covered (of 25)"),
-                         (axes[1], "high_quality_share", "high-quality share"),
-                         (axes[2], "w1", "exact W1 (lower is better)")):
-    values = [toy[n][key] for n in names]
-    ax.barh(y, [np.mean(v) for v in values], color="tab:blue", alpha=0.6)
-    for i, v in enumerate(values):
-      ax.plot(v, [i] * len(v), "k.", ms=4)
-    ax.set(yticks=y, yticklabels=names if ax is axes[0] else [], xlabel=label)
-    ax.invert_yaxis()
-  axes[0].set_title(f"25 Gaussians, {steps} iterations (bars: mean; dots: seeds)")
-  digit_names = list(digits)
-  axes[3].barh(np.arange(len(digit_names)), [digits[n]["domain_fd"] for n in digit_names],
-               color="tab:orange", alpha=0.7)
-  axes[3].set(yticks=np.arange(len(digit_names)), yticklabels=digit_names,
-              xlabel="digit-classifier FD (lower is better)", xscale="log",
-              title=f"digits, DCGAN, {digit_steps} iterations, one seed")
-  axes[3].invert_yaxis()
-  fig.tight_layout()
+  fig = report.techniques_figure(
+      toy, (("modes_covered", "modes covered (of 25)"),
+            ("high_quality_share", "high-quality share"), ("w1", "exact W1 (lower is better)")),
+      f"25 Gaussians, {steps} iterations (bars: mean; dots: seeds)", digits,
+      f"digits, DCGAN, {digit_steps} iterations, one seed")
   return report.finish(out_dir, "modern_training", fig, {
       "toy": {"data": "25gaussians", "seeds": seeds, "generator_steps": steps,
               "eval_every": every, "results": toy},

@@ -77,6 +77,33 @@ def subplots(*args, **kwargs):
   return plt.subplots(*args, **kwargs)
 
 
+def techniques_figure(toy: dict[str, dict[str, list[float]]],
+                      toy_panels: tuple[tuple[str, str], ...], toy_title: str,
+                      digits: dict[str, dict[str, float]], digits_title: str) -> plt.Figure:
+  """The figure of a study of techniques, one setting a row: a panel per
+  (key, label) of `toy_panels` (bars: the mean over seeds, dots: each seed),
+  then the digit classifier's FD of each digits setting (log scale)."""
+  fig, axes = plt.subplots(1, len(toy_panels) + 1, figsize=(4 * len(toy_panels) + 8, 4.5))
+  names = list(toy)
+  y = np.arange(len(names))
+  for ax, (key, label) in zip(axes, toy_panels):
+    values = [toy[n][key] for n in names]
+    ax.barh(y, [np.mean(v) for v in values], color="tab:blue", alpha=0.6)
+    for i, v in enumerate(values):
+      ax.plot(v, [i] * len(v), "k.", ms=4)
+    ax.set(yticks=y, yticklabels=names if ax is axes[0] else [], xlabel=label)
+    ax.invert_yaxis()
+  axes[0].set_title(toy_title)
+  digit_names = list(digits)
+  axes[-1].barh(np.arange(len(digit_names)), [digits[n]["domain_fd"] for n in digit_names],
+                color="tab:orange", alpha=0.7)
+  axes[-1].set(yticks=np.arange(len(digit_names)), yticklabels=digit_names,
+               xlabel="digit-classifier FD (lower is better)", xscale="log", title=digits_title)
+  axes[-1].invert_yaxis()
+  fig.tight_layout()
+  return fig
+
+
 def save_figure(fig: plt.Figure, path: str) -> None:
   """`fig` as a PNG at `path` (written whole or not at all), then closed."""
   try:
