@@ -88,6 +88,7 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
   lr = swept.get("optimizer.lr")
   total = config.num_generator_steps
   tech = techniques.from_config(config)
+  classes = models.num_classes(config)
   layout = dict(axis_name=axis_name, convolutions=convolutions(config), techniques=tech)
   # With historical averaging, each optimizer keeps its network's running mean.
   history = lambda tx: techniques.with_history(tx, tech.historical_averaging)
@@ -113,8 +114,8 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
       ema_start=int(config.ema.start),
       compute_dtype=steps.COMPUTE_DTYPES[config.precision],
       augment=augment.parse_policy(config.augment),
-      num_classes=models.num_classes(config),
-      acgan=models.num_classes(config) > 0 and config.model.critic.head == "acgan")
+      num_classes=classes,
+      acgan=classes > 0 and config.model.critic.head == "acgan")
 
 
 def init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None,

@@ -143,7 +143,7 @@ class ImageEvaluator:
   def __init__(self, spec: steps.GanSpec, num_samples: int, key: jax.Array,
                batch_norm: str = "batch", batch_size: int = 64, scores: RunScores | None = None):
     self.spec, self.batch_norm, self.batch_size = spec, batch_norm, batch_size
-    classes = jnp.arange(num_samples) % max(spec.num_classes, 1)
+    classes = generation.balanced_labels(num_samples, max(spec.num_classes, 1))
     self.noise = steps.generator_input(spec, steps.sample_noise(spec, key, num_samples), classes)
     self.columns = spec.num_classes or None
     self.scores = scores if scores is not None and scores.names else None

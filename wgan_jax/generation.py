@@ -88,11 +88,16 @@ def noise(config: ml_collections.ConfigDict, num: int, seed: int) -> np.ndarray:
   """The generator's input for `num` samples drawn with `seed`: one stream,
   whatever the batching. A conditional generator's sample i is of class
   i mod K (balanced classes; in a grid of K columns, a class a column)."""
-  z = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (num, config.model.noise_dim)))
+  z = jax.random.normal(jax.random.PRNGKey(seed), (num, config.model.noise_dim))
   classes = models.num_classes(config)
   if not classes:
-    return z
-  return np.concatenate([z, np.eye(classes, dtype=z.dtype)[np.arange(num) % classes]], axis=1)
+    return np.asarray(z)
+  return np.asarray(steps.conditioned_input(z, balanced_labels(num, classes), classes))
+
+
+def balanced_labels(num: int, classes: int) -> np.ndarray:
+  """The classes of `num` conditional samples: sample i of class i mod `classes`."""
+  return np.arange(num) % classes
 
 
 def grid_columns(config: ml_collections.ConfigDict) -> int | None:

@@ -163,9 +163,12 @@ def critic_values(spec: GanSpec, critic: NetState, x: jax.Array,
 def generator_input(spec: GanSpec, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
   """What the generator takes: the noise, and for a conditional generator the
   noise ⊕ one-hot labels (models/conditional.OneHotConditioned)."""
-  if not spec.num_classes:
-    return z
-  return jnp.concatenate([z, jax.nn.one_hot(labels, spec.num_classes, dtype=z.dtype)], axis=-1)
+  return z if not spec.num_classes else conditioned_input(z, labels, spec.num_classes)
+
+
+def conditioned_input(z: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
+  """noise ⊕ one-hot `labels` of `num_classes` classes: a conditional generator's input."""
+  return jnp.concatenate([z, jax.nn.one_hot(labels, num_classes, dtype=z.dtype)], axis=-1)
 
 
 def split_real(real: jax.Array | tuple[jax.Array, jax.Array]
