@@ -1,8 +1,7 @@
 """Scores of two sets of image features, as the field computes them.
 
 - FID: the Frechet distance between Gaussians fitted to the two sets (float64 on
-  the host, pytorch-fid's `calculate_frechet_distance`, including its handling of
-  a near-singular product of covariances).
+  the host, torch-fidelity's formula, which equals pytorch-fid's).
 - KID: the unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3,
   mean and standard deviation over random subsets (Binkowski et al. 2018;
   torch-fidelity's defaults: 100 subsets of 1,000, seed 2020).
@@ -17,10 +16,8 @@ or a domain classifier's) or logits [N, classes].
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
-from scipy import linalg
 
 # torch-fidelity's defaults, so that the numbers compare.
 KID_SUBSETS, KID_SUBSET_SIZE, KID_DEGREE, KID_COEF0 = 100, 1000, 3, 1.0
@@ -44,23 +41,16 @@ class GaussianStats:
     return cls(features.mean(axis=0), np.cov(features, rowvar=False), len(features))
 
 
-def frechet_distance(a: GaussianStats, b: GaussianStats, eps: float = 1e-6) -> float:
-  """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as pytorch-fid
-  computes it: where the product is singular, `eps` is added to both
-  diagonals; a square root with a non-negligible imaginary part is an error."""
+def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
+  """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as torch-fidelity
+  computes it: the trace of the root is the sum of the roots of the eigenvalues
+  of S_a S_b. They are those of the PSD S_a^(1/2) S_b S_a^(1/2), real and
+  non-negative but for rounding, so no matrix root (pytorch-fid's `sqrtm`, five
+  times slower at 2048 features) and no singular case to handle."""
   diff = a.mu - b.mu
-  with warnings.catch_warnings():  # A singular product is handled below, not printed.
-    warnings.simplefilter("ignore")
-    covmean = linalg.sqrtm(a.sigma.dot(b.sigma))
-    if not np.isfinite(covmean).all():
-      offset = np.eye(a.sigma.shape[0]) * eps
-      covmean = linalg.sqrtm((a.sigma + offset).dot(b.sigma + offset))
-  if np.iscomplexobj(covmean):
-    if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-      raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the square "
-                       "root of the covariance product: too few samples for this dimension")
-    covmean = covmean.real
-  return float(diff.dot(diff) + np.trace(a.sigma) + np.trace(b.sigma) - 2 * np.trace(covmean))
+  eigenvalues = np.linalg.eigvals(a.sigma @ b.sigma).astype(np.complex128)
+  root_trace = np.sqrt(eigenvalues).real.sum()
+  return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * root_trace)
 
 
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
