@@ -66,7 +66,14 @@ def test_each_model_of_a_sweep_equals_its_own_run(objective, key, grid, model, v
 
 def test_sweep_config_errors_are_one_line():
   cases = {
-      (("sweep.key", "clip"), ("sweep.grid", (0.1,))): "acts under objective='wgan'",
+      (("sweep.key", "clip"), ("sweep.grid", (0.1,))):
+          "sweep.key='clip' acts only under objective='wgan' (weight clipping); this run has "
+          "objective='wgan-gp', penalty='auto'",
+      (("sweep.key", "gp_weight"), ("sweep.grid", (1.0,)), ("objective", "wgan")):
+          "sweep.key='gp_weight' acts only with a penalty (objective='wgan-gp', or "
+          "penalty=gp|lp|r1|dragan); this run has objective='wgan', penalty='auto'",
+      (("sweep.key", "gp_weight"), ("sweep.grid", (1.0,)), ("penalty", "none"),
+       ("objective", "gan")): "sweep.key='gp_weight' acts only with a penalty",
       (("sweep.grid", (0.1,)),): "without sweep.key",
       (("sweep.key", "lr"),): "sweep.key='lr' cannot be swept; use one of clip, gp_weight",
       (("sweep.key", "gp_weight"),): "needs sweep.grid",
@@ -94,6 +101,9 @@ def test_sweep_config_errors_are_one_line():
     assert "\n" not in str(e.value)
   with pytest.raises(ConfigError, match="under parallelism='jit'"):
     tiny_config(**{"sweep.seeds": 2, "parallelism": "pmap"})
+  # The penalty's weight acts under any objective that has one: e.g. R1's gamma.
+  r1 = tiny_config("gan", penalty="r1", **{"sweep.key": "gp_weight", "sweep.grid": (0.1, 1.0)})
+  assert sweeps.from_config(r1).hparams()["gp_weight"].tolist() == pytest.approx([0.1, 1.0])
 
 
 def test_a_sweep_splits_its_models_over_the_devices_that_divide_them():

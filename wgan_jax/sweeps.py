@@ -25,10 +25,17 @@ import jax
 import ml_collections
 import numpy as np
 
+from wgan_jax import losses
+
 # What a sweep may vary besides the seed: each enters the program as a number.
 SWEEPABLE = ("clip", "gp_weight", "optimizer.lr", "n_critic")
-# The objective a swept key acts under ("" for any).
-_ACTS_UNDER = {"clip": "wgan", "gp_weight": "wgan-gp", "optimizer.lr": "", "n_critic": ""}
+# Where a swept key acts, for the keys that do not act in every run: the rule,
+# and the words that name it.
+_ACTS_WHERE: dict[str, tuple[Callable[[ml_collections.ConfigDict], bool], str]] = {
+    "clip": (lambda c: c.objective == "wgan", "under objective='wgan' (weight clipping)"),
+    "gp_weight": (lambda c: losses.penalty_of(c.objective, c.penalty) != "none",
+                  f"with a penalty (objective='wgan-gp', or penalty={'|'.join(losses.PENALTIES)})"),
+}
 # The TensorBoard runs of the models: workdir/models/00, 01, ...
 MODELS_DIR = "models"
 
@@ -104,10 +111,10 @@ def problem(config: ml_collections.ConfigDict, rules: Mapping[str, Callable[[Any
             f"data.name={config.data.name!r} is an image set")
   if config.seed + s.seeds - 1 > 2**31 - 1:
     return f"seed={config.seed} + sweep.seeds={s.seeds} runs past the largest seed, 2**31 - 1"
-  objective = _ACTS_UNDER.get(s.key)
-  if objective and config.objective != objective:
-    return (f"sweep.key={s.key!r} acts under objective={objective!r} only; this run's "
-            f"objective is {config.objective!r}")
+  acts, where = _ACTS_WHERE.get(s.key, (lambda c: True, ""))
+  if not acts(config):
+    return (f"sweep.key={s.key!r} acts only {where}; this run has "
+            f"objective={config.objective!r}, penalty={config.penalty!r}")
   if s.key == "n_critic":
     if config.critic_schedule != "constant":
       return "a sweep over n_critic needs critic_schedule='constant'"
