@@ -5,12 +5,28 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+def xla_flags(devices: int) -> str:
+  """`XLA_FLAGS` for a test process with `devices` fake CPU devices. LLVM's
+  optimisation is off: the tests compile hundreds of small programs and run
+  each a few times, so the compile is most of their time and optimised code
+  buys none of it back (BUILD.md, "Tests")."""
+  return f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+
+
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Computed-once files (the digit classifier, converted weights) go to a folder of
-# this session, shared with the processes the tests start; no user's weights.
-os.environ["WGAN_JAX_CACHE"] = tempfile.mkdtemp(prefix="wgan_jax_test_cache_")
+# this test run, shared by its pytest-xdist workers and the processes the tests
+# start; no user's weights. The files are written atomically, so two workers
+# computing one at the same time is waste, not damage.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN:
+  os.environ["WGAN_JAX_CACHE"] = os.path.join(tempfile.gettempdir(), f"wgan_jax_test_cache_{_RUN}")
+  os.makedirs(os.environ["WGAN_JAX_CACHE"], exist_ok=True)
+else:
+  os.environ["WGAN_JAX_CACHE"] = tempfile.mkdtemp(prefix="wgan_jax_test_cache_")
 os.environ.pop("WGAN_JAX_INCEPTION_WEIGHTS", None)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, xla_flags
 from tests.runs import TOY, final_state
 
 ARGS = [a for a in TOY if "num_generator_steps" not in a and "checkpoint_every" not in a] + [
@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def launch(workdir, steps, processes, devices_each):
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_each}")
+             XLA_FLAGS=xla_flags(devices_each))
   args = [sys.executable, "-m", "wgan_jax.train", *ARGS,
           f"--experiment.num_generator_steps={steps}", f"--workdir={workdir}"]
   if processes > 1:
@@ -74,7 +74,7 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step(tmp_path):
   device collective): SIGTERM to process 1 alone saves one checkpoint at a
   step both reach, both exit 0, and `--workdir` alone resumes both there."""
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+             XLA_FLAGS=xla_flags(2))
   args = [sys.executable, "-m", "wgan_jax.train", *TOY, f"--workdir={tmp_path}",
           f"--coordinator_address=127.0.0.1:{free_port()}", "--num_processes=2"]
   procs = [subprocess.Popen(args + [f"--process_id={i}"], stdout=subprocess.PIPE,
