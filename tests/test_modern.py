@@ -236,6 +236,17 @@ def test_bf16_computes_the_networks_in_bfloat16_and_keeps_float32_state():
   assert float(m16["critic_loss"]) != float(m32["critic_loss"])
 
 
+def test_bf16_with_weight_clipping_clips_the_float32_critic():
+  config, spec, state = _toy(objective="wgan", precision="bf16", **{"optimizer.name": "rmsprop"})
+  new, metrics = jax.jit(lambda s, r: steps.generator_iteration(spec, s, r))(state, _real(config))
+  weights = jax.tree.leaves(new.critic.params)
+  assert {w.dtype for w in weights} == {jnp.dtype(jnp.float32)}
+  # The projection acts on the float32 weights: within the bound, some of them at it.
+  assert max(float(jnp.abs(w).max()) for w in weights) == pytest.approx(config.clip)
+  assert 0 < float(metrics["clipped_fraction"]) <= 1
+  assert np.isfinite(float(metrics["critic_loss"]))
+
+
 # ------------------------------------------------------------------ DiffAugment
 
 
