@@ -14,11 +14,9 @@ from wgan_jax import augment
 
 ALL = augment.POLICIES
 
-# One program per shape and policy, compiled without LLVM optimisation: on a
-# CPU far cheaper than op-by-op dispatch or an optimised compile, same numbers.
-_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
-_apply = _jit(augment.apply, static_argnums=2)
-_draw = _jit(augment.draw, static_argnums=(1, 2, 3, 4))
+# One program per shape and policy: on a CPU far cheaper than op-by-op dispatch.
+_apply = jax.jit(augment.apply, static_argnums=2)
+_draw = jax.jit(augment.draw, static_argnums=(1, 2, 3, 4))
 
 
 # ----------------------------------------------------------------------------
@@ -170,7 +168,7 @@ def test_cutout_zeroes_the_square():
 
 
 def _grad(x, p, policy, w):
-  return _jit(jax.grad(lambda x: jnp.sum(augment.apply(x, p, policy) * w)))(x)
+  return jax.jit(jax.grad(lambda x: jnp.sum(augment.apply(x, p, policy) * w)))(x)
 
 
 def test_gradients_are_the_transposed_ops():
@@ -237,7 +235,7 @@ def test_jit_vmap_and_the_rows_of_a_global_draw():
   x = _images((4, 8, 8, 3))
   key = jax.random.key(1)
   eager = augment.augment(x, key, ALL)  # op by op
-  jitted = _jit(augment.augment, static_argnums=2)(x, key, ALL)
+  jitted = jax.jit(augment.augment, static_argnums=2)(x, key, ALL)
   np.testing.assert_allclose(jitted, eager, rtol=0, atol=1e-6)
   assert float(jnp.max(jnp.abs(eager - x))) > 0.1
   assert augment.augment(x, key, ()) is x
@@ -249,11 +247,11 @@ def test_jit_vmap_and_the_rows_of_a_global_draw():
 
   # vmap over a leading device-like axis: the same numbers.
   grouped = jax.tree.map(lambda a: a.reshape((2, 2) + a.shape[1:]), p)
-  out = _jit(jax.vmap(functools.partial(augment.apply, policy=ALL)))(
+  out = jax.jit(jax.vmap(functools.partial(augment.apply, policy=ALL)))(
       x.reshape(2, 2, 8, 8, 3), grouped)
   np.testing.assert_allclose(out.reshape(x.shape), eager, rtol=0, atol=1e-6)
 
-  half = _jit(augment.augment, static_argnums=2)(x.astype(jnp.bfloat16), key, ALL)
+  half = jax.jit(augment.augment, static_argnums=2)(x.astype(jnp.bfloat16), key, ALL)
   assert half.dtype == jnp.bfloat16
   np.testing.assert_allclose(half.astype(jnp.float32), eager, atol=0.1)
 

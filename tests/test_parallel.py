@@ -104,11 +104,8 @@ def _setup(case: str):
   make, shape, _ = CASES[case]
   config = make()
   spec = _spec(config, shape)
-  # The initial state is shared by all runs, so its numerics do not matter:
-  # compile it without LLVM optimisation (1 s instead of 4-7 s for a DCGAN).
-  init = jax.jit(builders.init_state, static_argnums=(0, 1, 2)).lower(
-      spec, shape, config.seed).compile({"xla_backend_optimization_level": 0})
-  return config, shape, spec, init()
+  init = jax.jit(builders.init_state, static_argnums=(0, 1, 2))
+  return config, shape, spec, init(spec, shape, config.seed)
 
 
 def _host_batches(config, shape) -> list[np.ndarray | None]:

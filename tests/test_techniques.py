@@ -26,18 +26,6 @@ def _sigmoid(x):
   return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
-def _compile(fn, *args):
-  """`fn` for arguments like `args`, as one program compiled without LLVM
-  optimisation: on a CPU far cheaper than op-by-op dispatch or an optimised
-  compile, for the same numbers."""
-  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
-
-
-def _fast(fn):
-  """`fn`, compiled by `_compile` for the arguments of its one call."""
-  return lambda *args: _compile(fn, *args)(*args)
-
-
 @functools.cache
 def _everything():
   """A tiny standard GAN with every technique on (global batch 16, VBN
@@ -48,7 +36,7 @@ def _everything():
       "techniques.instance_noise": 0.3, "techniques.instance_noise_steps": 10,
       "model.generator.norm": "virtual", "techniques.vbn_reference_size": 8})
   spec = builders.make_spec(config, (2,))
-  return config, spec, _fast(lambda: builders.init_state(spec, (2,), 0))()
+  return config, spec, jax.jit(lambda: builders.init_state(spec, (2,), 0))()
 
 
 def _leaves(tree):
@@ -101,7 +89,7 @@ def test_every_critic_exposes_the_features_its_final_linear_map_takes(name, crit
   spec = steps.GanSpec(generator=None, critic=critic, generator_tx=None, critic_tx=None,
                        objective="gan", noise_dim=2)
 
-  @_fast
+  @jax.jit
   def outputs_and_features(x):
     variables = critic.init(jax.random.PRNGKey(1), x, train=False)
     stats = variables.get("batch_stats", {})
@@ -118,7 +106,7 @@ def test_every_critic_exposes_the_features_its_final_linear_map_takes(name, crit
 def test_minibatch_discrimination_against_a_double_loop():
   layer = improved.MinibatchDiscrimination(kernels=3, kernel_dim=2)
   x = jax.random.normal(jax.random.PRNGKey(0), (5, 4)) * 3
-  variables, o, alone = _fast(lambda x: (
+  variables, o, alone = jax.jit(lambda x: (
       v := layer.init(jax.random.PRNGKey(1), x), layer.apply(v, x), layer.apply(v, x[:1])))(x)
   o = np.asarray(o)
   m = np.asarray(x, np.float64) @ np.asarray(variables["params"]["T"], np.float64).reshape(4, 6)
@@ -145,7 +133,7 @@ def test_minibatch_discrimination_sees_the_global_batch_under_pmap():
 
   out = jax.pmap(lambda p, x: pmapped.critic.apply({"params": p}, x), AXIS, in_axes=(None, 0))(
       critic.params, shard(real))
-  apply = _fast(lambda x: single.critic.apply({"params": critic.params}, x))
+  apply = jax.jit(lambda x: single.critic.apply({"params": critic.params}, x))
   np.testing.assert_allclose(unshard(out), apply(real), rtol=1e-5, atol=1e-6)
   # Device-local minibatches would score differently: the test has teeth.
   local = apply(real[:2])  # device 0's share alone
@@ -153,7 +141,7 @@ def test_minibatch_discrimination_sees_the_global_batch_under_pmap():
 
   # The update (instance noise, label smoothing and historical averaging on too).
   key = jax.random.PRNGKey(5)
-  want, _ = _fast(lambda c: steps.critic_step(single, c, real, fake, key, 3))(critic)
+  want, _ = jax.jit(lambda c: steps.critic_step(single, c, real, fake, key, 3))(critic)
   got, _ = jax.pmap(lambda c, r, f: steps.critic_step(pmapped, c, r, f, key, 3), AXIS)(
       parallel.pmap_replicate(critic), shard(real), shard(fake))
   for a, b in zip(jax.tree.leaves(parallel.pmap_unreplicate(got.params)),
@@ -194,7 +182,7 @@ def test_virtual_batch_norm_of_one_layer_against_numpy():
   z = jax.random.normal(jax.random.PRNGKey(0), (5, 2))
 
 
-  @_fast
+  @jax.jit
   def variables_and_output(z):
     variables = module.init(jax.random.PRNGKey(1), z, train=False)
     # Scale and bias away from 1 and 0, so that they are tested too.
@@ -224,7 +212,7 @@ def test_virtual_batch_norm_output_does_not_depend_on_the_rest_of_the_batch(modu
   z = jax.random.normal(jax.random.PRNGKey(0), (6, noise_dim))
   others = z.at[1:].set(3 * jax.random.normal(jax.random.PRNGKey(2), (5, noise_dim)))
 
-  @_fast
+  @jax.jit
   def first_outputs(z, others):
     variables = module.init(jax.random.PRNGKey(1), z, train=False)
     return module.apply(variables, z)[0], module.apply(variables, others)[0]
@@ -238,7 +226,7 @@ def test_batch_norm_depends_on_the_rest_of_the_batch_and_virtual_batch_norm_does
   reference = jax.random.normal(jax.random.PRNGKey(2), (5, 4))
   bn, vbn = nn.BatchNorm(use_running_average=False), improved.VirtualBatchNorm()
 
-  @_fast
+  @jax.jit
   def first_outputs(x, others):
     v_bn, v_vbn = bn.init(jax.random.PRNGKey(1), x), vbn.init(jax.random.PRNGKey(1), reference, x)
     return [(bn.apply(v_bn, y, mutable=["batch_stats"])[0][0], vbn.apply(v_vbn, reference, y)[1][0])
@@ -255,7 +243,7 @@ def test_the_state_carries_historical_averages_and_the_vbn_reference_through_a_c
   reference = np.asarray(state.generator.batch_stats[improved.VBN_REFERENCE])
   assert reference.shape == (8, 2) and 0.3 < reference.std() < 3  # N(0, 1) noise
   real = jax.random.normal(jax.random.PRNGKey(7), (config.n_critic, config.batch_size, 2))
-  trained, metrics = _fast(lambda s, r: steps.generator_iteration(spec, s, r))(state, real)
+  trained, metrics = jax.jit(lambda s, r: steps.generator_iteration(spec, s, r))(state, real)
   # The running means count the initial parameters and every update.
   assert int(techniques.history(trained.critic.opt_state).count) == 1 + config.n_critic
   assert int(techniques.history(trained.generator.opt_state).count) == 2
@@ -300,8 +288,8 @@ def test_instance_noise_is_on_both_critic_inputs_and_absent_at_zero():
   real = jax.random.normal(jax.random.PRNGKey(3), (16, 2))
   fake = jax.random.normal(jax.random.PRNGKey(4), (16, 2))
   key = jax.random.PRNGKey(5)
-  noisy = _compile(lambda c, s: steps.critic_step(spec, c, real, fake, key, s), state.critic, 0)
-  off = _compile(lambda c, r, f: steps.critic_step(plain, c, r, f, key), state.critic, real, fake)
+  noisy = jax.jit(lambda c, s: steps.critic_step(spec, c, real, fake, key, s))
+  off = jax.jit(lambda c, r, f: steps.critic_step(plain, c, r, f, key))
   # Annealed to 0 at step 10: exactly the update without the technique.
   for a, b in zip(jax.tree.leaves(noisy(state.critic, 10)),
                   jax.tree.leaves(off(state.critic, real, fake))):
