@@ -1,0 +1,34 @@
+"""Every experiment still computes what it computed when its numbers were
+recorded (tests/golden.py; BUILD.md, "Numbers held")."""
+import pytest
+
+from tests import golden
+
+# XLA:CPU's code differs between CPUs (vector widths, fused operations), so
+# three iterations of a recorded run agree to float rounding, not bit for bit.
+RTOL = 1e-4
+HELD = golden.load()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(golden.cases()))
+def test_case_computes_what_was_recorded(name):
+  experiment, overrides = golden.cases()[name]
+  assert name in HELD, f"{name} has no recorded numbers: python -m tests.golden --write {name}"
+  problems = golden.compare(HELD[name], golden.run_case(experiment, overrides), RTOL)
+  assert not problems, f"{name}: {len(problems)} arrays differ, e.g. {problems[:3]}"
+
+
+def test_every_experiment_is_held():
+  from wgan_jax import configs
+  assert set(configs.known_experiments()) <= set(HELD)
+  assert set(golden.VARIANTS) <= set(HELD)
+
+
+def test_compare_sees_a_change():
+  held = HELD["toy_8gaussians"]
+  moved = {"state": dict(held["state"]), "metrics": held["metrics"]}
+  path = next(p for p in moved["state"] if "critic" in p and "params" in p)
+  s, a, q = moved["state"][path]
+  moved["state"][path] = [s + 10 * RTOL * a, a, q]
+  assert golden.compare(held, moved, RTOL) and not golden.compare(held, held, RTOL)
