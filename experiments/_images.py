@@ -1,7 +1,7 @@
 """Shared set-up of the image experiments: data keys and the WGAN paper's DCGAN."""
 import ml_collections
 
-from wgan_jax import schema
+from wgan_jax.configs import schema
 
 
 def image_config(data: str, image_size: int, batch_size: int = 64) -> ml_collections.ConfigDict:
@@ -35,14 +35,12 @@ def image_config(data: str, image_size: int, batch_size: int = 64) -> ml_collect
 def wgan_paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The WGAN paper's defaults: RMSProp 5e-5, c = 0.01, n_critic 5 with 100
   critic updates for the first 25 and every 500th generator iteration."""
-  c.objective = "wgan"
+  c.loss = "wasserstein"
+  c.penalty = "none"
   c.clip = 0.01
   c.n_critic = 5
-  c.critic_schedule = "wgan_reference"
-  c.optimizer.name = "rmsprop"
-  c.optimizer.lr = 5e-5
-  c.optimizer.decay = 0.99
-  c.optimizer.eps = 1e-8
+  c.n_critic_schedule = "wgan_reference"
+  schema.set_optimizers(c, name="rmsprop", lr=5e-5, decay=0.99, eps=1e-8)
   c.num_generator_steps = 100_000
   return c
 
@@ -51,13 +49,11 @@ def wgan_gp_paper(c: ml_collections.ConfigDict, lr: float = 1e-4,
                   b1: float = 0.0) -> ml_collections.ConfigDict:
   """WGAN-GP's image defaults: lambda 10, n_critic 5, Adam(lr, b1, 0.9), no
   batch norm in the critic (layer norm instead)."""
-  c.objective = "wgan-gp"
-  c.gp_weight = 10.0
+  c.loss = "wasserstein"
+  c.penalty = "gp"
+  c.penalty_weight = 10.0
   c.n_critic = 5
-  c.optimizer.name = "adam"
-  c.optimizer.lr = lr
-  c.optimizer.b1 = b1
-  c.optimizer.b2 = 0.9
+  schema.set_optimizers(c, name="adam", lr=lr, b1=b1, b2=0.9)
   if c.model.critic.name == "dcgan":
     c.model.critic.norm = "layer"
   c.num_generator_steps = 100_000

@@ -3,16 +3,14 @@ one discriminator update per generator update, non-saturating loss."""
 import ml_collections
 
 from experiments import _images
+from wgan_jax.configs import schema
 
 
 def get_config() -> ml_collections.ConfigDict:
   c = _images.image_config("lsun_bedroom", 64)
-  c.objective = "gan"
-  c.gan_generator_loss = "non-saturating"
+  c.loss = "non-saturating"
+  c.penalty = "none"
   c.n_critic = 1
-  c.optimizer.name = "adam"
-  c.optimizer.lr = 2e-4
-  c.optimizer.b1 = 0.5
-  c.optimizer.b2 = 0.999
+  schema.set_optimizers(c, name="adam", lr=2e-4, b1=0.5, b2=0.999)
   c.num_generator_steps = 100_000
   return c

@@ -7,6 +7,7 @@ iterations."""
 import ml_collections
 
 from experiments import _images
+from wgan_jax.configs import schema
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -19,5 +20,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.critic = ml_collections.ConfigDict(
       dict(name="resnet", dim=128, multipliers=(1, 1, 1, 1), norm="none"))
   c = _images.wgan_gp_paper(c, lr=2e-4)
-  c.optimizer.schedule = "linear"
+  schema.set_optimizers(c, schedule="linear")
   return c

@@ -5,6 +5,7 @@ discriminator's last layer, one-sided label smoothing (s = 0.1)."""
 import ml_collections
 
 from experiments import _images
+from wgan_jax.configs import schema
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -12,13 +13,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.generator.ngf = 32
   c.model.critic.ndf = 32
   c.model.generator.norm = "virtual"
-  c.objective = "gan"
-  c.gan_generator_loss = "non-saturating"
+  c.loss = "non-saturating"
+  c.penalty = "none"
   c.n_critic = 1
-  c.optimizer.name = "adam"
-  c.optimizer.lr = 2e-4
-  c.optimizer.b1 = 0.5
-  c.optimizer.b2 = 0.999
+  schema.set_optimizers(c, name="adam", lr=2e-4, b1=0.5, b2=0.999)
   c.techniques.minibatch_kernels = 100
   c.techniques.minibatch_kernel_dim = 5
   c.techniques.label_smoothing = 0.1

@@ -2,11 +2,12 @@
 import ml_collections
 
 from experiments import _toy
+from wgan_jax.configs import schema
 
 
 def get_config() -> ml_collections.ConfigDict:
   c = _toy.toy_config("25gaussians")
-  c.optimizer.lr = 1e-3
+  schema.set_optimizers(c, lr=1e-3)
   c.num_generator_steps = 2000
   c.eval_every = 500
   return c

@@ -13,5 +13,5 @@ from experiments import _toy
 
 def get_config() -> ml_collections.ConfigDict:
   c = _toy.toy_config("8gaussians")
-  c.objective = "wgan"
+  c = _toy.clipped(c)
   return _toy.reference(c)

@@ -6,14 +6,15 @@ no gradient penalty.
 import ml_collections
 
 from experiments import _toy
+from wgan_jax.configs import schema
 
 
 def get_config() -> ml_collections.ConfigDict:
   c = _toy.toy_config("8gaussians")
-  c.objective = "gan"
-  c.gan_generator_loss = "non-saturating"
+  c.loss = "non-saturating"
+  c.penalty = "none"
   c.n_critic = 1
-  c.optimizer.lr = 1e-3
+  schema.set_optimizers(c, lr=1e-3)
   c.num_generator_steps = 2000
   c.eval_every = 500
   return c

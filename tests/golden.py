@@ -100,6 +100,7 @@ def run_case(experiment: str, overrides=()) -> dict[str, Any]:
   # pylint: disable=import-outside-toplevel
   import jax
   from wgan_jax import builders, data, inputs, iteration
+  from wgan_jax.configs.n_critic import n_critic_at
   from wgan_jax.devices import Devices
   config = tiny_config(experiment, overrides)
   devices = Devices.single()
@@ -111,7 +112,7 @@ def run_case(experiment: str, overrides=()) -> dict[str, Any]:
   compiled = iteration.build(config, spec, devices, source.sampler)
   metrics = {}
   for step in range(ITERATIONS):
-    n_critic = builders.num_critic_updates(step, config)
+    n_critic = n_critic_at(step, config)
     state, metrics = compiled(state, n_critic, stream.next(n_critic))
   metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
   return {"state": summarise(devices.get(state)), "metrics": metrics}

@@ -17,7 +17,7 @@ TOY = ["--experiment=toy_8gaussians", "--experiment.batch_size=32", "--experimen
        "--experiment.eval_every=0", "--experiment.eval_samples=200",
        "--experiment.checkpoint_every=5"]
 # DCGAN with batch norm on shuffled digits: data order, batch stats and RMSProp all matter.
-IMAGE = ["--experiment=digits_dcgan_gp", "--experiment.objective=wgan",
+IMAGE = ["--experiment=digits_dcgan_gp", "--experiment.penalty=none", "--experiment.clip=0.01",
          "--experiment.optimizer.name=rmsprop", "--experiment.optimizer.lr=5e-5",
          "--experiment.model.critic.norm=batch", "--experiment.model.generator.ngf=8",
          "--experiment.model.critic.ndf=8", "--experiment.batch_size=8",

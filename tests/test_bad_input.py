@@ -84,7 +84,7 @@ TABLE = [
     ("a dangling symbolic link as workdir", "wgan_jax.train", [], "dangling",
      "error: --workdir=WORKDIR is a symbolic link to "),
     ("a value out of its range", "wgan_jax.train", ["--experiment.optimizer.b1=2"], "new",
-     "error: optimizer.b1=2.0 must be in [0, 1)"),
+     "error: optimizer.generator.b1=2.0 must be in [0, 1)"),
     ("a seed beyond 32 bits", "wgan_jax.train", ["--experiment.seed=99999999999999999999999"],
      "new", "error: seed=99999999999999999999999 must be at least 0 and at most 2147483647"),
     ("more evaluation samples than exact W1 can hold", "wgan_jax.train",
@@ -97,7 +97,8 @@ TABLE = [
     ("a layer count below 0", "wgan_jax.train", ["--experiment.model.generator.depth=-1"], "new",
      "error: model.generator.depth=-1 must be at least 0"),
     ("an infinite learning rate", "wgan_jax.train", ["--experiment.optimizer.lr=inf"], "new",
-     "error: optimizer.lr=inf must be positive"),
+     "error: optimizer.generator.lr=inf must be at least 0 and at most 1000.0 (0 freezes the "
+     "network)"),
     ("sample: more samples than one call writes", "wgan_jax.sample", ["--num=200000000"], "run",
      "error: --num=200000000 must be at least 1 and at most 100000; for more, call again with "
      "other --seed values"),

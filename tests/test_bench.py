@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import tiny_config
-from wgan_jax import bench, builders, steps
+from wgan_jax import bench, builders, updates
 
 
 def test_bench_reports_rates_flops_and_peak_share(tmp_path):
@@ -36,16 +36,16 @@ def test_bench_reports_rates_flops_and_peak_share(tmp_path):
 
 
 
-@pytest.mark.parametrize("objective", ["wgan-gp", "wgan", "gan"])
-def test_iteration_flops_are_those_of_the_whole_unrolled_iteration(objective):
+@pytest.mark.parametrize("setup", ["wgan-gp", "wgan", "gan"])
+def test_iteration_flops_are_those_of_the_whole_unrolled_iteration(setup):
   """XLA counts a loop body once, so the bench adds up one critic update, one
   fake batch and one generator update; with the updates written out (no loop)
   XLA counts the whole program, which that sum must match."""
-  config = tiny_config(objective, n_critic=3, batch_size=64,
+  config = tiny_config(setup, n_critic=3, batch_size=64,
                        **{"model.generator.features": 64, "model.critic.features": 64})
   spec = builders.make_spec(config, (2,))
   state = builders.init_state(spec, (2,), 0)
   parts = bench.iteration_flops(spec, state, 3, 64, (2,))
-  whole = jax.jit(lambda s, r: steps.generator_iteration(spec, s, r, 0, unroll=True)).lower(
+  whole = jax.jit(lambda s, r: updates.generator_iteration(spec, s, r, 0, unroll=True)).lower(
       state, jnp.zeros((3, 64, 2))).compile()
   assert parts["iteration"] == pytest.approx(bench._flops(whole), rel=0.03)  # pylint: disable=protected-access

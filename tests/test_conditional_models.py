@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wgan_jax.models import conditional, resnet
+from wgan_jax import terms
+from wgan_jax.models import conditional, registry, resnet
 
 Z = jax.random.normal(jax.random.PRNGKey(0), (4, 128))
 X = jax.random.normal(jax.random.PRNGKey(1), (4, 32, 32, 3))
@@ -227,11 +228,15 @@ def test_acgan_head_logits_and_losses():
   labels = jnp.array([0, 1, 2], jnp.int32)
   z = np.log(np.exp(np.asarray(logits, np.float64)).sum(axis=1))
   want = np.mean(z - np.asarray(logits, np.float64)[np.arange(3), [0, 1, 2]])
-  assert float(conditional.acgan_critic_loss(logits, labels)) == pytest.approx(want, rel=1e-6)
-  assert float(conditional.acgan_generator_loss(logits, labels)) == pytest.approx(want, rel=1e-6)
+  out = terms.CriticOutput(jnp.zeros(3), logits)
+  view = terms.CriticView(real=None, fake=None, labels=labels, on_real=out, on_fake=out,
+                          critic_at=None, params=None, opt_state=None)
+  value, metrics = terms.acgan_critic().loss(view, None)
+  assert float(value) == pytest.approx(want, rel=1e-6)
   # Arg-maxes 0, 2, 0 against labels 0, 1, 2.
-  assert float(conditional.classification_accuracy(logits, labels)) == pytest.approx(1 / 3)
-  assert (conditional.ACGAN_SCALE, conditional.ACGAN_SCALE_G) == (1.0, 0.1)
+  assert float(metrics["acgan_real_accuracy"]) == pytest.approx(1 / 3)
+  assert float(terms.accuracy(logits, labels)) == pytest.approx(1 / 3)
+  assert (terms.acgan_critic().weight, terms.acgan_generator().weight) == (1.0, 0.1)
 
 
 def test_cifar_parameter_counts_are_gan_cifar_resnets():
@@ -262,8 +267,8 @@ def test_bad_head_and_rules():
   with pytest.raises(ValueError, match="head 'concat' is unknown"):
     d.init(jax.random.PRNGKey(0), X[:1], LABELS[:1])
   assert conditional.HEADS == ("acgan", "projection")
-  assert conditional.CRITIC_RULES["head"]("concat") is not None
-  assert conditional.CRITIC_RULES["head"]("projection") is None
-  for rules in (conditional.GENERATOR_RULES, conditional.CRITIC_RULES):
+  assert registry.CONDITIONAL_CRITIC_RULES["head"]("concat") is not None
+  assert registry.CONDITIONAL_CRITIC_RULES["head"]("projection") is None
+  for rules in (registry.CONDITIONAL_GENERATOR_RULES, registry.CONDITIONAL_CRITIC_RULES):
     assert rules["num_classes"](0) is not None and rules["num_classes"](10) is None
-    assert set(resnet.GENERATOR_RULES) <= set(rules)
+    assert set(registry.RESNET_GENERATOR_RULES) <= set(rules)

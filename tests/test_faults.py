@@ -11,7 +11,7 @@ import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from tests.helpers import tiny_config
-from wgan_jax import builders, checkpointing, iteration, steps, trainer
+from wgan_jax import builders, checkpointing, iteration, trainer, updates
 
 
 def config(**overrides):
@@ -112,8 +112,8 @@ def test_every_checkpoint_failing_moves_nothing_and_is_a_clear_error(tmp_path):
 
 def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
   """Losses are computed before the last update: the parameters it leaves are
-  checked on their own, by the step itself (steps.NONFINITE_PARAMS)."""
-  generator_step = steps.generator_step
+  checked on their own, by the step itself (updates.NONFINITE_PARAMS)."""
+  generator_step = updates.generator_step
 
   def poisoned(*args, **kwargs):
     generator, stats, metrics = generator_step(*args, **kwargs)
@@ -122,7 +122,7 @@ def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
     return (generator.replace(params=jax.tree.map(lambda p: p * poison, generator.params)),
             stats, metrics)
 
-  monkeypatch.setattr(steps, "generator_step", poisoned)
+  monkeypatch.setattr(updates, "generator_step", poisoned)
   with pytest.raises(trainer.NonFiniteError,
                      match="non-finite parameters after generator step 4; lower optimizer.lr"):
     trainer.train_and_evaluate(config(), str(tmp_path))

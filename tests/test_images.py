@@ -30,7 +30,7 @@ def first_batch(cfg, batch_size: int = 4, seed: int = 0, **kw) -> np.ndarray:
 
 
 def scaled(pixels: np.ndarray) -> np.ndarray:
-  """uint8 pixels as the critic sees them (steps.real_to_float): [-1, 1]."""
+  """uint8 pixels as the critic sees them (updates.real_to_float): [-1, 1]."""
   return pixels.astype(np.float32) / 127.5 - 1.0
 
 

@@ -17,7 +17,7 @@ def _shrink(name, **overrides):
   """A seconds-long version of an image experiment."""
   defaults = {"batch_size": "8", "num_generator_steps": "2", "log_every": "1",
               "eval_every": "0", "eval_samples": "4", "checkpoint_every": "1",
-              "critic_schedule": "constant", "n_critic": "2"}
+              "n_critic_schedule": "constant", "n_critic": "2"}
   defaults.update(overrides)
   return configs.from_command_line(name, list(defaults.items()))
 
@@ -131,7 +131,7 @@ def test_bedrooms_reference_schedule_runs_long_critic_phases(tmp_path, lsun_root
   config = _shrink("bedrooms_dcgan_gp", **{
       "data.dir": lsun_root, "data.image_size": "16", "model.generator.ngf": "4",
       "model.critic.ndf": "4", "batch_size": "8", "num_generator_steps": "1",
-      "critic_schedule": "wgan_reference", "n_critic": "5"})
+      "n_critic_schedule": "wgan_reference", "n_critic": "5"})
   samples = _train_then_sample(config, tmp_path)  # 100 critic updates, in chunks of 5
   assert samples.shape == (3, 16, 16, 3)
   # Adam counted 100 critic updates and 1 generator update, and the input

@@ -3,12 +3,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wgan_jax import steps
+from wgan_jax import updates
 from wgan_jax.inflight import InFlight, NonFiniteError
 
 
 def metrics(loss, nonfinite=0.0):
-  return {"critic_loss": jnp.float32(loss), steps.NONFINITE_PARAMS: jnp.float32(nonfinite)}
+  return {"critic_loss": jnp.float32(loss), updates.NONFINITE_PARAMS: jnp.float32(nonfinite)}
 
 
 def test_at_most_depth_iterations_stay_in_flight():

@@ -206,7 +206,7 @@ def test_critic_stacks_stack_labels():
 def run_config(labels: bool) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       data=data_config("digits", labels=labels), seed=0, batch_size=16, n_critic=2,
-      num_generator_steps=10, critic_schedule="constant"))
+      num_generator_steps=10, n_critic_schedule="constant"))
 
 
 @pytest.mark.parametrize("parallelism", ["jit", "pmap"])

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from wgan_jax import steps
+from wgan_jax import terms, updates
 from wgan_jax.models import dcgan, layers, mlp, resnet
 from wgan_jax.state import NetState
 
@@ -191,13 +191,14 @@ def test_cifar_resnet_parameter_count():
 def test_batch_norm_critic_sees_real_and_fake_separately():
   critic = dcgan.DCGANCritic(16, ndf=4)
   tx = optax.sgd(0.0)
-  spec = steps.GanSpec(generator=None, critic=critic, generator_tx=tx, critic_tx=tx,
-                       objective="wgan", noise_dim=2)
+  spec = updates.GanSpec(generator=None, critic=critic, generator_tx=tx, critic_tx=tx,
+                         critic_terms=(terms.adversarial_critic("wasserstein"),),
+                         generator_terms=(), noise_dim=2)
   v = critic.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 3)), train=False)
   net = NetState(v["params"], v["batch_stats"], tx.init(v["params"]))
   real = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 3)) + 3.0
   fake = jax.random.normal(jax.random.PRNGKey(2), (4, 16, 16, 3))
-  _, metrics = steps.critic_step(spec, net, real, fake, jax.random.PRNGKey(3))
+  _, metrics = updates.critic_step(spec, net, real, fake, jax.random.PRNGKey(3))
   # Each batch is normalised by its own statistics: the estimate is what two
   # separate training-mode passes give, not one pass over both batches.
   f = lambda b: critic.apply(v, b, train=True, mutable=["batch_stats"])[0]

@@ -17,15 +17,22 @@ import pytest
 
 from tests.helpers import tiny_config
 from tests.runs import assert_bit_identical, final_state, run, run_module
-from wgan_jax import augment, builders, checkpointing, configs, ema, generation, losses, steps
+from wgan_jax import (augment, builders, checkpointing, configs, critic_inputs, ema, generation,
+                      penalties, terms, updates)
 from wgan_jax.data import toy
 from wgan_jax.models import mlp
-from wgan_jax.rules import ConfigError
+from wgan_jax.configs.rules import ConfigError
+from wgan_jax.batch_axis import BatchAxis
 from wgan_jax.state import TrainState
 
 
-def _toy(**overrides):
-  config = tiny_config(**overrides)
+# The Wasserstein loss with WGAN-GP's penalty (lambda 10), for specs built by hand.
+WGAN_GP = (terms.adversarial_critic("wasserstein"), terms.penalty("gp", 10.0))
+WGAN_G = (terms.adversarial_generator("wasserstein"),)
+
+
+def _toy(setup="wgan-gp", **overrides):
+  config = tiny_config(setup, **overrides)
   spec = builders.make_spec(config, (2,))
   return config, spec, builders.init_state(spec, (2,), config.seed)
 
@@ -43,63 +50,66 @@ def test_each_penalty_is_its_formula_of_the_input_gradient_norms():
   # f(x) = 0.5 ||x||^2 per example: grad f(x) = x, so ||grad|| = ||x||.
   f = lambda x: 0.5 * jnp.sum(x ** 2, axis=1)
   x = jnp.array([[0.3, 0.4], [3.0, 4.0], [0.0, 2.0]])  # norms 0.5, 5, 2
-  sq, norms = losses.input_grad_norms(f, x)
+  sq, norms = penalties.input_grad_norms(f, x)
   np.testing.assert_allclose(norms, [0.5, 5.0, 2.0], rtol=1e-6)
   np.testing.assert_allclose(sq, [0.25, 25.0, 4.0], rtol=1e-6)
-  value = lambda name: float(losses.penalty_value(name, sq, norms))
+  value = lambda name: float(penalties.PENALTY[name].value(sq, norms))
   assert value("gp") == pytest.approx((0.25 + 16 + 1) / 3, rel=1e-5)
   assert value("dragan") == value("gp")
   assert value("lp") == pytest.approx((0 + 16 + 1) / 3, rel=1e-5)  # slopes under 1 are free
-  assert value("r1") == pytest.approx(0.5 * (0.25 + 25 + 4) / 3, rel=1e-5)
-  with pytest.raises(ValueError, match="unknown penalty 'x'"):
-    losses.penalty_value("x", sq, norms)
+  assert value("r1") == value("r2") == pytest.approx(0.5 * (0.25 + 25 + 4) / 3, rel=1e-5)
 
 
 def test_penalty_points_interpolate_take_real_data_or_perturb_it():
-  _, spec, _ = _toy()
   real = jnp.arange(12, dtype=jnp.float32).reshape(6, 2)
   fake = -real
   key = jax.random.PRNGKey(3)
-  at = lambda name: steps.penalty_points(dataclasses.replace(spec, penalty=name), real, fake, key)
+  at = lambda name: penalties.PENALTY[name].points(real, fake, key, BatchAxis())
   eps = jax.random.uniform(key, (6,))[:, None]
   np.testing.assert_allclose(at("gp"), eps * real + (1 - eps) * fake, rtol=1e-6)
   np.testing.assert_array_equal(at("lp"), at("gp"))
   np.testing.assert_array_equal(at("r1"), real)
+  np.testing.assert_array_equal(at("r2"), fake)
   moved = np.asarray(at("dragan") - real)
   # real + alpha * 0.5 * std(real) * U[0, 1): inside [0, 0.5 std) of each value, above it.
   assert np.all(moved >= 0) and np.all(moved < 0.5 * float(jnp.std(real)))
   assert np.all(np.abs(moved) > 0)
 
 
-@pytest.mark.parametrize("penalty", ["lp", "r1", "dragan"])
+@pytest.mark.parametrize("penalty", ["lp", "r1", "r2", "dragan"])
 def test_critic_step_carries_the_chosen_penalty(penalty):
-  config, spec, state = _toy(penalty=penalty, gp_weight=2.0)
+  config, spec, state = _toy(penalty=penalty, penalty_weight=2.0)
   real = _real(config)[0]
-  fake, _ = steps.fake_batch(spec, state.generator, jax.random.normal(jax.random.PRNGKey(0),
+  fake, _ = updates.fake_batch(spec, state.generator, jax.random.normal(jax.random.PRNGKey(0),
                                                                       (32, 2)))
   key = jax.random.PRNGKey(7)
-  _, metrics = steps.critic_step(spec, state.critic, real, fake, key)
-  f = lambda x: steps._apply_critic(spec, state.critic.params, {}, {}, x)[0]
-  sq, norms = losses.input_grad_norms(f, steps.penalty_points(spec, real, fake, key))
-  want = losses.penalty_value(penalty, sq, norms)
-  assert float(metrics["gradient_penalty"]) == pytest.approx(float(want), rel=1e-5)
+  _, metrics = updates.critic_step(spec, state.critic, real, fake, key)
+  f = lambda x: updates._critic_train(spec, state.critic.params, {}, {}, x)[0].values
+  chosen = penalties.PENALTY[penalty]
+  sq, norms = penalties.input_grad_norms(f, chosen.points(real, fake, key, BatchAxis()))
+  want = chosen.value(sq, norms)
+  # Logged under its own name: R1 is not a "gradient penalty" of WGAN-GP's kind.
+  assert float(metrics[f"{penalty}_penalty"]) == pytest.approx(float(want), rel=1e-5)
+  assert float(metrics[f"{penalty}_input_grad_norm"]) == pytest.approx(float(jnp.mean(norms)),
+                                                                       rel=1e-5)
   assert float(metrics["critic_loss"]) == pytest.approx(
       -float(metrics["wasserstein_estimate"]) + 2.0 * float(want), rel=1e-5)
 
 
-def test_r1_under_the_standard_gan_and_the_penalties_that_contradict_their_objective():
-  config = tiny_config("gan", penalty="r1")
-  assert builders.make_spec(config, (2,)).active_penalty == "r1"
-  assert builders.make_spec(tiny_config("gan"), (2,)).active_penalty == "none"
-  assert builders.make_spec(tiny_config(), (2,)).active_penalty == "gp"  # wgan-gp, "auto"
-  with pytest.raises(ConfigError, match="penalty='lp' with objective='wgan'"):
+def test_r1_under_the_standard_gan_and_the_penalties_that_contradict_their_loss():
+  penalty_of = lambda c: [t.name for t in builders.make_spec(c, (2,)).critic_terms][1:]
+  assert penalty_of(tiny_config("gan", penalty="r1")) == ["r1"]
+  assert penalty_of(tiny_config("gan")) == []
+  assert penalty_of(tiny_config()) == ["gp"]
+  with pytest.raises(ConfigError, match="clip=0.01 and penalty='lp' both constrain the critic"):
     tiny_config("wgan", penalty="lp")
-  with pytest.raises(ConfigError, match="penalty='none' leaves the critic unconstrained"):
+  with pytest.raises(ConfigError, match="loss='wasserstein' with no penalty, no weight clipping "
+                     "and no spectral norm leaves the critic unconstrained"):
     tiny_config(penalty="none")
   with pytest.raises(ConfigError, match="penalty=.*'bad'.* is unknown"):
     configs.from_command_line("toy_8gaussians", [("penalty", "bad")])
   with pytest.raises(ConfigError, match=r"a gradient penalty \(r1\) forbids batch norm"):
-    configs.from_command_line("digits_dcgan_gp", [("objective", "gan"), ("penalty", "r1"),
+    configs.from_command_line("digits_dcgan_gp", [("loss", "non-saturating"), ("penalty", "r1"),
                                                   ("model.critic.norm", "batch")])
 
 
@@ -127,20 +137,20 @@ def test_spectral_norm_advances_one_power_step_per_critic_update_and_never_in_th
   config, spec, state = _toy(**{"model.critic.norm": "spectral", "n_critic": 2})
   assert state.critic.spectral and not state.critic.batch_stats  # not mistaken for batch norm
   before = _sn_kernels(state.critic)
-  new, _ = jax.jit(lambda s, r: steps.generator_iteration(spec, s, r))(state, _real(config))
+  new, _ = jax.jit(lambda s, r: updates.generator_iteration(spec, s, r))(state, _real(config))
   after = _sn_kernels(new.critic)
   # Two critic updates: one step from the first weights, one from the once-updated weights.
-  once, _ = steps.train_critic(spec, state, _real(config)[:1])
+  once, _ = updates.train_critic(spec, state, _real(config)[:1])
   for name, (w0, u0) in before.items():
     w1, _ = _sn_kernels(once.critic)[name]
     np.testing.assert_allclose(after[name][1], _power_step(w1, _power_step(w0, u0)),
                                rtol=2e-4, atol=1e-6, err_msg=name)
   # The generator's update reads the vectors and leaves them: the iteration ends with
   # the vectors its critic updates left.
-  critic_only, _ = steps.train_critic(spec, state, _real(config))
+  critic_only, _ = updates.train_critic(spec, state, _real(config))
   for a, b in zip(jax.tree.leaves(new.critic.spectral), jax.tree.leaves(critic_only.critic.spectral)):
     np.testing.assert_allclose(a, b, rtol=1e-6)
-  _, critic_stats, _ = steps.generator_step(spec, new.generator, new.critic,
+  _, critic_stats, _ = updates.generator_step(spec, new.generator, new.critic,
                                             jax.random.PRNGKey(0), 32)
   assert critic_stats == {}
 
@@ -150,8 +160,8 @@ def test_spectral_norm_divides_each_weight_by_its_largest_singular_value():
   critic = state.critic
   x = jnp.ones((4, 2))
   for _ in range(60):  # Power iteration on fixed weights converges to sigma_max.
-    _, _, spectral, _ = steps._apply_critic(spec, critic.params, {}, critic.spectral, x,
-                                            advance=True)
+    _, _, spectral = updates._critic_train(spec, critic.params, {}, critic.spectral, x,
+                                           advance=True)
     critic = critic.replace(spectral=spectral)
   for vectors in critic.spectral.values():
     (sigma_key,) = [k for k in vectors if k.endswith("/sigma")]
@@ -159,7 +169,7 @@ def test_spectral_norm_divides_each_weight_by_its_largest_singular_value():
     largest = np.linalg.svd(kernel, compute_uv=False)[0]
     assert float(vectors[sigma_key]) == pytest.approx(largest, rel=1e-3), sigma_key
   # Evaluation uses the saved vectors: the critic's values are those of W / sigma.
-  assert np.all(np.isfinite(steps.critic_values(spec, critic, x)))
+  assert np.all(np.isfinite(updates.critic_values(spec, critic, x)))
 
 
 # ------------------------------------------------------------------ moving average
@@ -167,7 +177,7 @@ def test_spectral_norm_divides_each_weight_by_its_largest_singular_value():
 
 def test_the_moving_average_follows_its_recurrence_from_the_start_step():
   config, spec, state = _toy(**{"ema.decay": 0.5, "ema.start": 2, "n_critic": 1})
-  step = jax.jit(lambda s, r: steps.generator_iteration(spec, s, r))
+  step = jax.jit(lambda s, r: updates.generator_iteration(spec, s, r))
   first = "Dense_0"
   average = np.asarray(state.generator.params[first]["kernel"])
   np.testing.assert_array_equal(state.generator_ema["params"][first]["kernel"], average)
@@ -220,10 +230,10 @@ def test_bf16_computes_the_networks_in_bfloat16_and_keeps_float32_state():
   config, spec32, state = _toy()
   spec16 = builders.make_spec(tiny_config(precision="bf16"), (2,))
   real = _real(config)
-  f = lambda spec: jax.jit(lambda s, r: steps.generator_iteration(spec, s, r))
-  jaxpr = str(jax.make_jaxpr(lambda s, r: steps.generator_iteration(spec16, s, r))(state, real))
+  f = lambda spec: jax.jit(lambda s, r: updates.generator_iteration(spec, s, r))
+  jaxpr = str(jax.make_jaxpr(lambda s, r: updates.generator_iteration(spec16, s, r))(state, real))
   assert "bf16" in jaxpr and "bf16" not in str(
-      jax.make_jaxpr(lambda s, r: steps.generator_iteration(spec32, s, r))(state, real))
+      jax.make_jaxpr(lambda s, r: updates.generator_iteration(spec32, s, r))(state, real))
   new16, m16 = f(spec16)(state, real)
   new32, m32 = f(spec32)(state, real)
   floats = [x for x in jax.tree.leaves((new16.generator, new16.critic))
@@ -237,8 +247,8 @@ def test_bf16_computes_the_networks_in_bfloat16_and_keeps_float32_state():
 
 
 def test_bf16_with_weight_clipping_clips_the_float32_critic():
-  config, spec, state = _toy(objective="wgan", precision="bf16", **{"optimizer.name": "rmsprop"})
-  new, metrics = jax.jit(lambda s, r: steps.generator_iteration(spec, s, r))(state, _real(config))
+  config, spec, state = _toy("wgan", precision="bf16")
+  new, metrics = jax.jit(lambda s, r: updates.generator_iteration(spec, s, r))(state, _real(config))
   weights = jax.tree.leaves(new.critic.params)
   assert {w.dtype for w in weights} == {jnp.dtype(jnp.float32)}
   # The projection acts on the float32 weights: within the bound, some of them at it.
@@ -253,29 +263,32 @@ def test_bf16_with_weight_clipping_clips_the_float32_critic():
 def test_diffaugment_is_what_the_critic_sees_in_both_updates():
   shape = (8, 8, 1)
   mlp_net = lambda out: mlp.MLP(features=16, depth=1, output_shape=out)
-  plain = steps.GanSpec(generator=mlp_net(shape), critic=mlp_net(()), generator_tx=optax.adam(1e-3),
-                        critic_tx=optax.adam(1e-3), objective="wgan-gp", noise_dim=4)
-  spec = dataclasses.replace(plain, augment=augment.parse_policy("color,translation,cutout"))
+  plain = updates.GanSpec(generator=mlp_net(shape), critic=mlp_net(()),
+                          generator_tx=optax.adam(1e-3), critic_tx=optax.adam(1e-3),
+                          critic_terms=WGAN_GP, generator_terms=WGAN_G, noise_dim=4)
+  policy = augment.parse_policy("color,translation,cutout")
+  spec = dataclasses.replace(plain, transforms=(critic_inputs.DiffAugment(policy),))
   state = builders.init_state(spec, shape, 0)
   real = jax.random.uniform(jax.random.PRNGKey(1), (4, *shape), minval=-1, maxval=1)
-  fake, _ = steps.fake_batch(spec, state.generator, jax.random.normal(jax.random.PRNGKey(2),
+  fake, _ = updates.fake_batch(spec, state.generator, jax.random.normal(jax.random.PRNGKey(2),
                                                                       (4, 4)))
   key = jax.random.PRNGKey(5)
-  stream = jax.random.fold_in(key, steps._AUGMENT_STREAM)
-  seen = [augment.augment(x, jax.random.fold_in(stream, i), spec.augment)
+  stream = jax.random.fold_in(key, critic_inputs.DiffAugment.stream)
+  seen = [augment.augment(x, jax.random.fold_in(stream, i), policy)
           for i, x in enumerate((real, fake))]
   assert not np.allclose(seen[0], real)
-  _, with_aug = steps.critic_step(spec, state.critic, real, fake, key)
-  _, by_hand = steps.critic_step(plain, state.critic, *seen, key)
-  for k in ("critic_loss", "wasserstein_estimate", "gradient_penalty"):
+  _, with_aug = updates.critic_step(spec, state.critic, real, fake, key)
+  _, by_hand = updates.critic_step(plain, state.critic, *seen, key)
+  for k in ("critic_loss", "wasserstein_estimate", "gp_penalty"):
     assert float(with_aug[k]) == pytest.approx(float(by_hand[k]), rel=1e-5), k
   # The generator's samples are augmented before the critic judges them.
   gen_key = jax.random.PRNGKey(9)
-  _, _, g_aug = steps.generator_step(spec, state.generator, state.critic, gen_key, 4)
-  z = steps.sample_noise(spec, gen_key, 4)
-  seen_fake = augment.augment(steps.fake_batch(spec, state.generator, z)[0],
-                              jax.random.fold_in(gen_key, steps._AUGMENT_STREAM), spec.augment)
-  want = -jnp.mean(steps.apply_net(spec.critic, state.critic.params, {}, seen_fake, True)[0])
+  _, _, g_aug = updates.generator_step(spec, state.generator, state.critic, gen_key, 4)
+  z = updates.sample_noise(spec, gen_key, 4)
+  # The generator's samples are its update's input 0: stream fold_in(., 0), as the critic's reals.
+  seen_fake = augment.augment(updates.fake_batch(spec, state.generator, z)[0], jax.random.fold_in(
+      jax.random.fold_in(gen_key, critic_inputs.DiffAugment.stream), 0), policy)
+  want = -jnp.mean(updates.apply_net(spec.critic, state.critic.params, {}, seen_fake, True)[0])
   assert float(g_aug["generator_loss"]) == pytest.approx(float(want), rel=1e-5)
   with pytest.raises(ConfigError, match="augment='color' augments images"):
     tiny_config(augment="color")
@@ -345,11 +358,12 @@ class _TinyConditionalCritic(nn.Module):
 
 def _conditional(head="acgan"):
   shape = (4, 4, 1)
-  spec = steps.GanSpec(
+  spec = updates.GanSpec(
       generator=mlp.MLP(features=8, depth=1, output_shape=shape),
       critic=_TinyConditionalCritic(head), generator_tx=optax.adam(1e-3),
-      critic_tx=optax.adam(1e-3), objective="wgan-gp", noise_dim=4, num_classes=10,
-      acgan=head == "acgan")
+      critic_tx=optax.adam(1e-3), noise_dim=4, num_classes=10,
+      critic_terms=WGAN_GP + ((terms.acgan_critic(),) if head == "acgan" else ()),
+      generator_terms=WGAN_G + ((terms.acgan_generator(),) if head == "acgan" else ()))
   return spec, builders.init_state(spec, shape, 0)
 
 
@@ -357,34 +371,33 @@ def test_acgan_losses_enter_both_updates_with_the_references_weights():
   spec, state = _conditional()
   real = jax.random.uniform(jax.random.PRNGKey(1), (4, 4, 4, 1), minval=-1, maxval=1)
   labels = jnp.array([3, 1, 4, 1])
-  z = steps.generator_input(spec, jax.random.normal(jax.random.PRNGKey(2), (4, 4)), labels)
+  z = updates.generator_input(spec, jax.random.normal(jax.random.PRNGKey(2), (4, 4)), labels)
   assert z.shape == (4, 14) and np.array_equal(np.argmax(z[:, 4:], 1), labels)
-  fake, _ = steps.fake_batch(spec, state.generator, z)
+  fake, _ = updates.fake_batch(spec, state.generator, z)
   key = jax.random.PRNGKey(3)
-  _, m = steps.critic_step(spec, state.critic, real, fake, key, labels=labels)
-  _, _, _, logits = steps._apply_critic(spec, state.critic.params, {}, {}, real, labels=labels)
+  _, m = updates.critic_step(spec, state.critic, real, fake, key, labels=labels)
+  logits = updates._critic_train(spec, state.critic.params, {}, {}, real, labels)[0].logits
   class_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   assert float(m["acgan_critic_loss"]) == pytest.approx(float(class_loss), rel=1e-5)
   assert float(m["critic_loss"]) == pytest.approx(
-      -float(m["wasserstein_estimate"]) + 10 * float(m["gradient_penalty"]) + float(class_loss),
+      -float(m["wasserstein_estimate"]) + 10 * float(m["gp_penalty"]) + float(class_loss),
       rel=1e-4)
   # The generator's samples get fresh uniform labels, its loss 0.1 of their class loss.
-  _, _, g = steps.generator_step(spec, state.generator, state.critic, key, 4)
-  drawn = jax.random.randint(jax.random.fold_in(key, steps._LABEL_STREAM), (4,), 0, 10)
-  z = steps.generator_input(spec, steps.sample_noise(spec, key, 4), drawn)
-  f, _, _, logits = steps._apply_critic(spec, state.critic.params, {}, {},
-                                        steps.fake_batch(spec, state.generator, z)[0],
-                                        labels=drawn)
+  _, _, g = updates.generator_step(spec, state.generator, state.critic, key, 4)
+  drawn = jax.random.randint(jax.random.fold_in(key, updates._LABEL_STREAM), (4,), 0, 10)
+  z = updates.generator_input(spec, updates.sample_noise(spec, key, 4), drawn)
+  f, logits = updates._critic_train(spec, state.critic.params, {}, {},
+                                    updates.fake_batch(spec, state.generator, z)[0], drawn)[0]
   class_loss = optax.softmax_cross_entropy_with_integer_labels(logits, drawn).mean()
   assert float(g["acgan_generator_loss"]) == pytest.approx(float(class_loss), rel=1e-5)
   assert float(g["generator_loss"]) == pytest.approx(
       float(-jnp.mean(f) + 0.1 * class_loss), rel=1e-5)
   # A projection critic has no classifier: no class losses, and its values read the labels.
   pspec, pstate = _conditional("projection")
-  _, pm = steps.critic_step(pspec, pstate.critic, real, fake, key, labels=labels)
+  _, pm = updates.critic_step(pspec, pstate.critic, real, fake, key, labels=labels)
   assert "acgan_critic_loss" not in pm
-  other = steps.critic_values(pspec, pstate.critic, real, (labels + 1) % 10)
-  assert not np.allclose(steps.critic_values(pspec, pstate.critic, real, labels), other)
+  other = updates.critic_values(pspec, pstate.critic, real, (labels + 1) % 10)
+  assert not np.allclose(updates.critic_values(pspec, pstate.critic, real, labels), other)
 
 
 def test_conditional_settings_that_cannot_train_are_rejected():
@@ -430,7 +443,7 @@ def test_the_new_experiments_are_the_papers_settings():
   acgan = configs.load("cifar10_resnet_acgan")
   configs.validate(acgan)
   assert (acgan.data.labels, acgan.model.critic.head, acgan.model.generator.num_classes,
-          acgan.generator_batch_multiple, acgan.optimizer.lr, acgan.data.dequantize) == (
+          acgan.generator_batch_multiple, acgan.optimizer.critic.lr, acgan.data.dequantize) == (
               True, "acgan", 10, 2, 2e-4, True)
   few = configs.load("folder_dcgan_diffaugment")
   configs.validate(few)

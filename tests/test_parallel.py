@@ -36,8 +36,9 @@ import optax
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import builders, configs, data, iteration, models, parallel, steps, trainer
+from wgan_jax import builders, configs, data, iteration, models, parallel, trainer, updates
 from wgan_jax.data import toy
+from wgan_jax.batch_axis import BatchAxis, local_slice
 from wgan_jax.devices import Devices
 
 # A broken run must miss by this many times the tolerance's atol.
@@ -46,9 +47,9 @@ ITERATIONS = 3
 AXIS = parallel.DATA_AXIS
 
 
-def _toy_config(objective: str, **overrides):
+def _toy_config(setup: str, **overrides):
   # n_critic 2: still several critic updates per program, one less to compile.
-  return tiny_config(objective, n_critic=2, **{"optimizer.eps": 1e-6, **overrides})
+  return tiny_config(setup, n_critic=2, **{"optimizer.eps": 1e-6, **overrides})
 
 
 def _image_config(experiment: str):
@@ -56,7 +57,7 @@ def _image_config(experiment: str):
   c.data.image_size = 16
   c.batch_size = 16
   c.n_critic = 1  # Compile time grows with the unrolled critic updates.
-  c.critic_schedule = "constant"
+  c.n_critic_schedule = "constant"
   c.model.noise_dim = 8
   c.model.generator.ngf = 8
   c.model.critic.ndf = 8
@@ -85,15 +86,15 @@ def _is_toy(config) -> bool:
   return data.get(config.data.name).kind == data.TOY
 
 
-def _spec(config, shape, axis_name=None, bn_axis_name=None) -> steps.GanSpec:
+def _spec(config, shape, axis_name=None, bn_axis_name=None) -> updates.GanSpec:
   """The production spec (`builders.make_spec`, batch norm over `bn_axis_name`)
   with the steps under `axis_name`: both None, or both the pmap axis, in a run;
   apart only in the teeth tests. The toy cases' Adam gets eps 1e-6."""
   spec = dataclasses.replace(builders.make_spec(config, shape, bn_axis_name),
-                             axis_name=axis_name)
-  if _is_toy(config) and config.optimizer.name == "adam":
+                             batch_axis=BatchAxis(axis_name))
+  if _is_toy(config) and config.optimizer.critic.name == "adam":
     # Adam with eps 1e-6 (the config has no Adam eps): see the module doc.
-    o = config.optimizer
+    o = config.optimizer.critic
     tx = optax.adam(o.lr, b1=o.b1, b2=o.b2, eps=1e-6)
     spec = dataclasses.replace(spec, generator_tx=tx, critic_tx=tx)
   return spec
@@ -118,7 +119,7 @@ def _host_batches(config, shape) -> list[np.ndarray | None]:
           for _ in range(ITERATIONS)]
 
 
-def _run(case: str, devices: Devices, spec: steps.GanSpec | None = None,
+def _run(case: str, devices: Devices, spec: updates.GanSpec | None = None,
          replicas_agree: bool = True):
   """ITERATIONS generator iterations of the production iteration (`iteration.build`)
   over `devices`, from the shared initial state; the final state and the metrics."""
@@ -210,15 +211,15 @@ def test_pmap_without_cross_device_averaging_differs():
 
 
 def _generate_pmap(spec, generator, noise):
-  out, stats = jax.pmap(lambda g, z: steps.fake_batch(spec, g, z), axis_name=AXIS)(
+  out, stats = jax.pmap(lambda g, z: updates.fake_batch(spec, g, z), axis_name=AXIS)(
       parallel.pmap_replicate(generator), parallel.split_for_pmap(noise))
   return np.asarray(out).reshape(noise.shape[0], *out.shape[2:]), parallel.pmap_unreplicate(stats)
 
 
 def test_batch_norm_statistics_are_those_of_the_global_batch_under_pmap():
   config, shape, spec, state = _setup("dcgan_batch_norm")
-  noise = steps.sample_noise(spec, jax.random.PRNGKey(5), config.batch_size)
-  fake, stats = jax.jit(lambda g, z: steps.fake_batch(spec, g, z))(state.generator, noise)
+  noise = updates.sample_noise(spec, jax.random.PRNGKey(5), config.batch_size)
+  fake, stats = jax.jit(lambda g, z: updates.fake_batch(spec, g, z))(state.generator, noise)
   global_fake, global_stats = _generate_pmap(_spec(config, shape, AXIS, AXIS),
                                              state.generator, noise)
   # Running averages after one step (momentum 0.9 from mean 0, var 1) move by
@@ -254,7 +255,7 @@ def test_local_slice_takes_the_rows_split_for_pmap_gives_each_device():
   x = jnp.arange(3 * 16 * 2, dtype=jnp.float32).reshape(3, 16, 2)
   split = parallel.split_for_pmap(np.asarray(x), axis=1)
   assert split.shape == (8, 3, 2, 2)
-  sliced = jax.pmap(lambda _: steps.local_slice(x, AXIS, axis=1), axis_name=AXIS)(jnp.arange(8))
+  sliced = jax.pmap(lambda _: local_slice(x, AXIS, axis=1), axis_name=AXIS)(jnp.arange(8))
   np.testing.assert_array_equal(sliced, split)
   np.testing.assert_array_equal(split[3], np.asarray(x)[:, 6:8])
   with pytest.raises(ValueError, match="does not split evenly over 8 devices"):

@@ -8,13 +8,14 @@ import optax
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import builders, iteration, losses, steps
+from wgan_jax import builders, iteration, losses, penalties, updates
+from wgan_jax.configs import n_critic as n_critic_lib
 from wgan_jax.data import toy
 from wgan_jax.devices import Devices
 
 
-def _setup(objective, **overrides):
-  config = tiny_config(objective, **overrides)
+def _setup(setup, **overrides):
+  config = tiny_config(setup, **overrides)
   spec = builders.make_spec(config, (2,))
   state = builders.init_state(spec, (2,), config.seed)
   return config, spec, state
@@ -42,14 +43,14 @@ def test_wgan_critic_weights_stay_in_clip_range_at_every_step():
   run = _toy_iteration(config, spec)
   fractions = []
   for step in range(8):
-    state, metrics = run(state, builders.num_critic_updates(step, config))
+    state, metrics = run(state, n_critic_lib.n_critic_at(step, config))
     assert _max_abs(state.critic.params) <= clip, f"step {step}"
     fractions.append(float(metrics["clipped_fraction"]))
   # With a large learning rate most weights saturate at +-c.
   assert 0.3 < fractions[-1] <= 1.0
 
 
-def test_no_clipping_for_wgan_gp():
+def test_no_clipping_without_a_clip_bound():
   # With a learning rate large enough that clipping would bind, the critic
   # update is Adam's alone: weights leave [-0.01, 0.01] and equal optax.adam's.
   config, spec, state = _setup("wgan-gp", **{"optimizer.lr": 0.1,
@@ -58,19 +59,19 @@ def test_no_clipping_for_wgan_gp():
   real = jax.random.normal(jax.random.PRNGKey(3), (32, 2))
   fake = jax.random.normal(jax.random.PRNGKey(4), (32, 2))
   key = jax.random.PRNGKey(5)
-  critic, _ = steps.critic_step(spec, state.critic, real, fake, key)
+  critic, _ = updates.critic_step(spec, state.critic, real, fake, key)
 
   def loss(params):
     f = lambda x: spec.critic.apply({"params": params}, x)
-    gp, _ = losses.gradient_penalty(f, losses.interpolate(real, fake,
-                                                          jax.random.uniform(key, (32,))))
-    return losses.critic_loss("wgan-gp", f(real), f(fake)) + spec.gp_weight * gp
+    gp, _ = penalties.gradient_penalty(f, penalties.interpolate(real, fake,
+                                                                jax.random.uniform(key, (32,))))
+    return losses.critic_loss("wasserstein", f(real), f(fake)) + config.penalty_weight * gp
 
   grads = jax.grad(loss)(state.critic.params)
-  o = config.optimizer
+  o = config.optimizer.critic
   adam = optax.adam(o.lr, b1=o.b1, b2=o.b2)
-  updates, _ = adam.update(grads, adam.init(state.critic.params), state.critic.params)
-  expected = optax.apply_updates(state.critic.params, updates)
+  step, _ = adam.update(grads, adam.init(state.critic.params), state.critic.params)
+  expected = optax.apply_updates(state.critic.params, step)
   # Adam's first step is ~lr * sign(g): where |g| is near its eps, rounding in g
   # moves a weight by up to ~1e-3 lr; a projection onto [-0.01, 0.01] would move
   # the weights that left it by far more.
@@ -79,25 +80,27 @@ def test_no_clipping_for_wgan_gp():
   assert _max_abs(critic.params) > 0.05
 
 
-@pytest.mark.parametrize("objective", ["wgan", "wgan-gp", "gan"])
-def test_iteration_is_n_critic_critic_steps_then_a_generator_step(objective):
-  config, spec, state = _setup(objective)
+@pytest.mark.parametrize("setup", ["wgan", "wgan-gp", "gan"])
+def test_iteration_is_n_critic_critic_steps_then_a_generator_step(setup):
+  config, spec, state = _setup(setup)
   n_critic, batch = 3, config.batch_size
   real = jax.random.normal(jax.random.PRNGKey(7), (n_critic, batch, 2))
-  fused, metrics = jax.jit(steps.generator_iteration, static_argnums=0)(spec, state, real)
+  fused, metrics = jax.jit(updates.generator_iteration, static_argnums=0)(spec, state, real)
 
   # The same updates one by one, with the keys the iteration derives.
-  k_fake, k_critic, k_gen = steps.iteration_keys(state)
-  noise = [steps.sample_noise(spec, jax.random.fold_in(k_fake, i), batch)
+  k_fake, k_critic, k_gen = updates.iteration_keys(state)
+  noise = [updates.sample_noise(spec, jax.random.fold_in(k_fake, i), batch)
            for i in range(n_critic)]
   # One forward pass for all fake batches, as the iteration does (RMSProp's
   # first steps amplify the rounding of differently batched matmuls).
-  fakes, _ = steps.fake_batch(spec, state.generator, jnp.concatenate(noise))
+  fakes, _ = updates.fake_batch(spec, state.generator, jnp.concatenate(noise))
   critic = state.critic
   for i in range(n_critic):
-    critic, _ = steps.critic_step(spec, critic, real[i], fakes[i * batch:(i + 1) * batch],
+    critic, _ = updates.critic_step(spec, critic, real[i], fakes[i * batch:(i + 1) * batch],
                                   jax.random.fold_in(k_critic, i))
-  generator, _, gen_metrics = steps.generator_step(spec, state.generator, critic, k_gen, batch)
+  last_real = real[-1]  # Floats: the toy set's points pass as they are.
+  generator, _, gen_metrics = updates.generator_step(spec, state.generator, critic, k_gen, batch,
+                                                     last_real)
 
   assert int(fused.step) == int(state.step) + 1
   for a, b in zip(jax.tree.leaves((critic.params, generator.params)),
@@ -106,11 +109,11 @@ def test_iteration_is_n_critic_critic_steps_then_a_generator_step(objective):
   assert float(metrics["generator_loss"]) == pytest.approx(
       float(gen_metrics["generator_loss"]), rel=1e-4, abs=1e-6)
   expected = {"critic_loss", "critic_grad_norm", "wasserstein_estimate", "generator_loss",
-              "generator_grad_norm", steps.NONFINITE_PARAMS}
-  expected |= {"wgan": {"clipped_fraction"}, "wgan-gp": {"gradient_penalty",
-               "gp_input_grad_norm"}, "gan": {"d_real", "d_fake"}}[objective]
+              "generator_grad_norm", updates.NONFINITE_PARAMS}
+  expected |= {"wgan": {"clipped_fraction"}, "wgan-gp": {"gp_penalty",
+               "gp_input_grad_norm"}, "gan": {"d_real", "d_fake"}}[setup]
   assert set(metrics) == expected
-  assert float(metrics[steps.NONFINITE_PARAMS]) == 0
+  assert float(metrics[updates.NONFINITE_PARAMS]) == 0
 
 
 def test_critic_updates_use_different_fake_batches_and_keys():
@@ -118,15 +121,15 @@ def test_critic_updates_use_different_fake_batches_and_keys():
   # Identical real batches: the updates must still differ, each by its own
   # generated batch and interpolation key, as update i of one by one shows.
   real = jnp.broadcast_to(jax.random.normal(jax.random.PRNGKey(3), (1, 32, 2)), (3, 32, 2))
-  trained, _ = jax.jit(steps.train_critic, static_argnums=0)(spec, state, real)
-  k_fake, k_critic, _ = steps.iteration_keys(state)
-  fakes, _ = steps.fake_batch(spec, state.generator, jnp.concatenate(
-      [steps.sample_noise(spec, jax.random.fold_in(k_fake, i), 32) for i in range(3)]))
+  trained, _ = jax.jit(updates.train_critic, static_argnums=0)(spec, state, real)
+  k_fake, k_critic, _ = updates.iteration_keys(state)
+  fakes, _ = updates.fake_batch(spec, state.generator, jnp.concatenate(
+      [updates.sample_noise(spec, jax.random.fold_in(k_fake, i), 32) for i in range(3)]))
 
   def by_hand(fake_of, key_of):
     critic = state.critic
     for i in range(3):
-      critic, _ = steps.critic_step(spec, critic, real[i], fakes[32 * fake_of(i):][:32],
+      critic, _ = updates.critic_step(spec, critic, real[i], fakes[32 * fake_of(i):][:32],
                                     jax.random.fold_in(k_critic, key_of(i)))
     return critic.params
 
@@ -144,28 +147,28 @@ def test_uint8_images_become_floats_in_the_program():
   config, spec, _ = _setup("wgan-gp")
   pixels = jnp.array([[0, 64, 255]], jnp.uint8)
   key = jax.random.PRNGKey(0)
-  np.testing.assert_allclose(steps.real_to_float(spec, pixels, key),
+  np.testing.assert_allclose(updates.real_to_float(spec, pixels, key),
                              [[-1.0, 64 / 127.5 - 1, 1.0]], atol=1e-7)
   # gan_cifar_resnet.py: 2 (x / 256 - 0.5) + U(0, 1/128), a fresh draw per key.
   deq = dataclasses.replace(spec, dequantize=True)
-  a = np.asarray(steps.real_to_float(deq, jnp.full((64, 3), 128, jnp.uint8), key))
+  a = np.asarray(updates.real_to_float(deq, jnp.full((64, 3), 128, jnp.uint8), key))
   base = 2 * (128 / 256 - 0.5)
   assert np.all(a >= base) and np.all(a < base + 1 / 128)
   assert 0.3 / 128 < a.mean() - base < 0.7 / 128
-  b = np.asarray(steps.real_to_float(deq, jnp.full((64, 3), 128, jnp.uint8),
+  b = np.asarray(updates.real_to_float(deq, jnp.full((64, 3), 128, jnp.uint8),
                                      jax.random.PRNGKey(1)))
   assert not np.array_equal(a, b)
   floats = jnp.ones((2, 2))
-  assert steps.real_to_float(deq, floats, key) is floats  # toy points pass through
+  assert updates.real_to_float(deq, floats, key) is floats  # toy points pass through
 
 
 def test_generator_batch_is_a_multiple_of_the_critic_batch(monkeypatch):
   config, spec, state = _setup("wgan-gp", generator_batch_multiple=2)
   assert spec.generator_batch_multiple == 2
   drawn = []
-  sample_noise = steps.sample_noise
-  monkeypatch.setattr(steps, "sample_noise", lambda s, k, n: drawn.append(n) or sample_noise(s, k, n))
-  _, _, metrics = steps.generator_step(spec, state.generator, state.critic,
+  sample_noise = updates.sample_noise
+  monkeypatch.setattr(updates, "sample_noise", lambda s, k, n: drawn.append(n) or sample_noise(s, k, n))
+  _, _, metrics = updates.generator_step(spec, state.generator, state.critic,
                                        jax.random.PRNGKey(0), 32)
   assert drawn == [64] and np.isfinite(float(metrics["generator_loss"]))
 
@@ -177,22 +180,23 @@ def test_nonfinite_parameters_are_reported_by_the_step():
   config, spec, state = _setup("wgan-gp")
   spec = dataclasses.replace(spec, critic_tx=optax.sgd(float("inf")))
   real = jax.random.normal(jax.random.PRNGKey(7), (1, 32, 2))
-  _, metrics = jax.jit(steps.generator_iteration, static_argnums=0)(spec, state, real)
+  _, metrics = jax.jit(updates.generator_iteration, static_argnums=0)(spec, state, real)
   assert np.isfinite(float(metrics["critic_loss"]))
-  assert float(metrics[steps.NONFINITE_PARAMS]) > 0
+  assert float(metrics[updates.NONFINITE_PARAMS]) > 0
 
 
-def test_critic_schedule_reference_rule():
-  config = tiny_config("wgan", critic_schedule="wgan_reference", n_critic=5)
-  counts = [builders.num_critic_updates(s, config) for s in range(1002)]
+def test_n_critic_schedule_reference_rule():
+  config = tiny_config("wgan", n_critic_schedule="wgan_reference", n_critic=5)
+  counts = [n_critic_lib.n_critic_at(s, config) for s in range(1002)]
   assert counts[:25] == [100] * 25
   assert counts[25:30] == [5] * 5
   assert counts[500] == 100 and counts[1000] == 100 and counts[501] == 5
   config.num_generator_steps = 1002
-  np.testing.assert_array_equal(builders.critic_schedule(config), counts)
-  np.testing.assert_array_equal(builders.critic_schedule(config, 499, 502), [5, 100, 5])
-  config.critic_schedule = "constant"
-  assert all(builders.num_critic_updates(s, config) == 5 for s in range(30))
+  np.testing.assert_array_equal(n_critic_lib.n_critic_schedule(config), counts)
+  np.testing.assert_array_equal(n_critic_lib.n_critic_schedule(config, 499, 502), [5, 100, 5])
+  assert n_critic_lib.critic_updates(config) == sum(counts)
+  config.n_critic_schedule = "constant"
+  assert all(n_critic_lib.n_critic_at(s, config) == 5 for s in range(30))
 
 
 def test_wgan_training_raises_the_critic_separation():
@@ -200,20 +204,20 @@ def test_wgan_training_raises_the_critic_separation():
   config, spec, state = _setup("wgan-gp", **{"optimizer.lr": 1e-3})
   real = toy.get_toy_dataset("8gaussians").sample(jax.random.PRNGKey(0), 32 * 20)
   real = real.reshape(20, 32, 2)
-  fakes, _ = steps.fake_batch(spec, state.generator,
-                              steps.sample_noise(spec, jax.random.PRNGKey(1), 32))
-  step = jax.jit(lambda c, r, k: steps.critic_step(spec, c, r, fakes, k))
+  fakes, _ = updates.fake_batch(spec, state.generator,
+                              updates.sample_noise(spec, jax.random.PRNGKey(1), 32))
+  step = jax.jit(lambda c, r, k: updates.critic_step(spec, c, r, fakes, k))
   critic, first = step(state.critic, real[0], jax.random.PRNGKey(2))
   for i in range(1, 20):
     critic, last = step(critic, real[i], jax.random.PRNGKey(2 + i))
   assert float(last["wasserstein_estimate"]) > float(first["wasserstein_estimate"]) + 0.05
 
 
-@pytest.mark.parametrize("objective", ["wgan", "wgan-gp"])
-def test_long_critic_phases_run_in_chunks_with_the_same_numbers(objective):
+@pytest.mark.parametrize("setup", ["wgan", "wgan-gp"])
+def test_long_critic_phases_run_in_chunks_with_the_same_numbers(setup):
   # The reference schedule's 100 critic updates run as chunks on CPU; update i
   # draws the same data, noise and keys however the updates are grouped.
-  config, spec, state = _setup(objective)
+  config, spec, state = _setup(setup)
   whole = _toy_iteration(config, spec, chunk=7)
   chunked = _toy_iteration(config, spec, chunk=2)
   assert chunked.unroll  # CPU

@@ -84,7 +84,7 @@ def test_modern_training_scores_each_technique_against_wgan_gp(tmp_path):
   full = result["settings"]
   assert list(full["toy"]) == ["wgan-gp", "lp", "r1", "dragan", "spectral", "ema", "bf16"]
   assert full["toy"]["r1"] == {"experiment": "toy_25gaussians", "penalty": "r1",
-                               "gp_weight": 1.0}
+                               "penalty_weight": 1.0}
   assert full["digits"]["spectral"]["model.critic.norm"] == "spectral"
   assert full["digits"]["diffaugment"]["augment"] == "color,translation,cutout"
   assert modern_training._evaluated(full["digits"]["ema 0.999"]) == "moving average"

@@ -8,37 +8,37 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import (builders, configs, generation, inputs, iteration, sweeps, trainer,
-                      writers)
+from wgan_jax import configs, generation, sweeps, trainer, writers
+from wgan_jax import run as run_lib
+from wgan_jax.configs.n_critic import n_critic_at
 from wgan_jax.devices import Devices
 from wgan_jax.inflight import NonFiniteError, check_finite
-from wgan_jax.rules import ConfigError
+from wgan_jax.configs.rules import ConfigError
 
 SMALL = dict(batch_size=16, n_critic=2, **{"model.generator.features": 16,
                                             "model.critic.features": 16})
 
 
 def _train(config, devices, steps=2):
-  spec = builders.make_spec(config, (2,))
-  state = builders.create_state(builders.state_initializer(config, spec, (2,)), devices=devices)
-  iterate = iteration.build(config, spec, devices, inputs.open_data(config, devices).sampler)
+  parts = run_lib.build(config, devices)
+  state = parts.create_state()
   for step in range(steps):
-    state, metrics = iterate(state, builders.num_critic_updates(step, config))
+    state, metrics = parts.iteration(state, n_critic_at(step, config))
   return jax.device_get(state), metrics
 
 
-@pytest.mark.parametrize("objective,key,grid,model,value,loop", [
+@pytest.mark.parametrize("setup,key,grid,model,value,loop", [
     # clip traced in the projection and the init; the models batched
     ("wgan", "clip", (0.01, 0.1), 3, 0.1, "vmap"),
     # model 1 applies 1 of 3 updates; the models one after another
     ("wgan-gp", "n_critic", (1, 3), 1, 1, "map"),
 ])
-def test_each_model_of_a_sweep_equals_its_own_run(objective, key, grid, model, value, loop):
-  sweep_config = tiny_config(objective, **SMALL, **{"sweep.key": key, "sweep.grid": grid,
+def test_each_model_of_a_sweep_equals_its_own_run(setup, key, grid, model, value, loop):
+  sweep_config = tiny_config(setup, **SMALL, **{"sweep.key": key, "sweep.grid": grid,
                                                     "sweep.seeds": 2, "sweep.loop": loop,
                                                     "optimizer.schedule": "constant"})
   # Model m is value m // seeds with seed seed + m % seeds.
-  one_config = tiny_config(objective, **{**SMALL, key: value, "seed": model % 2,
+  one_config = tiny_config(setup, **{**SMALL, key: value, "seed": model % 2,
                                           "optimizer.schedule": "constant"})
   swept, swept_metrics = _train(sweep_config, Devices("jit", jax.devices()[:4],
                                                       shard_models=True))
@@ -67,23 +67,28 @@ def test_each_model_of_a_sweep_equals_its_own_run(objective, key, grid, model, v
 def test_sweep_config_errors_are_one_line():
   cases = {
       (("sweep.key", "clip"), ("sweep.grid", (0.1,))):
-          "sweep.key='clip' acts only under objective='wgan' (weight clipping); this run has "
-          "objective='wgan-gp', penalty='auto'",
-      (("sweep.key", "gp_weight"), ("sweep.grid", (1.0,)), ("objective", "wgan")):
-          "sweep.key='gp_weight' acts only with a penalty (objective='wgan-gp', or "
-          "penalty=gp|lp|r1|dragan); this run has objective='wgan', penalty='auto'",
+          "sweep.key='clip' acts only with weight clipping (clip > 0); this run has clip=0.0, "
+          "penalty='gp'",
+      (("sweep.key", "penalty_weight"), ("sweep.grid", (1.0,)), ("penalty", "none"),
+       ("clip", 0.01)):
+          "sweep.key='penalty_weight' acts only with a penalty (penalty=gp|lp|r1|r2|dragan); "
+          "this run has clip=0.01, penalty='none'",
+      # The old name of the key, as a saved sweep or an old command line has it.
       (("sweep.key", "gp_weight"), ("sweep.grid", (1.0,)), ("penalty", "none"),
-       ("objective", "gan")): "sweep.key='gp_weight' acts only with a penalty",
+       ("loss", "non-saturating")): "sweep.key='penalty_weight' acts only with a penalty",
       (("sweep.grid", (0.1,)),): "without sweep.key",
-      (("sweep.key", "lr"),): "sweep.key='lr' cannot be swept; use one of clip, gp_weight",
-      (("sweep.key", "gp_weight"),): "needs sweep.grid",
+      (("sweep.key", "lr"),): "sweep.key='lr' cannot be swept; use one of clip, penalty_weight",
+      (("sweep.key", "penalty_weight"),): "needs sweep.grid",
       (("sweep.key", "n_critic"), ("sweep.grid", (1, 5))): "optimizer.schedule='constant'",
       (("sweep.key", "n_critic"), ("sweep.grid", (1.5,)), ("optimizer.schedule", "constant")):
           "sweep.grid value 1.5 for n_critic is not a whole number",
       # Each value passes its key's own rule.
       (("sweep.key", "n_critic"), ("sweep.grid", (5, 100000)), ("optimizer.schedule", "constant")):
           "sweep.grid value 100000 for n_critic must be at least 1 and at most 1000",
-      (("sweep.key", "optimizer.lr"), ("sweep.grid", (0.0,))): "for optimizer.lr must be positive",
+      (("sweep.key", "optimizer.lr"), ("sweep.grid", (-1.0,))):
+          "for optimizer.lr must be at least 0",
+      (("sweep.key", "clip"), ("sweep.grid", (0.0,)), ("penalty", "none"), ("clip", 0.01)):
+          "sweep.grid value 0.0 for clip must be positive",
       (("sweep.key", "optimizer.lr"), ("sweep.grid", "1e999")): "is not a number",
       (("sweep.key", "optimizer.lr"), ("sweep.grid", "('a',)")): "'a' for optimizer.lr is not a",
       (("sweep.seeds", 3), ("seed", 2**31 - 2)): "runs past the largest seed",
@@ -101,9 +106,10 @@ def test_sweep_config_errors_are_one_line():
     assert "\n" not in str(e.value)
   with pytest.raises(ConfigError, match="under parallelism='jit'"):
     tiny_config(**{"sweep.seeds": 2, "parallelism": "pmap"})
-  # The penalty's weight acts under any objective that has one: e.g. R1's gamma.
-  r1 = tiny_config("gan", penalty="r1", **{"sweep.key": "gp_weight", "sweep.grid": (0.1, 1.0)})
-  assert sweeps.from_config(r1).hparams()["gp_weight"].tolist() == pytest.approx([0.1, 1.0])
+  # The penalty's weight acts under any loss that has one: e.g. R1's gamma.
+  r1 = tiny_config("gan", penalty="r1", **{"sweep.key": "penalty_weight",
+                                           "sweep.grid": (0.1, 1.0)})
+  assert sweeps.from_config(r1).hparams()["penalty_weight"].tolist() == pytest.approx([0.1, 1.0])
 
 
 def test_a_sweep_splits_its_models_over_the_devices_that_divide_them():

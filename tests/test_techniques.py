@@ -14,10 +14,10 @@ import pytest
 
 from tests.helpers import tiny_config
 from tests.runs import final_state
-from wgan_jax import (builders, checkpointing, configs, generation, losses, parallel, schema,
-                      steps, techniques, trainer)
+from wgan_jax import (builders, checkpointing, configs, critic_inputs, generation, losses, parallel,
+                      techniques, trainer, updates)
+from wgan_jax.configs import schema
 from wgan_jax.models import dcgan, improved, mlp, resnet
-from wgan_jax.techniques import Techniques
 
 AXIS = "batch"
 
@@ -53,10 +53,10 @@ def test_one_sided_label_smoothing_is_the_papers_loss():
   fake_term = np.mean(-np.log(1 - d_fake))
   for s in (0.0, 0.1, 0.3):
     want = np.mean(-(1 - s) * np.log(d_real) - s * np.log(1 - d_real)) + fake_term
-    assert float(losses.critic_loss("gan", f_real, f_fake, s)) == pytest.approx(want, rel=1e-5)
+    assert float(losses.critic_loss("non-saturating", f_real, f_fake, s)) == pytest.approx(want, rel=1e-5)
   # Saturated logits stay finite (softplus, as the unsmoothed loss).
   big = jnp.array([300.0, -300.0])
-  assert math.isfinite(float(losses.critic_loss("gan", big, big, 0.1)))
+  assert math.isfinite(float(losses.critic_loss("non-saturating", big, big, 0.1)))
 
 
 # ---------------------------------------------------------------- feature matching
@@ -86,15 +86,15 @@ def _final_map(name, params, h):
     ("resnet", resnet.ResNetCritic(image_size=32, dim=4), (32, 32, 3)),
 ])
 def test_every_critic_exposes_the_features_its_final_linear_map_takes(name, critic, shape):
-  spec = steps.GanSpec(generator=None, critic=critic, generator_tx=None, critic_tx=None,
-                       objective="gan", noise_dim=2)
+  spec = updates.GanSpec(generator=None, critic=critic, generator_tx=None, critic_tx=None,
+                         critic_terms=(), generator_terms=(), noise_dim=2)
 
   @jax.jit
   def outputs_and_features(x):
     variables = critic.init(jax.random.PRNGKey(1), x, train=False)
     stats = variables.get("batch_stats", {})
-    return (variables, steps.apply_net(critic, variables["params"], stats, x, True)[0],
-            steps.critic_features(spec, variables["params"], stats, x)[0])
+    return (variables, updates.apply_net(critic, variables["params"], stats, x, True)[0],
+            updates.critic_features(spec, variables["params"], stats, x)[0])
 
   variables, out, h = outputs_and_features(jax.random.normal(jax.random.PRNGKey(0), (3, *shape)))
   np.testing.assert_allclose(_final_map(name, variables["params"], np.asarray(h)), out,
@@ -141,8 +141,8 @@ def test_minibatch_discrimination_sees_the_global_batch_under_pmap():
 
   # The update (instance noise, label smoothing and historical averaging on too).
   key = jax.random.PRNGKey(5)
-  want, _ = jax.jit(lambda c: steps.critic_step(single, c, real, fake, key, 3))(critic)
-  got, _ = jax.pmap(lambda c, r, f: steps.critic_step(pmapped, c, r, f, key, 3), AXIS)(
+  want, _ = jax.jit(lambda c: updates.critic_step(single, c, real, fake, key, 3))(critic)
+  got, _ = jax.pmap(lambda c, r, f: updates.critic_step(pmapped, c, r, f, key, 3), AXIS)(
       parallel.pmap_replicate(critic), shard(real), shard(fake))
   for a, b in zip(jax.tree.leaves(parallel.pmap_unreplicate(got.params)),
                   jax.tree.leaves(want.params)):
@@ -158,8 +158,8 @@ def test_historical_average_is_the_mean_of_every_value_the_parameters_took():
   seen = [params]
   for k in range(3):
     grads = {"w": jnp.array([k + 1.0, 0.5 * k - 1]), "b": jnp.array(k - 1.0)}
-    updates, state = tx.update(grads, state, params)
-    params = optax.apply_updates(params, updates)
+    step, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, step)
     seen.append(params)
   history = techniques.history(state)
   assert int(history.count) == 4  # the initial parameters and 3 updates
@@ -167,9 +167,9 @@ def test_historical_average_is_the_mean_of_every_value_the_parameters_took():
     np.testing.assert_allclose(history.mean[name], np.mean([p[name] for p in seen], 0),
                                rtol=1e-6)
   theta = {"w": jnp.array([0.3, 0.7]), "b": jnp.array(-1.0)}
-  want = 0.5 * sum(np.sum((np.asarray(theta[n]) - np.mean([p[n] for p in seen], 0)) ** 2)
-                   for n in params)
-  assert float(techniques.historical_penalty(0.5, theta, state)) == pytest.approx(want, rel=1e-6)
+  want = sum(np.sum((np.asarray(theta[n]) - np.mean([p[n] for p in seen], 0)) ** 2)
+             for n in params)
+  assert float(techniques.historical_distance(theta, state)) == pytest.approx(want, rel=1e-6)
   # Off, the optimizer and its state are what they were: nothing extra to carry.
   sgd = optax.sgd(0.1)
   assert techniques.with_history(sgd, 0.0) is sgd
@@ -243,7 +243,7 @@ def test_the_state_carries_historical_averages_and_the_vbn_reference_through_a_c
   reference = np.asarray(state.generator.batch_stats[improved.VBN_REFERENCE])
   assert reference.shape == (8, 2) and 0.3 < reference.std() < 3  # N(0, 1) noise
   real = jax.random.normal(jax.random.PRNGKey(7), (config.n_critic, config.batch_size, 2))
-  trained, metrics = jax.jit(lambda s, r: steps.generator_iteration(spec, s, r))(state, real)
+  trained, metrics = jax.jit(lambda s, r: updates.generator_iteration(spec, s, r))(state, real)
   # The running means count the initial parameters and every update.
   assert int(techniques.history(trained.critic.opt_state).count) == 1 + config.n_critic
   assert int(techniques.history(trained.generator.opt_state).count) == 2
@@ -273,29 +273,28 @@ def test_the_state_carries_historical_averages_and_the_vbn_reference_through_a_c
 # ---------------------------------------------------------------- instance noise
 
 def test_instance_noise_std_anneals_linearly_to_zero():
-  t = Techniques(instance_noise=0.5, instance_noise_steps=4)
-  assert [float(techniques.instance_noise_std(t, s)) for s in (0, 1, 2, 4, 9)] == \
-      [0.5, 0.375, 0.25, 0.0, 0.0]
+  t = critic_inputs.InstanceNoise(0.5, 4)
+  assert [float(t.std(s)) for s in (0, 1, 2, 4, 9)] == [0.5, 0.375, 0.25, 0.0, 0.0]
   config = tiny_config("gan", **{"techniques.instance_noise": 0.5})
-  assert techniques.from_config(config).instance_noise_steps == config.num_generator_steps
+  (noise,) = builders.transforms(config)
+  assert noise.steps == config.num_generator_steps
 
 
 def test_instance_noise_is_on_both_critic_inputs_and_absent_at_zero():
   _, spec, state = _everything()  # sigma0 = 0.3, annealed to 0 at step 10
-  plain = dataclasses.replace(spec, techniques=dataclasses.replace(spec.techniques,
-                                                                   instance_noise=0.0))
-  assert builders.make_spec(tiny_config("gan"), (2,)).techniques == Techniques()
+  plain = dataclasses.replace(spec, transforms=())
+  assert builders.make_spec(tiny_config("gan"), (2,)).transforms == ()
   real = jax.random.normal(jax.random.PRNGKey(3), (16, 2))
   fake = jax.random.normal(jax.random.PRNGKey(4), (16, 2))
   key = jax.random.PRNGKey(5)
-  noisy = jax.jit(lambda c, s: steps.critic_step(spec, c, real, fake, key, s))
-  off = jax.jit(lambda c, r, f: steps.critic_step(plain, c, r, f, key))
+  noisy = jax.jit(lambda c, s: updates.critic_step(spec, c, real, fake, key, s))
+  off = jax.jit(lambda c, r, f: updates.critic_step(plain, c, r, f, key))
   # Annealed to 0 at step 10: exactly the update without the technique.
   for a, b in zip(jax.tree.leaves(noisy(state.critic, 10)),
                   jax.tree.leaves(off(state.critic, real, fake))):
     np.testing.assert_array_equal(a, b)
   # At step 5 (std 0.15): the plain update of real and fake plus the stream's noise.
-  stream = jax.random.fold_in(key, steps._INSTANCE_NOISE_STREAM)  # pylint: disable=protected-access
+  stream = jax.random.fold_in(key, critic_inputs.InstanceNoise.stream)
   noise = [0.15 * jax.random.normal(jax.random.fold_in(stream, i), (16, 2)) for i in (0, 1)]
   got = noisy(state.critic, 5)[0].params
   want = off(state.critic, real + noise[0], fake + noise[1])[0].params
@@ -309,15 +308,15 @@ def test_instance_noise_is_on_both_critic_inputs_and_absent_at_zero():
 # ---------------------------------------------------------------- configs
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"objective": "wgan-gp", "techniques.label_smoothing": "0.1"},
-     "techniques.label_smoothing=0.1 smooths the labels of objective='gan'; "
-     "objective='wgan-gp' has none: set techniques.label_smoothing=0"),
-    ({"objective": "wgan-gp", "techniques.minibatch_kernels": "10"},
+    ({"techniques.label_smoothing": "0.1"},
+     "techniques.label_smoothing=0.1 smooths a discriminator's labels (loss=minimax or "
+     "non-saturating); loss='wasserstein' has none: set techniques.label_smoothing=0"),
+    ({"techniques.minibatch_kernels": "10"},
      "techniques.minibatch_kernels makes the critic's value of an example depend on its whole "
      "batch, so the per-example gradient penalty (gp) no longer measures one example's "
-     "gradient: use objective='gan' or 'wgan' without a penalty, or set "
+     "gradient: use penalty=none (with clip or a logistic loss), or set "
      "techniques.minibatch_kernels=0"),
-    ({"objective": "gan", "techniques.label_smoothing": "0.7"},
+    ({"loss": "non-saturating", "penalty": "none", "techniques.label_smoothing": "0.7"},
      "techniques.label_smoothing=0.7 must be at least 0 and at most 0.5"),
     ({"model.generator.norm": "batch"}, "model.generator.norm='batch' is unknown"),
 ])

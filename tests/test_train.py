@@ -62,7 +62,7 @@ def test_train_cli_writes_summary_events_and_figures(tmp_path):
 
   steps, tags = _scalars(str(workdir))
   for tag in ("train/wasserstein_estimate", "train/critic_loss", "train/generator_loss",
-              "train/gradient_penalty", "train/critic_grad_norm", "train/generator_grad_norm",
+              "train/gp_penalty", "train/critic_grad_norm", "train/generator_grad_norm",
               "train/gp_input_grad_norm"):
     assert steps[tag] == [2, 4, 6], tag
   assert "train/nonfinite_params" not in steps  # a check, not a training curve
@@ -75,14 +75,14 @@ def test_train_cli_writes_summary_events_and_figures(tmp_path):
   assert summary["train_critic_loss"] == pytest.approx(last["train/critic_loss"], rel=1e-6)
 
 
-@pytest.mark.parametrize("objective", ["wgan", "gan"])
-def test_train_and_evaluate_other_objectives(tmp_path, objective):
-  config = tiny_config(objective)
+@pytest.mark.parametrize("setup", ["wgan", "gan"])
+def test_train_and_evaluate_other_setups(tmp_path, setup):
+  config = tiny_config(setup)
   summary = trainer.train_and_evaluate(config, str(tmp_path))
   assert summary["generator_steps"] == config.num_generator_steps
   assert np.isfinite(summary["w1"])
   steps, _ = _scalars(str(tmp_path))
-  key = "train/clipped_fraction" if objective == "wgan" else "train/d_real"
+  key = "train/clipped_fraction" if setup == "wgan" else "train/d_real"
   assert steps[key] == [2, 4, 6]
 
 

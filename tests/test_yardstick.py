@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import tiny_config
 from wgan_jax import configs, trainer
 from wgan_jax.metrics import yardstick as ys
-from wgan_jax.rules import ConfigError
+from wgan_jax.configs.rules import ConfigError
 
 # A small MLP critic that converges in a few hundred updates.
 SMALL = ys.YardstickConfig(critic="mlp", features=64, depth=2, updates=400, batch_size=128,

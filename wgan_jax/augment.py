@@ -26,7 +26,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-POLICIES = ("color", "translation", "cutout")  # the order they are applied in
+from wgan_jax.configs.schema import AUGMENT_POLICIES as POLICIES  # the order applied
+from wgan_jax.configs.schema import parse_policy  # noqa: F401  pylint: disable=unused-import
+
 
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
@@ -36,21 +38,6 @@ CUTOUT_RATIO = 0.5
 _PARAMS = {"color": ("brightness", "saturation", "contrast"),
            "translation": ("translation",), "cutout": ("cutout",)}
 _STREAMS = {"brightness": 0, "saturation": 1, "contrast": 2, "translation": 3, "cutout": 4}
-
-
-def parse_policy(text: str) -> tuple[str, ...]:
-  """"color,translation,cutout" -> ("color", "translation", "cutout"), in
-  POLICIES order; "" -> (). Unknown or repeated names raise ValueError."""
-  names = [name.strip() for name in text.split(",")]
-  names = [name for name in names if name]
-  for name in names:
-    if name not in POLICIES:
-      raise ValueError(f"unknown DiffAugment policy {name!r} in {text!r}; "
-                       f"known: {', '.join(POLICIES)}")
-    if names.count(name) > 1:
-      raise ValueError(f"DiffAugment policy {name!r} repeated in {text!r}; "
-                       f"known: {', '.join(POLICIES)}")
-  return tuple(p for p in POLICIES if p in names)
 
 
 def _check(policy: tuple[str, ...]) -> None:

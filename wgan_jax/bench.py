@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_jax import builders, configs, data, inputs, iteration, steps
+from wgan_jax import builders, configs, data, updates
+from wgan_jax import run as run_lib
 from wgan_jax.cli import flags_parser, usage_error
 from wgan_jax.devices import Devices
 from wgan_jax.inflight import InFlight
@@ -95,16 +96,16 @@ def matmul_peak(sizes=(1024, 2048), chain: int = 16, repeats: int = 2) -> float:
   return best
 
 
-def iteration_flops(spec: steps.GanSpec, state, n_critic: int, batch: int,
+def iteration_flops(spec: updates.GanSpec, state, n_critic: int, batch: int,
                     data_shape: tuple[int, ...]) -> dict[str, float]:
   """FLOPs of one generator iteration: n_critic critic updates + generator update."""
   real = jnp.zeros((batch, *data_shape), jnp.float32)
   key = jax.random.PRNGKey(0)
   labels = jnp.zeros((batch,), jnp.int32) if spec.num_classes else None
-  noise = steps.generator_input(spec, steps.sample_noise(spec, key, batch), labels)
-  generate = jax.jit(lambda g, z: steps.fake_batch(spec, g, z)[0])
-  critic = jax.jit(lambda c, r, f, k: steps.critic_step(spec, c, r, f, k, labels=labels))
-  generator = jax.jit(lambda g, c, k: steps.generator_step(spec, g, c, k, batch))
+  noise = updates.generator_input(spec, updates.sample_noise(spec, key, batch), labels)
+  generate = jax.jit(lambda g, z: updates.fake_batch(spec, g, z)[0])
+  critic = jax.jit(lambda c, r, f, k: updates.critic_step(spec, c, r, f, k, labels=labels))
+  generator = jax.jit(lambda g, c, k: updates.generator_step(spec, g, c, k, batch))
   fake = generate(state.generator, noise)
   f_gen = _flops(generate.lower(state.generator, noise).compile())
   f_critic = _flops(critic.lower(state.critic, real, fake, key).compile())
@@ -177,7 +178,7 @@ def input_pipeline_figures(config, consumed_per_s: float) -> dict[str, Any]:
           "input_over_consumed": round(rate / consumed_per_s, 1)}
 
 
-def fid_figures(config, spec: steps.GanSpec, state, num: int) -> dict[str, Any]:
+def fid_figures(config, spec: updates.GanSpec, state, num: int) -> dict[str, Any]:
   """Inception images/s, and the wall time of FID on `num` generated samples
   (generation, features, statistics) against the data set's reference (or random
   images where the data set is not here), computed first and timed apart."""
@@ -218,12 +219,9 @@ class _Timed:
   """`config`'s compiled iteration on `devices`, compiled and timed."""
 
   def __init__(self, config, devices: Devices):
-    data_shape = data.data_shape(config.data)
-    spec = builders.make_spec(config, data_shape)
-    compiled = iteration.build(config, spec, devices, inputs.open_data(config, devices).sampler)
-    self.state = builders.create_state(builders.state_initializer(config, spec, data_shape),
-                                       devices=devices)
-    self._run = lambda state: compiled(state, config.n_critic)
+    parts = run_lib.build(config, devices)
+    self.state = parts.create_state()
+    self._run = lambda state: parts.iteration(state, config.n_critic)
     t = time.perf_counter()
     self.state, _ = self._run(self.state)
     jax.block_until_ready(self.state)
@@ -294,16 +292,14 @@ def main(parsed) -> None:
   devices = Devices(config.parallelism, jax.devices()[:_DEVICES.value])
   try:
     devices.check_batch(batch)
-  except ValueError as e:
+    parts = run_lib.build(config, devices, synthetic=True)  # Random images: no data set.
+  except (ValueError, configs.ConfigError) as e:
     usage_error(str(e))
-  data_shape = data.data_shape(config.data)
-  spec = builders.make_spec(config, data_shape)  # Outside pmap: for the FLOP count.
-  feed_spec = builders.make_spec(config, data_shape, devices.axis_name)
-  source = inputs.open_data(config, devices, synthetic=True)  # Random images: no data set.
-  stream = source.stream(0, 0)
-  compiled = iteration.build(config, feed_spec, devices, source.sampler)
-  state = devices.put(builders.create_state(spec, data_shape, config.seed, devices))
-  run_iteration = lambda state: compiled(state, n_critic, stream.next(n_critic))
+  data_shape = parts.data_shape
+  spec = parts.global_spec  # Outside pmap: for the FLOP count.
+  stream = parts.stream(0)
+  state = devices.put(parts.create_state())
+  run_iteration = lambda state: parts.iteration(state, n_critic, stream.next(n_critic))
 
   t = time.perf_counter()
   state, _ = run_iteration(state)  # Compiles.

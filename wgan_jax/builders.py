@@ -1,6 +1,6 @@
-"""What a run is built from: the spec (modules, optimizers, objective), the
-initial state (born on the devices in its layout), the critic schedule, and
-the per-backend choices. The trainer, `bench` and the tests build from here.
+"""What a run is built from: the spec (networks, optimizers, loss terms,
+input transforms), the initial state (born on the devices in its layout), and
+the per-backend choices. `run.build` puts them together for a loop.
 """
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from wgan_jax import augment, ema, models, optim, steps, sweeps, techniques
+from wgan_jax import critic_inputs, ema, models, optim, techniques, terms, updates
+from wgan_jax.batch_axis import BatchAxis
+from wgan_jax import sweeps
+from wgan_jax.configs import schema
 from wgan_jax.models import layers, spectral
 from wgan_jax.devices import Devices
 from wgan_jax.state import NetState, TrainState
-
-# How many critic updates the reference schedule gives its long phases.
-REFERENCE_LONG_PHASE = 100
-
 
 # ----------------------------------------------------------------------------
 # Per-backend choices ("auto" in the config).
@@ -50,72 +48,54 @@ def model_loop(config: ml_collections.ConfigDict) -> str:
 
 
 # ----------------------------------------------------------------------------
-# Critic schedule.
-# ----------------------------------------------------------------------------
-
-
-def num_critic_updates(step: int, config: ml_collections.ConfigDict) -> int:
-  """Critic updates before generator update number `step` (0-based).
-
-  "wgan_reference" is the WGAN code's rule: 100 for the first 25 generator
-  iterations and every 500th one, so the critic is near optimal when it matters.
-  """
-  if config.critic_schedule == "wgan_reference" and (step < 25 or step % 500 == 0):
-    return REFERENCE_LONG_PHASE
-  return sweeps.max_critic_updates(config)
-
-
-def critic_schedule(config: ml_collections.ConfigDict, start: int = 0,
-                    stop: int | None = None) -> np.ndarray:
-  """`num_critic_updates` of generator steps [start, stop) (default: to the end)."""
-  stop = config.num_generator_steps if stop is None else stop
-  return np.array([num_critic_updates(s, config) for s in range(start, stop)], np.int64)
-
-
-# ----------------------------------------------------------------------------
 # Spec and state.
 # ----------------------------------------------------------------------------
 
 
+def transforms(config: ml_collections.ConfigDict) -> tuple[critic_inputs.Transform, ...]:
+  """What every critic input goes through, in order: DiffAugment, instance noise."""
+  out = []
+  policy = schema.parse_policy(config.augment)
+  if policy:
+    out.append(critic_inputs.DiffAugment(policy))
+  t = config.techniques
+  if t.instance_noise:
+    steps = t.instance_noise_steps or config.num_generator_steps
+    out.append(critic_inputs.InstanceNoise(float(t.instance_noise), max(steps, 1)))
+  return tuple(out)
+
+
 def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
               axis_name: str | None = None, swept: Mapping[str, Any] | None = None
-              ) -> steps.GanSpec:
-  """Modules, optimizers and objective of `config`; `axis_name`: the pmap axis
-  the steps run under (None under jit); `swept`: one model's values of a sweep's
-  key (`sweeps.SWEEPABLE`, traced inside the sweep's program)."""
+              ) -> updates.GanSpec:
+  """Networks, optimizers and loss terms of `config`; `axis_name`: the pmap axis
+  the updates run under (None under jit); `swept`: one model's values of a
+  sweep's key (`schema.SWEEPABLE`, traced inside the sweep's program)."""
   swept = swept or {}
-  clip = swept.get("clip", config.clip) if config.objective == "wgan" else None
-  lr = swept.get("optimizer.lr")
-  total = config.num_generator_steps
+  clip = swept["clip"] if "clip" in swept else (config.clip or None)
   tech = techniques.from_config(config)
-  classes = models.num_classes(config)
+  axis = BatchAxis(axis_name)
   layout = dict(axis_name=axis_name, convolutions=convolutions(config), techniques=tech)
-  # With historical averaging, each optimizer keeps its network's running mean.
-  history = lambda tx: techniques.with_history(tx, tech.historical_averaging)
-  return steps.GanSpec(
+  return updates.GanSpec(
       generator=models.build_generator(config.model.generator, data_shape, **layout),
       critic=models.build_critic(config.model.critic, data_shape, **layout),
-      generator_tx=history(optim.make_optimizer(config.optimizer, total, lr=lr)),
-      critic_tx=history(optim.make_optimizer(config.optimizer,
-                                             int(critic_schedule(config).sum()),
-                                             clip=clip, lr=lr)),
-      objective=config.objective,
+      generator_tx=optim.network_optimizer(config, "generator", swept),
+      critic_tx=optim.network_optimizer(config, "critic", swept, clip=clip),
+      critic_terms=terms.build(terms.CRITIC_TERMS, config, swept, axis),
+      generator_terms=terms.build(terms.GENERATOR_TERMS, config, swept, axis),
       noise_dim=config.model.noise_dim,
-      gp_weight=swept.get("gp_weight", config.gp_weight),
-      clip=clip,
-      critic_updates=swept.get("n_critic"),
-      gan_generator_loss=config.gan_generator_loss,
+      transforms=transforms(config),
+      num_classes=models.num_classes(config),
+      compute_dtype=updates.COMPUTE_DTYPES[config.precision],
+      batch_axis=axis,
       generator_batch_multiple=config.generator_batch_multiple,
+      accumulation_steps=config.accumulation_steps,
       dequantize=bool(config.data.get("dequantize", False)),
-      axis_name=axis_name,
-      techniques=tech,
-      penalty=config.penalty,
+      batch_dependent_critic=bool(tech.minibatch_kernels),
+      n_critic=swept.get("n_critic"),
+      clip=clip,
       ema_decay=float(config.ema.decay),
-      ema_start=int(config.ema.start),
-      compute_dtype=steps.COMPUTE_DTYPES[config.precision],
-      augment=augment.parse_policy(config.augment),
-      num_classes=classes,
-      acgan=classes > 0 and config.model.critic.head == "acgan")
+      ema_start=int(config.ema.start))
 
 
 def init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None,
@@ -131,10 +111,10 @@ def init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None
                   opt_state=tx.init(params), spectral=variables.get(spectral.COLLECTION, {}))
 
 
-def init_state(spec: steps.GanSpec, data_shape: tuple[int, ...], seed: int) -> TrainState:
+def init_state(spec: updates.GanSpec, data_shape: tuple[int, ...], seed: int) -> TrainState:
   """Fresh generator and critic, initialised from `seed` (a pure function)."""
   k_gen, k_critic, k_train = jax.random.split(jax.random.PRNGKey(seed), 3)
-  z = steps.generator_input(spec, jnp.zeros((2, spec.noise_dim), jnp.float32),
+  z = updates.generator_input(spec, jnp.zeros((2, spec.noise_dim), jnp.float32),
                             jnp.zeros((2,), jnp.int32))
   x = jnp.zeros((2, *data_shape), jnp.float32)
   generator = init_net(spec.generator, spec.generator_tx, k_gen, z)
@@ -154,7 +134,7 @@ def sweep_state(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
   return jax.vmap(one)(sweep.hparams(), sweep.seed_array())
 
 
-def state_initializer(config: ml_collections.ConfigDict, spec: steps.GanSpec,
+def state_initializer(config: ml_collections.ConfigDict, spec: updates.GanSpec,
                       data_shape: tuple[int, ...]) -> Callable[[], TrainState]:
   """The pure function that makes the run's fresh state: one model from
   `config.seed`, or the sweep's K models with a leading axis."""
@@ -164,7 +144,7 @@ def state_initializer(config: ml_collections.ConfigDict, spec: steps.GanSpec,
   return lambda: sweep_state(config, data_shape, sweep)
 
 
-def abstract_state(spec: steps.GanSpec | Callable[[], TrainState],
+def abstract_state(spec: updates.GanSpec | Callable[[], TrainState],
                    data_shape: tuple[int, ...] = (), devices: Devices | None = None
                    ) -> TrainState:
   """The state's shapes and dtypes, with the shardings of the global view on
@@ -179,7 +159,7 @@ def abstract_state(spec: steps.GanSpec | Callable[[], TrainState],
                       shapes, devices.view_shardings(shapes))
 
 
-def create_state(spec: steps.GanSpec | Callable[[], TrainState], data_shape: tuple[int, ...] = (),
+def create_state(spec: updates.GanSpec | Callable[[], TrainState], data_shape: tuple[int, ...] = (),
                  seed: int = 0, devices: Devices | None = None) -> TrainState:
   """A fresh state in the global view, computed by one jitted program whose
   outputs land in their shardings: a large model is born sharded. `spec`

@@ -53,11 +53,38 @@ def usage_error(message: str) -> NoReturn:
   sys.exit(2)
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-helpshort")
+
+
+def print_help(default: str | None) -> None:
+  """The entry point's usage (its module docstring), its flags, and the
+  experiments with their one-line descriptions, on stdout."""
+  main = sys.modules.get("__main__")
+  print((main.__doc__ or "").strip() + "\n")
+  print("flags:")
+  print(f"  --experiment=NAME: the experiment to run"
+        + (f" (default: {default})" if default else " (default: the one WORKDIR holds)"))
+  print("  --experiment.KEY=VALUE: set KEY of its config (e.g. --experiment.optimizer.lr=1e-4; "
+        "optimizer.KEY sets both networks')")
+  lines = flags.FLAGS.main_module_help().strip().split("\n")
+  print("\n".join(lines[1:] if lines and lines[0].endswith(":") else lines))
+  print("  --helpfull: every flag, absl's and JAX's included\n")
+  print("experiments:")
+  descriptions = configs.describe_experiments()
+  width = max(map(len, descriptions))
+  for name, text in descriptions.items():
+    print(f"  {name:{width}s}  {text}")
+
+
 def flags_parser(default: str | None = DEFAULT_EXPERIMENT) -> Callable:
   """An `app.run` flags parser: absl flags plus the experiment and its
-  overrides; returns (experiment name, overrides, remaining argv)."""
+  overrides; returns (experiment name, overrides, remaining argv). `--help`
+  prints the usage, the flags and the experiments, and exits 0."""
 
   def parse(argv: list[str]) -> tuple[str | None, list[tuple[str, str]], list[str]]:
+    if any(a in HELP_FLAGS for a in argv[1:]):
+      print_help(default)
+      sys.exit(0)
     try:
       name, overrides, rest = split_experiment_args(argv[1:], default)
     except configs.ConfigError as e:

@@ -19,10 +19,11 @@ import jax
 from jax.sharding import SingleDeviceSharding
 import numpy as np
 
-from wgan_jax import parallel, steps
+from wgan_jax import parallel
+from wgan_jax.batch_axis import local_slice
 from wgan_jax.state import PyTree
 
-StepFn = Callable[..., tuple[PyTree, steps.Metrics]]
+StepFn = Callable[..., tuple[PyTree, dict[str, jax.Array]]]
 
 
 class Devices:
@@ -128,7 +129,7 @@ class Devices:
     """Real data drawn inside the program for the global batch ([k, batch, ...]):
     split along `data`, so each device works on its rows only."""
     if self.pmap:
-      return steps.local_slice(real, self.axis_name, axis=1)
+      return local_slice(real, self.axis_name, axis=1)
     if self.shard_models:  # Each model's batch stays whole, where its model is.
       return real
     return jax.lax.with_sharding_constraint(real, self._batches)

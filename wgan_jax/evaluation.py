@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import data, ema, generation, plots, rules, steps, sweeps, writers
+from wgan_jax import data, ema, generation, plots, sweeps, updates, writers
+from wgan_jax.configs.rules import ConfigError
 from wgan_jax.inflight import NonFiniteError
 from wgan_jax.data.toy import ToyDataset, get_toy_dataset
 from wgan_jax import metrics as metric_names
@@ -39,7 +40,7 @@ class ToyEvaluator:
   construction, so evaluations at different steps compare like with like.
   """
 
-  def __init__(self, spec: steps.GanSpec, dataset: ToyDataset, num_samples: int,
+  def __init__(self, spec: updates.GanSpec, dataset: ToyDataset, num_samples: int,
                key: jax.Array, batch_norm: str = "batch", batch_size: int = 256):
     k_real, k_floor, k_noise = jax.random.split(key, 3)
     self.spec, self.dataset = spec, dataset
@@ -47,13 +48,13 @@ class ToyEvaluator:
     self.real = np.asarray(dataset.sample(k_real, num_samples))
     # W1 between two independent real samples: what sampling noise alone gives.
     self.w1_floor = toy_metrics.exact_w1(self.real, np.asarray(dataset.sample(k_floor, num_samples)))
-    self.noise = steps.sample_noise(spec, k_noise, num_samples)
+    self.noise = updates.sample_noise(spec, k_noise, num_samples)
     lim = float(np.abs(self.real).max()) * 1.15
     self.grid_x, self.grid_y = np.meshgrid(np.linspace(-lim, lim, GRID_SIZE),
                                            np.linspace(-lim, lim, GRID_SIZE))
     grid = jnp.asarray(np.stack([self.grid_x.ravel(), self.grid_y.ravel()], 1), jnp.float32)
-    critic = lambda c, x: steps.critic_values(spec, c, x)
-    if spec.techniques.minibatch_kernels:
+    critic = lambda c, x: updates.critic_values(spec, c, x)
+    if spec.batch_dependent_critic:
       # Each point's value depends on its batch, at a quadratic cost: a grid row a batch.
       rows = grid.reshape(GRID_SIZE, GRID_SIZE, -1)
       self._critic_on_grid = jax.jit(lambda c: jax.lax.map(lambda r: critic(c, r), rows))
@@ -92,7 +93,7 @@ class RunScores:
   loaded (and checked) at construction; without any configured, the Inception
   metrics are left out with one message."""
 
-  def __init__(self, config: ml_collections.ConfigDict, spec: steps.GanSpec):
+  def __init__(self, config: ml_collections.ConfigDict, spec: updates.GanSpec):
     from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
     self.config, self.spec = config, spec
     names = metric_names.parse(config.eval.metrics, metric_names.IN_TRAINING)
@@ -140,11 +141,11 @@ class ImageEvaluator:
   saved as `samples_{tag}.png`; and the scores of `RunScores`, if any are
   configured."""
 
-  def __init__(self, spec: steps.GanSpec, num_samples: int, key: jax.Array,
+  def __init__(self, spec: updates.GanSpec, num_samples: int, key: jax.Array,
                batch_norm: str = "batch", batch_size: int = 64, scores: RunScores | None = None):
     self.spec, self.batch_norm, self.batch_size = spec, batch_norm, batch_size
     classes = generation.balanced_labels(num_samples, max(spec.num_classes, 1))
-    self.noise = steps.generator_input(spec, steps.sample_noise(spec, key, num_samples), classes)
+    self.noise = updates.generator_input(spec, updates.sample_noise(spec, key, num_samples), classes)
     self.columns = spec.num_classes or None
     self.scores = scores if scores is not None and scores.names else None
 
@@ -195,7 +196,7 @@ class SweepEvaluator:
 Evaluator = ToyEvaluator | ImageEvaluator | SweepEvaluator
 
 
-def make_evaluator(config: ml_collections.ConfigDict, spec: steps.GanSpec) -> Evaluator:
+def make_evaluator(config: ml_collections.ConfigDict, spec: updates.GanSpec) -> Evaluator:
   """The evaluation of `config`'s kind of data, from fixed keys of its seed (a
   sweep's models all scored against the same reference and noise)."""
   key = jax.random.PRNGKey(config.seed + 1)
@@ -209,5 +210,5 @@ def make_evaluator(config: ml_collections.ConfigDict, spec: steps.GanSpec) -> Ev
   try:
     scores = RunScores(config, spec) if config.eval.metrics else None
   except inception_weights.WeightsError as e:
-    raise rules.ConfigError(f"eval.inception_weights: {e}") from None
+    raise ConfigError(f"eval.inception_weights: {e}") from None
   return ImageEvaluator(spec, config.eval_samples, key, **sampling, scores=scores)

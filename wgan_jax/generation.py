@@ -18,16 +18,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import (builders, checkpointing, configs, data, models, plots, steps, sweeps,
-                      techniques)
-from wgan_jax.rules import ConfigError
+from wgan_jax import (builders, checkpointing, configs, data, models, plots, sweeps, techniques,
+                      updates)
+from wgan_jax.configs.rules import ConfigError
 from wgan_jax.state import NetState
 
 
 @functools.partial(jax.jit, static_argnames=("module", "batch_statistics"))
 def _forward(module: nn.Module, params, batch_stats, z: jax.Array,
              batch_statistics: bool) -> jax.Array:
-  return steps.apply_net(module, params, batch_stats, z, train=batch_statistics)[0]
+  return updates.apply_net(module, params, batch_stats, z, train=batch_statistics)[0]
 
 
 def generate(module: nn.Module, generator: NetState, noise: jax.Array | np.ndarray,
@@ -92,7 +92,7 @@ def noise(config: ml_collections.ConfigDict, num: int, seed: int) -> np.ndarray:
   classes = models.num_classes(config)
   if not classes:
     return np.asarray(z)
-  return np.asarray(steps.conditioned_input(z, balanced_labels(num, classes), classes))
+  return np.asarray(updates.conditioned_input(z, balanced_labels(num, classes), classes))
 
 
 def balanced_labels(num: int, classes: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import collections
 import jax
 import numpy as np
 
-from wgan_jax import steps
+from wgan_jax import updates
 
 # Enough to keep the devices busy while the host dispatches the next iteration.
 DEPTH = 2
@@ -39,13 +39,13 @@ def _models(values: list[Metric]) -> str:
 def check_finite(metrics: dict[str, Metric], step: int) -> None:
   """NonFiniteError naming the quantities (and models, in a sweep) of
   generator step `step` that are not finite."""
-  bad = sorted(k for k, v in metrics.items() if k != steps.NONFINITE_PARAMS
+  bad = sorted(k for k, v in metrics.items() if k != updates.NONFINITE_PARAMS
                and not np.all(np.isfinite(v)))
   if bad:
     where = _models([~np.isfinite(metrics[k]) for k in bad])
     raise NonFiniteError(f"non-finite {', '.join(bad)}{where} at generator step {step}; "
                          "lower optimizer.lr or check the data")
-  params = metrics.get(steps.NONFINITE_PARAMS, 0)
+  params = metrics.get(updates.NONFINITE_PARAMS, 0)
   if np.any(params):
     raise NonFiniteError(f"non-finite parameters{_models([params])} after generator step "
                          f"{step}; lower optimizer.lr or check the data")
@@ -58,11 +58,11 @@ class InFlight:
     if depth < 1:
       raise ValueError(f"depth={depth} must be at least 1")
     self.depth = depth
-    self._pending: collections.deque[tuple[int, steps.Metrics]] = collections.deque()
+    self._pending: collections.deque[tuple[int, updates.Metrics]] = collections.deque()
     self._arrived: list[dict[str, Metric]] = []
     self.last_checked = 0  # the latest generator step whose metrics were checked
 
-  def push(self, step: int, metrics: steps.Metrics) -> None:
+  def push(self, step: int, metrics: updates.Metrics) -> None:
     """Metrics of the iteration that produced generator step `step`; waits for
     the oldest in flight once more than `depth` are (NonFiniteError if bad)."""
     self._pending.append((step, metrics))
@@ -89,5 +89,5 @@ class InFlight:
             for k, v in jax.device_get(metrics).items()}
     check_finite(host, step)
     self.last_checked = step
-    host.pop(steps.NONFINITE_PARAMS, None)
+    host.pop(updates.NONFINITE_PARAMS, None)
     self._arrived.append(host)

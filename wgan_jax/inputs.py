@@ -32,7 +32,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import builders, data
+from wgan_jax import data
+from wgan_jax.configs.n_critic import n_critic_schedule
 from wgan_jax.devices import Devices
 from wgan_jax.data.toy import Sampler
 
@@ -126,7 +127,7 @@ class ImageData:
     c = self._config
     ds = self._images.build_image_dataset(c.data, self._batch, c.seed, self._index, self._count,
                                           start=position, source=self._source)
-    stacks = self._images.critic_stacks(ds, builders.critic_schedule(c, step), c.n_critic)
+    stacks = self._images.critic_stacks(ds, n_critic_schedule(c, step), c.n_critic)
     return _ImageStream(stacks.as_numpy_iterator(), self._devices, position, self._batch,
                         c.data.dir or c.data.name)
 

@@ -28,7 +28,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import builders, data, parallel, steps, sweeps
+from wgan_jax import builders, data, parallel, sweeps, updates
+from wgan_jax.configs import n_critic
 from wgan_jax.data.toy import Sampler
 from wgan_jax.devices import Devices
 from wgan_jax.state import TrainState
@@ -45,7 +46,7 @@ class ModelAxis:
   model after another inside the program; XLA:CPU's batched matmuls are
   slower than its plain ones)."""
   hparams: dict[str, np.ndarray]
-  spec_of: Callable[[dict[str, jax.Array]], steps.GanSpec]
+  spec_of: Callable[[dict[str, jax.Array]], updates.GanSpec]
   loop: str = "vmap"
 
   def run(self, one: Callable, state: TrainState, mesh: jax.sharding.Mesh):
@@ -75,7 +76,7 @@ def model_axis(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]
 class Iteration:
   """One generator iteration compiled for a spec and a device layout."""
 
-  def __init__(self, spec: steps.GanSpec, devices: Devices, *, unroll: bool, chunk: int,
+  def __init__(self, spec: updates.GanSpec, devices: Devices, *, unroll: bool, chunk: int,
                sampler: Sampler | None = None, batch_size: int = 0,
                models: ModelAxis | None = None):
     if chunk < 1:
@@ -87,13 +88,13 @@ class Iteration:
     if sampler is None:  # Shapes come from the real data: one jit each.
       program = lambda fn: self.devices.compile(functools.partial(fn, spec, unroll=unroll),
                                                 host_data=True)
-      critic_only, whole = program(steps.train_critic), program(steps.generator_iteration)
+      critic_only, whole = program(updates.train_critic), program(updates.generator_iteration)
       self._critic_only, self._iteration = (lambda _: critic_only), (lambda _: whole)
     else:  # The update count is a shape inside the program: one compile per count.
       program = lambda fn: functools.cache(lambda count: self.devices.compile(
           functools.partial(self._drawn, fn, count), host_data=False))
-      self._critic_only = program(steps.train_critic)
-      self._iteration = program(steps.generator_iteration)
+      self._critic_only = program(updates.train_critic)
+      self._iteration = program(updates.generator_iteration)
 
   def _drawn(self, fn, count: int, state: TrainState, first: jax.Array):
     """`fn` on real data drawn in the program: update i of the iteration draws
@@ -104,14 +105,14 @@ class Iteration:
     return self.models.run(lambda spec, one: self._drawn_one(fn, count, spec, one, first),
                            state, self.devices.mesh)
 
-  def _drawn_one(self, fn, count: int, spec: steps.GanSpec, state: TrainState,
+  def _drawn_one(self, fn, count: int, spec: updates.GanSpec, state: TrainState,
                  first: jax.Array):
     key = jax.random.fold_in(jax.random.fold_in(state.rng, DATA_STREAM), state.step)
-    real = steps.per_update(lambda k: self.sampler(k, self.batch_size), key, first, count)
+    real = updates.per_update(lambda k: self.sampler(k, self.batch_size), key, first, count)
     return fn(spec, state, self.devices.shard_in_program(real), first, self.unroll)
 
   def __call__(self, state: TrainState, n_critic: int, real: jax.Array | None = None
-               ) -> tuple[TrainState, steps.Metrics]:
+               ) -> tuple[TrainState, updates.Metrics]:
     """Generator iteration on the laid-out `state` (donated); metrics in the global view."""
     if (real is None) != (self.sampler is not None):
       raise ValueError("real data goes to an iteration without a sampler, and only there")
@@ -131,7 +132,7 @@ class Iteration:
     return state, self.devices.get(metrics)
 
 
-def build(config: ml_collections.ConfigDict, spec: steps.GanSpec, devices: Devices,
+def build(config: ml_collections.ConfigDict, spec: updates.GanSpec, devices: Devices,
           sampler: Sampler | None = None) -> Iteration:
   """The compiled generator iteration of `config` over `devices`; `sampler`
   draws the real data inside the program (None: the host feeds it). A sweep's
@@ -139,6 +140,6 @@ def build(config: ml_collections.ConfigDict, spec: steps.GanSpec, devices: Devic
   models = model_axis(config, data.data_shape(config.data))
   # The chunk of an unusually long phase: an ordinary iteration's count (a sweep
   # over n_critic runs its largest for every model, in one program).
-  chunk = sweeps.max_critic_updates(config)
+  chunk = n_critic.max_n_critic(config)
   return Iteration(spec, devices, unroll=builders.unroll_critic(config), chunk=chunk,
                    sampler=sampler, batch_size=config.batch_size, models=models)

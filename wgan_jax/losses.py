@@ -1,36 +1,31 @@
-"""Objectives: WGAN, the gradient penalties, and the standard GAN baseline.
+"""The adversarial losses (config `loss`), each with the critic's side and the
+generator's, on critic outputs (one scalar per example), returned as scalars
+to *minimise*:
 
-Every loss here takes critic outputs (one scalar per example) and returns a
-scalar to *minimise*. The critic of a WGAN is a function f: x -> R whose
-E[f(real)] - E[f(fake)] estimates K * W1(P_r, P_g); the standard GAN's
-discriminator outputs logits.
-
-Penalties (config `penalty`, weight `gp_weight`) all take the critic's input
-gradient at points x from one helper, `input_grad_norms`:
-- "gp", WGAN-GP (Gulrajani et al. 2017): E[(||grad f(x)|| - 1)^2] on random
-  interpolates of real and fake;
-- "lp", WGAN-LP (Petzka et al. 2018): E[max(0, ||grad f(x)|| - 1)^2] on the
-  same points, one-sided: only slopes above 1 are penalised;
-- "r1" (Mescheder et al. 2018): E[||grad f(x)||^2] / 2 on real data, so the
-  weight is their gamma;
-- "dragan" (Kodali et al. 2017): E[(||grad f(x)|| - 1)^2] at real data moved
-  toward x + 0.5 std(x) U[0, 1) noise by a random fraction (their code).
+- "wasserstein" (WGAN): the critic maximises E f(real) - E f(fake), which
+  estimates K * W1(P_r, P_g) for a K-Lipschitz f; the generator maximises E f(fake).
+- "minimax" and "non-saturating" (the standard GAN, Goodfellow et al. 2014):
+  the discriminator D = sigmoid(f) minimises the cross-entropy
+  -log D(real) - log(1 - D(fake)) (one-sided label smoothing s: real targets
+  1 - s, Salimans et al. 2016); the generator minimises log(1 - D(G(z)))
+  (minimax) or -log D(G(z)) (non-saturating).
+- "hinge" (Lim & Ye 2017; SNGAN): E max(0, 1 - f(real)) + E max(0, 1 + f(fake))
+  for the critic, -E f(fake) for the generator.
+- "least-squares" (LSGAN, Mao et al. 2017, targets a=0, b=c=1):
+  E (f(real) - 1)^2 / 2 + E f(fake)^2 / 2 for the critic, E (f(fake) - 1)^2 / 2
+  for the generator.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-OBJECTIVES = ("wgan", "wgan-gp", "gan")
-GAN_GENERATOR_LOSSES = ("non-saturating", "minimax")
-PENALTIES = ("gp", "lp", "r1", "dragan")
-# Config `penalty`: "auto" is WGAN-GP's under objective "wgan-gp" and none otherwise.
-PENALTY_CHOICES = ("auto", "none", *PENALTIES)
+from wgan_jax.configs.schema import LOSSES
 
-# Keeps sqrt differentiable when an input gradient is exactly zero.
-GP_NORM_EPSILON = 1e-12
+Metrics = dict[str, jax.Array]
 
 
 def wasserstein_estimate(f_real: jax.Array, f_fake: jax.Array) -> jax.Array:
@@ -38,85 +33,66 @@ def wasserstein_estimate(f_real: jax.Array, f_fake: jax.Array) -> jax.Array:
   return jnp.mean(f_real) - jnp.mean(f_fake)
 
 
-def critic_loss(objective: str, f_real: jax.Array, f_fake: jax.Array,
+def _cross_entropy(f_real: jax.Array, f_fake: jax.Array, label_smoothing: float) -> jax.Array:
+  # -[(1-s) log D(real) + s log(1 - D(real))] - log(1 - D(fake)), D = sigmoid(f).
+  real = jax.nn.softplus(-f_real)
+  if label_smoothing:
+    real = (1.0 - label_smoothing) * real + label_smoothing * jax.nn.softplus(f_real)
+  return jnp.mean(real) + jnp.mean(jax.nn.softplus(f_fake))
+
+
+def _discriminator_outputs(f_real: jax.Array, f_fake: jax.Array) -> Metrics:
+  return {"d_real": jnp.mean(jax.nn.sigmoid(f_real)), "d_fake": jnp.mean(jax.nn.sigmoid(f_fake))}
+
+
+@dataclasses.dataclass(frozen=True)
+class Adversarial:
+  """A loss's two sides, `critic(f_real, f_fake, label_smoothing)` and
+  `generator(f_fake)`, and what a critic update logs of its outputs besides
+  the Wasserstein estimate (`outputs(f_real, f_fake)`)."""
+  critic: Callable[[jax.Array, jax.Array, float], jax.Array]
+  generator: Callable[[jax.Array], jax.Array]
+  outputs: Callable[[jax.Array, jax.Array], Metrics] = lambda f_real, f_fake: {}
+
+
+ADVERSARIAL: dict[str, Adversarial] = {
+    "wasserstein": Adversarial(
+        critic=lambda f_real, f_fake, s: -wasserstein_estimate(f_real, f_fake),
+        generator=lambda f_fake: -jnp.mean(f_fake)),
+    "minimax": Adversarial(
+        critic=_cross_entropy,
+        generator=lambda f_fake: -jnp.mean(jax.nn.softplus(f_fake)),  # log(1 - D(G(z)))
+        outputs=_discriminator_outputs),
+    "non-saturating": Adversarial(
+        critic=_cross_entropy,
+        generator=lambda f_fake: jnp.mean(jax.nn.softplus(-f_fake)),  # -log D(G(z))
+        outputs=_discriminator_outputs),
+    "hinge": Adversarial(
+        critic=lambda f_real, f_fake, s: (jnp.mean(jax.nn.relu(1.0 - f_real))
+                                          + jnp.mean(jax.nn.relu(1.0 + f_fake))),
+        generator=lambda f_fake: -jnp.mean(f_fake)),
+    "least-squares": Adversarial(
+        critic=lambda f_real, f_fake, s: 0.5 * (jnp.mean(jnp.square(f_real - 1.0))
+                                                + jnp.mean(jnp.square(f_fake))),
+        generator=lambda f_fake: 0.5 * jnp.mean(jnp.square(f_fake - 1.0))),
+}
+assert tuple(ADVERSARIAL) == LOSSES, "configs.schema.LOSSES names every loss here, in order"
+
+
+def critic_loss(loss: str, f_real: jax.Array, f_fake: jax.Array,
                 label_smoothing: float = 0.0) -> jax.Array:
-  """The critic's (or discriminator's) loss, without any gradient penalty.
-  `label_smoothing` s (gan only): one-sided, real targets 1 - s (Salimans et al.)."""
-  if objective in ("wgan", "wgan-gp"):
-    return -wasserstein_estimate(f_real, f_fake)
-  if objective == "gan":
-    # -[(1-s) log D(real) + s log(1 - D(real))] - log(1 - D(fake)), D = sigmoid(logits).
-    real = jax.nn.softplus(-f_real)
-    if label_smoothing:
-      real = (1.0 - label_smoothing) * real + label_smoothing * jax.nn.softplus(f_real)
-    return jnp.mean(real) + jnp.mean(jax.nn.softplus(f_fake))
-  raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+  """The critic's (or discriminator's) side of `loss`, without any penalty."""
+  return ADVERSARIAL[loss].critic(f_real, f_fake, label_smoothing)
 
 
-def generator_loss(objective: str, f_fake: jax.Array,
-                   gan_generator_loss: str = "non-saturating") -> jax.Array:
-  """The generator's loss on critic outputs for generated samples."""
-  if objective in ("wgan", "wgan-gp"):
-    return -jnp.mean(f_fake)
-  if objective == "gan":
-    if gan_generator_loss == "non-saturating":
-      return jnp.mean(jax.nn.softplus(-f_fake))  # -log D(G(z))
-    if gan_generator_loss == "minimax":
-      return -jnp.mean(jax.nn.softplus(f_fake))  # log(1 - D(G(z)))
-    raise ValueError(f"unknown gan_generator_loss {gan_generator_loss!r}; "
-                     f"expected one of {GAN_GENERATOR_LOSSES}")
-  raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+def generator_loss(loss: str, f_fake: jax.Array) -> jax.Array:
+  """The generator's side of `loss` on critic outputs for generated samples."""
+  return ADVERSARIAL[loss].generator(f_fake)
 
 
-def interpolate(real: jax.Array, fake: jax.Array, eps: jax.Array) -> jax.Array:
-  """x_hat = eps * real + (1 - eps) * fake, one eps per example."""
-  eps = eps.reshape((-1,) + (1,) * (real.ndim - 1))
-  return eps * real + (1.0 - eps) * fake
-
-
-def penalty_of(objective: str, penalty: str) -> str:
-  """The penalty a run applies: one of PENALTIES, or "none"."""
-  if penalty == "auto":
-    return "gp" if objective == "wgan-gp" else "none"
-  return penalty
-
-
-def input_grad_norms(critic_fn: Callable[[jax.Array], jax.Array], x: jax.Array
-                     ) -> tuple[jax.Array, jax.Array]:
-  """The critic's input gradient at each example of `x`: (squared norms, norms),
-  float32, the norm over all non-batch axes.
-
-  Summing f over the batch before differentiating gives every example's own
-  input gradient in one backward pass, because f treats examples
-  independently (no batch norm in a penalised critic).
-  """
-  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(x)
-  grads = grads.reshape(grads.shape[0], -1).astype(jnp.float32)
-  sq_norms = jnp.sum(jnp.square(grads), axis=1)
-  return sq_norms, jnp.sqrt(sq_norms + GP_NORM_EPSILON)
-
-
-def penalty_value(name: str, sq_norms: jax.Array, norms: jax.Array) -> jax.Array:
-  """Penalty `name` (one of PENALTIES) from the gradient norms at its points."""
-  if name in ("gp", "dragan"):
-    return jnp.mean(jnp.square(norms - 1.0))
-  if name == "lp":
-    return jnp.mean(jnp.square(jnp.maximum(norms - 1.0, 0.0)))
-  if name == "r1":
-    return 0.5 * jnp.mean(sq_norms)
-  raise ValueError(f"unknown penalty {name!r}; expected one of {PENALTIES}")
-
-
-def dragan_points(real: jax.Array, std: jax.Array, noise: jax.Array, alpha: jax.Array
-                  ) -> jax.Array:
-  """DRAGAN's points: real + alpha * 0.5 * std * noise, with `noise` ~ U[0, 1) of
-  real's shape, `std` the real batch's standard deviation, one alpha per example."""
-  alpha = alpha.reshape((-1,) + (1,) * (real.ndim - 1))
-  return real + alpha * (0.5 * std * noise)
-
-
-def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array],
-                     x_hat: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """WGAN-GP's E[(||grad_x f(x_hat)||_2 - 1)^2] and the per-example gradient norms."""
-  sq_norms, norms = input_grad_norms(critic_fn, x_hat)
-  return penalty_value("gp", sq_norms, norms), norms
+def critic_metrics(loss: str, f_real: jax.Array, f_fake: jax.Array) -> Metrics:
+  """What a critic update logs of its outputs: the Wasserstein estimate always
+  (the critic as a yardstick), and what the loss adds (a discriminator's mean
+  D(real), D(fake))."""
+  return {"wasserstein_estimate": wasserstein_estimate(f_real, f_fake),
+          **ADVERSARIAL[loss].outputs(f_real, f_fake)}

@@ -1,14 +1,16 @@
 """Optimizers: optax chains for generator and critic, incl. WGAN weight clipping."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-# "rmsprop" is PyTorch's (the WGAN code), "rmsprop_tf" TensorFlow 1's (the WGAN-GP code).
-OPTIMIZERS = ("adam", "rmsprop", "rmsprop_tf")
-LR_SCHEDULES = ("constant", "linear")
+from wgan_jax import techniques
+from wgan_jax.configs import n_critic
+from wgan_jax.configs.schema import LR_SCHEDULES, OPTIMIZERS
 
 
 def _landing_bound(clip: float | jax.Array, dtype) -> jax.Array:
@@ -61,6 +63,22 @@ def learning_rate(opt: ml_collections.ConfigDict, num_updates: int,
     return optax.linear_schedule(lr, 0.0, transition_steps=max(num_updates, 1))
   raise ValueError(f"unknown optimizer.schedule {opt.schedule!r}; expected one of "
                    f"{LR_SCHEDULES}")
+
+
+def network_optimizer(config: ml_collections.ConfigDict, network: str,
+                      swept: Mapping[str, Any] | None = None,
+                      clip: float | jax.Array | None = None) -> optax.GradientTransformation:
+  """`network`'s optimizer (section `optimizer.<network>`), over the run's
+  updates of that network (the critic's from the n_critic schedule), with
+  weight clipping to `clip` after it, and with historical averaging the running
+  mean of its parameters kept after that. `swept`: a sweep's values of the
+  learning rate (`optimizer.lr` for both networks, `optimizer.<network>.lr`)."""
+  swept = swept or {}
+  lr = swept.get(f"optimizer.{network}.lr", swept.get("optimizer.lr"))
+  num_updates = (config.num_generator_steps if network == "generator"
+                 else n_critic.critic_updates(config))
+  tx = make_optimizer(config.optimizer[network], num_updates, clip=clip, lr=lr)
+  return techniques.with_history(tx, config.techniques.historical_averaging)
 
 
 def make_optimizer(opt: ml_collections.ConfigDict, num_updates: int,

@@ -30,11 +30,12 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 
+from wgan_jax.configs import schema
 from wgan_jax.state import PyTree
 
 DATA_AXIS = "data"
 # How the steps run over the devices (config `parallelism`).
-PARALLELISMS = ("jit", "pmap")
+PARALLELISMS = schema.PARALLELISMS
 
 # Google's PCI vendor id: a Cloud TPU VM has its chips attached through PCI.
 _GOOGLE_PCI_VENDOR = "0x1ae0"

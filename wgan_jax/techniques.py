@@ -1,7 +1,8 @@
 """The improved techniques for training GANs (Salimans et al. 2016) and instance
 noise (Arjovsky & Bottou 2017): the settings a run fixes (`Techniques`, part
-of the static `steps.GanSpec`), which combinations make sense, and what they
-compute outside the networks. The layers they put into the networks
+of the networks' layers), and what they compute outside the networks; which
+combinations make sense is configs/checks.py's, and terms.py adds them to the
+losses. The layers they put into the networks
 (minibatch discrimination, virtual batch norm) are in `models/improved.py`;
 `steps.py` applies it all.
 
@@ -14,8 +15,8 @@ compute outside the networks. The layers they put into the networks
   each network's loss; the running mean is an optax state (`track_history`)
   chained after the network's optimizer, so it lives in the opt_state of the
   TrainState, exists only when switched on, and is checkpointed like any state;
-- one-sided label smoothing: real targets 1 - s for the `gan` discriminator
-  (losses.critic_loss);
+- one-sided label smoothing: real targets 1 - s for a logistic discriminator
+  (losses.py);
 - virtual batch norm: a generator `norm` (models/improved.py), its reference
   noise a `batch_stats` variable of the generator;
 - instance noise: N(0, sigma_t^2) on every critic input, sigma_t annealed
@@ -31,7 +32,6 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from wgan_jax import losses
 from wgan_jax.state import PyTree
 
 
@@ -60,22 +60,6 @@ def from_config(config: ml_collections.ConfigDict) -> Techniques:
       label_smoothing=float(t.label_smoothing), instance_noise=float(t.instance_noise),
       instance_noise_steps=max(noise_steps, 1),
       vbn_reference_size=t.vbn_reference_size)
-
-
-def config_problem(config: ml_collections.ConfigDict) -> str | None:
-  """Why the techniques do not fit the rest of `config` (one line), or None."""
-  t = config.techniques
-  if t.label_smoothing and config.objective != "gan":
-    return (f"techniques.label_smoothing={t.label_smoothing} smooths the labels of "
-            f"objective='gan'; objective={config.objective!r} has none: set "
-            "techniques.label_smoothing=0")
-  penalty = losses.penalty_of(config.objective, config.penalty)
-  if t.minibatch_kernels and penalty != "none":
-    return ("techniques.minibatch_kernels makes the critic's value of an example depend on "
-            f"its whole batch, so the per-example gradient penalty ({penalty}) no longer "
-            "measures one example's gradient: use objective='gan' or 'wgan' without a "
-            "penalty, or set techniques.minibatch_kernels=0")
-  return None
 
 
 # ----------------------------------------------------------------------------
@@ -142,12 +126,12 @@ def history(opt_state: PyTree) -> HistoryState:
   return found[0]
 
 
-def historical_penalty(weight: float, params: PyTree, opt_state: PyTree) -> jax.Array:
-  """weight * ||params - the running mean||^2 over all parameters; the mean is
-  a constant of the update (no gradient flows into the history)."""
+def historical_distance(params: PyTree, opt_state: PyTree) -> jax.Array:
+  """||params - the running mean||^2 over all parameters; the mean is a
+  constant of the update (no gradient flows into the history)."""
   mean = jax.lax.stop_gradient(history(opt_state).mean)
   sq = jax.tree.map(lambda p, m: jnp.sum(jnp.square(p - m)), params, mean)
-  return weight * sum(jax.tree.leaves(sq))
+  return sum(jax.tree.leaves(sq))
 
 
 # ----------------------------------------------------------------------------

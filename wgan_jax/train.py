@@ -39,9 +39,9 @@ from absl import app, flags, logging
 import ml_collections
 
 from wgan_jax import configs
+from wgan_jax.configs import migration
 from wgan_jax.cli import (DEFAULT_EXPERIMENT, flags_parser, quiet_orbax_logs, unwritable,
                           usage_error)
-from wgan_jax.preemption import StopRequested, raise_on_signals
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where checkpoints, TensorBoard events, figures and summary.json go "
@@ -114,6 +114,11 @@ def resolve_config(name: str | None, overrides: list[tuple[str, str]], workdir: 
   """The experiment to run in `workdir`: the saved run's config where there is one
   (refusing a different experiment or a shape-changing override), else `name`'s."""
   saved = _saved_run_config(workdir)
+  if saved is not None:  # In today's keys, each translation said once.
+    upgraded, notes = migration.upgrade(saved[1])
+    for note in notes:
+      logging.warning("%s was saved by an older version: %s", workdir, note)
+    saved = saved[0], upgraded
   if name is None and saved is not None:
     config = configs.from_dict(saved[1], overrides)
   else:
@@ -136,13 +141,17 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(parsed) -> None:
   name, overrides, _ = parsed
-  raise_on_signals()
-  if name is not None:
-    try:  # Fail fast, before JAX starts, on a bad experiment or override.
-      configs.from_command_line(name, overrides)
+  workdir = _WORKDIR.value or os.path.join("workdirs", name or DEFAULT_EXPERIMENT)
+  holds_a_run = any(os.path.exists(os.path.join(workdir, f)) for f in ("checkpoints",
+                                                                        "config.json"))
+  if name is not None or not holds_a_run:
+    try:  # Fail fast, before JAX is imported, on a bad experiment or override.
+      configs.from_command_line(name or DEFAULT_EXPERIMENT, overrides)
     except configs.ConfigError as e:
       usage_error(str(e))
-  workdir = _WORKDIR.value or os.path.join("workdirs", name or DEFAULT_EXPERIMENT)
+  # pylint: disable=import-outside-toplevel
+  from wgan_jax.preemption import StopRequested, raise_on_signals
+  raise_on_signals()
   problem = workdir_problem(workdir)
   if problem:
     usage_error(problem)

@@ -23,8 +23,9 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
-from wgan_jax import (builders, checkpointing, configs, data, evaluation, files, inputs,
-                      iteration, parallel, sweeps, writers)
+from wgan_jax import (builders, checkpointing, evaluation, files, inputs, iteration, writers)
+from wgan_jax import run as run_lib
+from wgan_jax.configs.n_critic import n_critic_at
 from wgan_jax.devices import Devices
 from wgan_jax.inflight import InFlight, NonFiniteError
 from wgan_jax.preemption import StopRequested, StopSignals
@@ -40,7 +41,7 @@ class OutputWriteError(RuntimeError):
   """A file of the run (figure, summary, config) could not be written: one line."""
 
 
-class _Run:
+class _Loop:
   """What the loop carries: the state (laid out on the devices), the stream
   that feeds it, the iterations in flight, the last logged means."""
 
@@ -86,7 +87,7 @@ def _own_position(metadata: dict[str, Any] | None) -> int:
   return positions[jax.process_index()]
 
 
-def _save(checkpointer: checkpointing.Checkpointer, run: _Run,
+def _save(checkpointer: checkpointing.Checkpointer, run: _Loop,
           config: ml_collections.ConfigDict, force: bool = False,
           scores: dict[str, Any] | None = None) -> None:
   """Saves the run, never a non-finite one: every iteration's metrics, and the
@@ -132,14 +133,14 @@ def _eval_and_report(evaluator: evaluation.Evaluator, state: TrainState, workdir
 # ----------------------------------------------------------------------------
 
 
-def _train(config: ml_collections.ConfigDict, run: _Run, iterate: iteration.Iteration,
+def _train(config: ml_collections.ConfigDict, run: _Loop, iterate: iteration.Iteration,
            checkpointer: checkpointing.Checkpointer, evaluator: evaluation.Evaluator,
            workdir: str, writer: metric_writers.MetricWriter, stop: StopSignals) -> str | None:
   """Generator iterations until the last one or a stop signal; returns the signal's name."""
   total = config.num_generator_steps
   report_progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer)
   for step in range(run.step, total):
-    n_critic = builders.num_critic_updates(step, config)
+    n_critic = n_critic_at(step, config)
     run.state, metrics = iterate(run.state, n_critic, run.stream.next(n_critic))
     done = run.step = step + 1
     run.inflight.push(done, metrics)  # Waits for the iteration `inflight.DEPTH` back.
@@ -166,7 +167,7 @@ def _train(config: ml_collections.ConfigDict, run: _Run, iterate: iteration.Iter
   return None
 
 
-def _evaluate_step(evaluator: evaluation.Evaluator, run: _Run, workdir: str, done: int,
+def _evaluate_step(evaluator: evaluation.Evaluator, run: _Loop, workdir: str, done: int,
                    writer: metric_writers.MetricWriter,
                    checkpointer: checkpointing.Checkpointer) -> dict[str, Any]:
   run.inflight.drain()  # A non-finite generator is never scored.
@@ -178,11 +179,10 @@ def _evaluate_step(evaluator: evaluation.Evaluator, run: _Run, workdir: str, don
 
 
 def _restart_after_nonfinite(error: NonFiniteError, checkpointer: checkpointing.Checkpointer,
-                             abstract: TrainState, devices: Devices, source, attempt: int
-                             ) -> _Run:
+                             parts: run_lib.Run, attempt: int) -> _Loop:
   """The last good checkpoint with a new RNG stream (config `nonfinite_restarts`)."""
   checkpointer.wait()
-  restored = checkpointer.restore_intact(abstract)
+  restored = checkpointer.restore_intact(parts.abstract_state)
   if restored is None:
     raise NonFiniteError(f"{error}; no checkpoint to restart from") from error
   state, metadata = restored
@@ -191,8 +191,8 @@ def _restart_after_nonfinite(error: NonFiniteError, checkpointer: checkpointing.
   state = state.replace(rng=fold(state.rng) if state.rng.ndim == 1 else jax.vmap(fold)(state.rng))
   logging.warning("%s: restart %d from the checkpoint of step %d with a new RNG stream",
                   error, attempt, generator_steps(state))
-  return _Run(devices, state, source.stream(generator_steps(state),
-                                            _own_position(metadata)))
+  return _Loop(parts.devices, state, parts.stream(generator_steps(state),
+                                                 _own_position(metadata)))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -238,26 +238,10 @@ def _write_error(what: str, error: OSError, checkpointer: checkpointing.Checkpoi
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals
                         ) -> dict[str, Any]:
-  # --- Devices and data (first: missing data must not leave a workdir behind).
-  if config.parallelism == "pmap" and jax.process_count() > 1:
-    raise configs.ConfigError("parallelism='pmap' runs within one process; with several "
-                              "processes use parallelism='jit' (the default)")
-  sweep = sweeps.from_config(config)
-  try:
-    if sweep is None:
-      devices = Devices(config.parallelism, shard_state=config.shard_state)
-      devices.check_batch(config.batch_size)
-    else:  # Each model sees whole batches, on the device that holds it.
-      devices = Devices("jit", sweeps.devices_for(sweep, parallel.sorted_devices()),
-                        shard_models=True)
-  except ValueError as e:
-    raise configs.ConfigError(str(e)) from e
-  source = inputs.open_data(config, devices)
-  shape = data.data_shape(config.data)
-  spec = builders.make_spec(config, shape, devices.axis_name)
-  # Evaluation runs outside pmap, on the global view of the state.
-  evaluator = evaluation.make_evaluator(
-      config, builders.make_spec(config, shape) if devices.pmap else spec)
+  # --- Devices, data, spec, compiled iteration, evaluator: built once (run.py).
+  # First: missing data or unusable settings must not leave a workdir behind.
+  parts = run_lib.build(config)
+  devices, sweep, evaluator = parts.devices, parts.sweep, parts.evaluator
   os.makedirs(workdir, exist_ok=True)
   if sweep is None:
     logging.info("%d devices (%s), %d processes; %d examples a batch on each device",
@@ -273,18 +257,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   # the run's shardings, or a fresh state born there; the data where it stood.
   checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every,
                                             config.keep_checkpoints, evaluator.best_metric)
-  initializer = builders.state_initializer(config, spec, shape)
-  abstract = builders.abstract_state(initializer, devices=devices)
+  abstract = parts.abstract_state
   restored = checkpointer.restore_intact(abstract)
   if restored is None:
-    state, metadata = builders.create_state(initializer, devices=devices), None
+    state, metadata = parts.create_state(), None
   else:
     state, metadata = restored
     logging.info("resumed from %s at generator step %d", checkpointer.directory,
                  generator_steps(state))
     writers.forget_after(workdir, generator_steps(state))
-  run = _Run(devices, state, source.stream(generator_steps(state),
-                                           _own_position(metadata)))
+  run = _Loop(devices, state, parts.stream(generator_steps(state), _own_position(metadata)))
   run.scalars = dict((metadata or {}).get("train_scalars") or {})
   summary_path = os.path.join(workdir, "summary.json")
   kept = _summary_of(summary_path, run.step)
@@ -293,9 +275,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
                  workdir, run.step)
     checkpointer.close()
     return kept
-
-  # --- The compiled generator iteration.
-  iterate = iteration.build(config, spec, devices, source.sampler)
 
   # --- Logging.
   writer = writers.make_writer(config, workdir)
@@ -314,15 +293,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
     with stop.deferred(), _finishing_saves_on_error(checkpointer):
       while True:
         try:
-          stopped_by = _train(config, run, iterate, checkpointer, evaluator, workdir, writer,
-                              stop)
+          stopped_by = _train(config, run, parts.iteration, checkpointer, evaluator, workdir,
+                              writer, stop)
           run.inflight.drain()
           break
         except NonFiniteError as e:
           if restarts >= config.nonfinite_restarts:
             raise
           restarts += 1
-          run = _restart_after_nonfinite(e, checkpointer, abstract, devices, source, restarts)
+          run = _restart_after_nonfinite(e, checkpointer, parts, restarts)
 
       # --- Final (or preemption) checkpoint.
       _save(checkpointer, run, config, force=True)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import ml_collections
 
-from wgan_jax.rules import ConfigError, Rule, any_value, at_least, check, choice
+from wgan_jax.configs.rules import ConfigError, Rule, any_value, at_least, check, choice
 
 TOY, IMAGE = "toy", "image"
 

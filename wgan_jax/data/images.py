@@ -6,7 +6,7 @@ shrinking, bilinear when growing), centre-crops a square, rounds to uint8
 pixels (as PIL does before the references' ToTensor), shuffles with the seed,
 repeats, batches, stacks each generator iteration's critic batches and
 prefetches. Pixels cross to the accelerator as uint8 and become floats there
-(`steps.real_to_float`): a quarter of the bytes of float32. Index-like sources (LSUN key indices, folder paths,
+(`updates.real_to_float`): a quarter of the bytes of float32. Index-like sources (LSUN key indices, folder paths,
 digits) are shuffled in full each epoch, which costs a few bytes an image; tfds
 sources shuffle files and then `shuffle_buffer` still-encoded examples, so the
 buffer holds bytes rather than decoded pixels.

@@ -24,7 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import parallel, pixels, steps
+from wgan_jax import parallel, pixels, updates
 from wgan_jax import metrics
 from wgan_jax.metrics import cache, extract, features, inception
 from wgan_jax.metrics.inception_weights import InceptionWeights
@@ -98,7 +98,7 @@ class InceptionScorer:
 
     def fn(constants, z):  # pylint: disable=redefined-outer-name
       params, batch_stats, variables = constants
-      x = steps.apply_net(module, params, batch_stats, z, train=batch_statistics)[0]
+      x = updates.apply_net(module, params, batch_stats, z, train=batch_statistics)[0]
       return inception.features(variables, pixels.to_uint8(x), resize)
 
     key = (module, batch_norm, batch_size)

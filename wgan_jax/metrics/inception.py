@@ -13,12 +13,13 @@ would otherwise multiply in TF32 and move FID.
 """
 from __future__ import annotations
 
-
 import flax.linen as nn
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from wgan_jax.configs.schema import FID_RESIZES
 
 INPUT_SIZE = 299
 POOL_FEATURES = 2048
@@ -30,7 +31,7 @@ BATCH_NORM_EPS = 1e-3
 #   then (x - 128) / 128, as the TTUR code's graph does and torch-fidelity
 #   reproduces; "pytorch-fid": x / 255, `F.interpolate(mode="bilinear",
 #   align_corners=False)`, then 2x - 1.
-RESIZES = ("tf1", "pytorch-fid")
+RESIZES = FID_RESIZES
 DEFAULT_RESIZE = "tf1"
 
 _HIGHEST = jax.lax.Precision.HIGHEST

@@ -4,8 +4,8 @@ E_real[f] - E_fake[f] estimates K * W1(P_r, P_g).
 
 The critic is WGAN's: RMSProp, then the projection of every weight onto
 [-c, c] (`optim.make_optimizer(..., clip=c)`), one update per step on a fresh
-real batch and a fresh generated batch (`steps.critic_step`, objective
-"wgan"). Its Lipschitz constant K depends on the architecture and on c, not
+real batch and a fresh generated batch (`updates.critic_step` with the
+Wasserstein loss). Its Lipschitz constant K depends on the architecture and on c, not
 on the generator, so for a fixed critic config the estimate can rank
 generators if K stays put from one generator to the next. On the toy sets,
 where the exact W1 is known (`metrics.toy.exact_w1`), K = estimate / W1 says
@@ -34,9 +34,9 @@ from scipy import stats
 
 from wgan_jax import builders, checkpointing, data, generation, models, optim
 from wgan_jax import plots  # noqa: F401  # pylint: disable=unused-import  # matplotlib on Agg: files only
-from wgan_jax import steps as steps_lib
+from wgan_jax import terms, updates
 from wgan_jax.metrics import toy as toy_metrics
-from wgan_jax.rules import at_least, check, choice, positive
+from wgan_jax.configs.rules import at_least, check, choice, positive
 from wgan_jax.state import NetState, PyTree
 
 # (data, key, n) -> n samples. `data` is an argument of the compiled program.
@@ -143,14 +143,15 @@ def critic_section(yardstick: YardstickConfig, critic: str | None = None
 
 
 def critic_spec(yardstick: YardstickConfig, data_shape: tuple[int, ...],
-                convolutions: str = "auto", dequantize: bool = False) -> steps_lib.GanSpec:
-  """What `steps.critic_step` needs to train the yardstick critic: the critic,
-  WGAN's optimizer (RMSProp, then the clip), objective "wgan". There is no
+                convolutions: str = "auto", dequantize: bool = False) -> updates.GanSpec:
+  """What `updates.critic_step` needs to train the yardstick critic: the critic,
+  WGAN's optimizer (RMSProp, then the clip), the Wasserstein loss. There is no
   generator to update: the generator fields stay empty."""
   opt = ml_collections.ConfigDict(dict(name="rmsprop", lr=yardstick.lr, schedule="constant",
                                        decay=0.99, eps=1e-8, b1=0.5, b2=0.9))
-  return steps_lib.GanSpec(
-      generator=None, generator_tx=None, noise_dim=0, objective="wgan",
+  return updates.GanSpec(
+      generator=None, generator_tx=None, noise_dim=0,
+      critic_terms=(terms.adversarial_critic("wasserstein"),), generator_terms=(),
       critic=models.build_critic(critic_section(yardstick), data_shape,
                                  convolutions=convolutions),
       critic_tx=optim.make_optimizer(opt, yardstick.updates, clip=yardstick.clip),
@@ -182,7 +183,7 @@ class GeneratorDraw:
 
   def __call__(self, generator: NetState, key: jax.Array, n: int) -> jax.Array:
     z = jax.random.normal(key, (n, self.noise_dim), jnp.float32)
-    return steps_lib.apply_net(self.module, generator.params, generator.batch_stats, z,
+    return updates.apply_net(self.module, generator.params, generator.batch_stats, z,
                                train=self.batch_statistics)[0]
 
 
@@ -233,14 +234,14 @@ def _program(yardstick: YardstickConfig, data_shape: tuple[int, ...], real_draw:
   def run_one(critic: NetState, real_data, fake_data, key: jax.Array, first: jax.Array):
     def update(critic, i):
       k_real, k_fake, k_step = jax.random.split(jax.random.fold_in(key, i), 3)
-      real = steps_lib.real_to_float(spec, real_draw(real_data, k_real, batch), k_step)
+      real = updates.real_to_float(spec, real_draw(real_data, k_real, batch), k_step)
       fake = fake_draw(fake_data, k_fake, batch)
-      critic, metrics = steps_lib.critic_step(spec, critic, real, fake, k_step)
+      critic, metrics = updates.critic_step(spec, critic, real, fake, k_step)
       return critic, metrics["wasserstein_estimate"]
     return jax.lax.scan(update, critic, first + jnp.arange(chunk), unroll=unroll)
 
   def score_one(critic: NetState, x: jax.Array) -> jax.Array:
-    return steps_lib.critic_values(spec, critic, x)
+    return updates.critic_values(spec, critic, x)
 
   return _Program(
       init=jax.jit(jax.vmap(init)),
@@ -280,7 +281,7 @@ def critic_estimate(real: Source, fake: Source, held_out_real: np.ndarray,
                     convolutions: str = "auto", dequantize: bool = False) -> Estimate:
   """Trains `yardstick.seeds` fresh critics (seeded by `yardstick.seed`) on
   fresh batches of `real` and `fake`, then reads E_real[f] - E_fake[f] on the
-  held-out samples (float, as the critic takes them: `steps.real_to_float`
+  held-out samples (float, as the critic takes them: `updates.real_to_float`
   applied). `real` may draw uint8 images; `dequantize` is the run's rule for
   them. `yardstick.critic` must be resolved ("mlp" or "dcgan")."""
   held_out_real = jnp.asarray(held_out_real, jnp.float32)
@@ -352,7 +353,7 @@ class _Reference:
       self.real = Source(pool_draw, jnp.asarray(pool))
       spec = critic_spec(resolve(yardstick, self.kind), data.data_shape(config.data),
                          self.convolutions, self.dequantize)
-      self.held_out = np.asarray(steps_lib.real_to_float(spec, jnp.asarray(held_out), k_float))
+      self.held_out = np.asarray(updates.real_to_float(spec, jnp.asarray(held_out), k_float))
 
 
 def evaluate_critics(workdir: str, yardsticks: Sequence[YardstickConfig],

@@ -21,14 +21,11 @@ pooled features h, then
   (there without the linear's bias, with spectral norm and sum pooling; here
   the WGAN-GP critic's mean pooling and biased output linear are kept).
 
-Losses, as the reference combines them (the step multiplies by the scales):
-  critic:    wgan + ACGAN_SCALE   * acgan_critic_loss(logits(real), real labels),
-  generator: wgan + ACGAN_SCALE_G * acgan_generator_loss(logits(G(z, y)), y),
-with ACGAN_SCALE = 1.0, ACGAN_SCALE_G = 0.1. The critic's classification loss
-is on real data only; its fake batch is generated with the real batch's labels
-(accuracy on it is reported, not trained); the generator's batch (twice the
-critic's) has fresh uniform labels. Both are mean sparse softmax
-cross-entropy.
+AC-GAN's class losses are loss terms (terms.acgan_critic, terms.acgan_generator),
+weighted as the reference weighs them: 1 on the critic's loss on real data,
+0.1 on the generator's on its samples. The critic's fake batch is generated
+with the real batch's labels (accuracy on it is reported, not trained); the
+generator's batch (twice the critic's) has fresh uniform labels.
 """
 from __future__ import annotations
 
@@ -37,21 +34,13 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from wgan_jax.models import resnet
-from wgan_jax.rules import at_least, choice
+from wgan_jax.models.registry import CONDITIONAL_HEADS as HEADS
 
-HEADS = ("acgan", "projection")
-ACGAN_SCALE = 1.0  # gan_cifar_resnet.py: critic's classification loss weight
-ACGAN_SCALE_G = 0.1  # generator's classification loss weight
 
 # Glorot uniform, as chainer's GlorotUniform on sngan_projection's embedding.
 _GLOROT = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
-
-GENERATOR_RULES = {**resnet.GENERATOR_RULES, "num_classes": at_least(1, 1 << 16)}
-CRITIC_RULES = {**resnet.CRITIC_RULES, "num_classes": at_least(1, 1 << 16),
-                "head": choice(*HEADS)}
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -88,7 +77,7 @@ class OneHotConditioned(nn.Module):
   """A conditional generator as a function of one array, noise ⊕ one-hot label
   [N, noise_dim + num_classes]: every path that feeds a generator noise (the
   steps, sample grids, FID, `wgan_jax.sample`) conditions it by building that
-  array (`steps.generator_input`), with no other change."""
+  array (`updates.generator_input`), with no other change."""
   generator: ConditionalResNetGenerator
 
   def __call__(self, z_and_label: jax.Array, train: bool = True) -> jax.Array:
@@ -118,22 +107,18 @@ class ConditionalResNetCritic(resnet.ResNetCritic):
     return f + jnp.sum(embed * h, axis=-1), jnp.zeros((h.shape[0], 0), f.dtype)
 
 
-def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+# ---------------------------------------------------------------- factories (models/registry.py)
+
+def generator(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):
+  del convolutions, techniques
+  height, _, channels = data_shape
+  return OneHotConditioned(ConditionalResNetGenerator(
+      image_size=height, channels=channels, dim=cfg.dim, multipliers=tuple(cfg.multipliers),
+      axis_name=axis_name, num_classes=cfg.num_classes))
 
 
-def acgan_critic_loss(class_logits_real: jax.Array, labels_real: jax.Array) -> jax.Array:
-  """Mean sparse softmax cross-entropy of the critic's logits on real data
-  (weighted by ACGAN_SCALE in the critic's loss)."""
-  return _cross_entropy(class_logits_real, labels_real)
-
-
-def acgan_generator_loss(class_logits_fake: jax.Array, labels_fake: jax.Array) -> jax.Array:
-  """Mean sparse softmax cross-entropy of the critic's logits on samples
-  against the labels they were generated with (weighted by ACGAN_SCALE_G)."""
-  return _cross_entropy(class_logits_fake, labels_fake)
-
-
-def classification_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Fraction of examples whose arg-max logit is their label."""
-  return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+def critic(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):
+  del convolutions, axis_name, techniques  # The registry refuses minibatch discrimination.
+  return ConditionalResNetCritic(
+      image_size=data_shape[0], dim=cfg.dim, multipliers=tuple(cfg.multipliers), norm=cfg.norm,
+      num_classes=cfg.num_classes, head=cfg.head)

@@ -20,15 +20,8 @@ import jax.numpy as jnp
 
 from wgan_jax.models import improved, spectral
 from wgan_jax.models.layers import Conv, ConvTranspose, torch_padding
-from wgan_jax.rules import at_least, choice
-
-NORMS = ("batch", "layer", "none")
-GENERATOR_NORMS = ("batch", "none", "virtual")
-CRITIC_NORMS = (*NORMS, "spectral")
-GENERATOR_RULES = {"ngf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
-                   "norm": choice(*GENERATOR_NORMS)}
-CRITIC_RULES = {"ndf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
-                "norm": choice(*CRITIC_NORMS)}
+from wgan_jax.models.registry import DCGAN_NORMS as NORMS
+from wgan_jax.models.registry import dcgan_image_size_problem as image_size_problem
 _W_INIT = nn.initializers.normal(0.02)
 
 
@@ -64,14 +57,6 @@ def _norm_streams(kind: str, xs: list[jax.Array], train: bool, axis_name: str | 
   if kind == "virtual":
     return list(improved.VirtualBatchNorm(epsilon=1e-5, scale_init=_scale_init)(*xs))
   return [_apply_norm(kind, x, train, axis_name) for x in xs]
-
-
-def image_size_problem(size: int) -> str | None:
-  """Why DCGAN cannot make `size`x`size` images, or None."""
-  if size < 16 or size % 16:
-    return (f"data.image_size={size} does not suit DCGAN: use a multiple of 16 "
-            "(16, 32, 64, ...)")
-  return None
 
 
 def check_image_size(size: int) -> None:
@@ -153,3 +138,18 @@ class DCGANCritic(nn.Module):
                                            self.axis_name)(x)
       out = out + nn.Dense(1, use_bias=False, kernel_init=_W_INIT)(o).reshape(x.shape[0])
     return out
+
+
+# ---------------------------------------------------------------- factories (models/registry.py)
+
+def generator(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):
+  height, _, channels = data_shape
+  return DCGANGenerator(image_size=height, channels=channels, ngf=cfg.ngf,
+                        n_extra_layers=cfg.n_extra_layers, norm=cfg.norm, axis_name=axis_name,
+                        convolutions=convolutions, **improved.generator_settings(techniques))
+
+
+def critic(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):
+  return DCGANCritic(image_size=data_shape[0], ndf=cfg.ndf, n_extra_layers=cfg.n_extra_layers,
+                     norm=cfg.norm, axis_name=axis_name, convolutions=convolutions,
+                     **improved.critic_settings(techniques))

@@ -107,3 +107,20 @@ def streams(reference: jax.Array | None, z: jax.Array) -> list[jax.Array]:
 def each(layer: Callable[[jax.Array], jax.Array], xs: Sequence[jax.Array]) -> list[jax.Array]:
   """One layer (one set of parameters) applied to every stream."""
   return [layer(x) for x in xs]
+
+
+# ---------------------------------------------------------------- the factories' settings
+
+
+def generator_settings(techniques) -> dict:
+  """A generator's virtual batch norm settings from a run's `techniques.Techniques`
+  (None: the defaults)."""
+  return {} if techniques is None else {"vbn_reference_size": techniques.vbn_reference_size}
+
+
+def critic_settings(techniques) -> dict:
+  """A critic's minibatch discrimination settings (None: none)."""
+  if techniques is None:
+    return {}
+  return dict(minibatch_kernels=techniques.minibatch_kernels,
+              minibatch_kernel_dim=techniques.minibatch_kernel_dim)

@@ -29,13 +29,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wgan_jax.configs.schema import CONVOLUTION_IMPLS as IMPLS
+
 Initializer = Callable[..., jax.Array]
 Padding = Sequence[tuple[int, int]]
 _DN = ("NHWC", "HWIO", "NHWC")
 # Output phases of fewer channels than this are computed as one convolution:
 # narrower matmuls leave most of an AVX-512 register (16 floats) empty.
 _MIN_PHASE_FEATURES = 16
-IMPLS = ("phase_split", "xla")
 
 
 def backend_impl() -> str:

@@ -9,24 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from wgan_jax.models import improved, spectral
-from wgan_jax.rules import at_least, choice
-
-# How the weights start: "lecun" (flax's default: LeCun normal, zero biases),
-# "tflib" (the WGAN-GP code: He uniform for the ReLU layers, Glorot uniform for the
-# last, zero biases), "torch" (PyTorch's nn.Linear: U(+-1/sqrt(fan_in)) for weights
-# and biases, the WGAN code's MLP_G / MLP_D).
-INITS = ("lecun", "tflib", "torch")
-ACTIVATIONS = ("linear", "tanh")
-# The generator's normalisation after each hidden layer: none (the references'),
-# or virtual batch norm (models/improved.py).
-GENERATOR_NORMS = ("none", "virtual")
-# The critic's: none, or spectral normalisation of every layer (models/spectral.py).
-CRITIC_NORMS = ("none", "spectral")
-GENERATOR_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
-                   "output_activation": choice(*ACTIVATIONS), "weight_init": choice(*INITS),
-                   "norm": choice(*GENERATOR_NORMS)}
-CRITIC_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
-                "weight_init": choice(*INITS), "norm": choice(*CRITIC_NORMS)}
+from wgan_jax.models.registry import MLP_INITS as INITS
 
 
 def _torch_bias_init(fan_in: int):
@@ -93,3 +76,19 @@ class MLP(nn.Module):
     if self.output_activation == "tanh":
       x = jnp.tanh(x)
     return x.reshape((x.shape[0],) + tuple(self.output_shape))
+
+
+# ---------------------------------------------------------------- factories (models/registry.py)
+
+def generator(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):
+  del axis_name, convolutions  # No batch statistics, no convolutions.
+  return MLP(features=cfg.features, depth=cfg.depth, output_shape=data_shape,
+             output_activation=cfg.output_activation, weight_init=cfg.weight_init,
+             norm=cfg.norm, **improved.generator_settings(techniques))
+
+
+def critic(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):
+  del data_shape, convolutions  # axis_name: for minibatch discrimination only
+  return MLP(features=cfg.features, depth=cfg.depth, output_shape=(),
+             weight_init=cfg.weight_init, norm=cfg.norm, axis_name=axis_name,
+             **improved.critic_settings(techniques))

@@ -27,46 +27,10 @@ import jax
 import jax.numpy as jnp
 
 from wgan_jax.models import improved, spectral
-from wgan_jax.rules import at_least, choice
 
 # tflib's conv2d: he_init std sqrt(4 / (fan_in + fan_out)), else sqrt(2 / (...)).
 _HE = nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")
 _GLOROT = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
-# The critic's: none, layer norm in every block, or spectral norm on every layer.
-CRITIC_NORMS = ("none", "layer", "spectral")
-
-
-def _multipliers(value) -> str | None:
-  if not value or any(not isinstance(m, int) or m < 1 for m in value):
-    return "must be a non-empty list of positive integers"
-  return None
-
-
-GENERATOR_RULES = {"dim": at_least(1, 4096), "multipliers": _multipliers}
-CRITIC_RULES = {"dim": at_least(1, 4096), "multipliers": _multipliers,
-                "norm": choice(*CRITIC_NORMS)}
-
-
-def generator_size_problem(size: int, multipliers) -> str | None:
-  if 4 * 2 ** (len(multipliers) - 1) != size:
-    return (f"model.generator.multipliers={tuple(multipliers)} make "
-            f"{4 * 2 ** (len(multipliers) - 1)}x images, not data.image_size={size}: one "
-            "multiplier for the 4x4 map and one per doubling")
-  return None
-
-
-def critic_size_problem(size: int, multipliers) -> str | None:
-  if size == 32:
-    if len(multipliers) < 2:
-      return "model.critic.multipliers needs at least 2 entries for 32x32 images"
-    return None
-  if 4 * 2 ** (len(multipliers) - 1) != size:
-    return (f"model.critic.multipliers={tuple(multipliers)} reduce data.image_size={size} "
-            "images to another size than 4x4: one multiplier for the first convolution "
-            "and one per halving")
-  return None
-
-
 def _upsample(x: jax.Array) -> jax.Array:
   n, h, w, c = x.shape
   return jnp.broadcast_to(x[:, :, None, :, None], (n, h, 2, w, 2, c)).reshape(n, 2 * h, 2 * w, c)
@@ -218,3 +182,19 @@ class ResNetCritic(nn.Module):
       x = jnp.concatenate([x, improved.MinibatchDiscrimination(
           self.minibatch_kernels, self.minibatch_kernel_dim, self.axis_name)(x)], axis=-1)
     return x
+
+
+# ---------------------------------------------------------------- factories (models/registry.py)
+
+def generator(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):
+  del convolutions, techniques  # Stride-1 convolutions only; batch norm only.
+  height, _, channels = data_shape
+  return ResNetGenerator(image_size=height, channels=channels, dim=cfg.dim,
+                         multipliers=tuple(cfg.multipliers), axis_name=axis_name)
+
+
+def critic(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):
+  del convolutions  # No batch norm: axis_name is for minibatch discrimination only.
+  return ResNetCritic(image_size=data_shape[0], dim=cfg.dim, multipliers=tuple(cfg.multipliers),
+                      norm=cfg.norm, axis_name=axis_name,
+                      **improved.critic_settings(techniques))

@@ -9,7 +9,7 @@ The vectors live in their own variable collection, `COLLECTION`, never in
 gradient penalty stays exact, real and fake batches may share one forward
 pass), and the steps tell the two apart (`NetState.spectral`). The power
 iteration advances only where the caller makes the collection mutable, which
-`steps.critic_step` does for its first forward pass and nothing else does: the
+`updates.critic_step` does for its first forward pass and nothing else does: the
 generator's update, the penalty's extra pass and evaluation all read the
 vectors as the critic's last update left them.
 """

@@ -37,7 +37,7 @@ class Settings:
   clip_lr: float = 5e-5         # PyTorch's RMSProp, then weights clipped to [-clip, clip]
   clip: float = 0.01
   gp_lr: float = 1e-3           # Adam(lr, 0.5, 0.9) for the WGAN-GP critic
-  gp_weight: float = 10.0
+  penalty_weight: float = 10.0
   grid_min: float = -5.0
   grid_max: float = 5.0
   grid_points: int = 401
@@ -65,7 +65,7 @@ def _train(s: Settings, key: jax.Array) -> dict:
       real = s.real_mean + s.std * jax.random.normal(k_real, (s.batch, 1))
       fake = s.fake_mean + s.std * jax.random.normal(k_fake, (s.batch, 1))
       return critics.critic_loss(objective, lambda x: net.apply({"params": p}, x), real, fake,
-                                 k_gp, s.gp_weight)
+                                 k_gp, s.penalty_weight)
 
     trained[name], _ = critics.fit(loss_fn, params, tx, k_train, s.steps)
   return trained
@@ -87,10 +87,10 @@ def _evaluate(s: Settings, trained: dict, x: jax.Array) -> dict:
       "critic_clipped": jax.vmap(at("critic_clipped"))(x)[:, 0],
       "critic_gp": jax.vmap(at("critic_gp"))(x)[:, 0],
       # The generator's loss for a fake at x, differentiated in x.
-      "grad_minimax": grad(lambda xi: losses.generator_loss("gan", logit(xi), "minimax")),
+      "grad_minimax": grad(lambda xi: losses.generator_loss("minimax", logit(xi))),
       "grad_non_saturating": grad(
-          lambda xi: losses.generator_loss("gan", logit(xi), "non-saturating")),
-      **{f"grad_{name}": grad(lambda xi, name=name: losses.generator_loss("wgan", at(name)(xi)))
+          lambda xi: losses.generator_loss("non-saturating", logit(xi))),
+      **{f"grad_{name}": grad(lambda xi, name=name: losses.generator_loss("wasserstein", at(name)(xi)))
          for name in ("critic_clipped", "critic_gp")},
   }
 
@@ -173,6 +173,6 @@ def run(out_dir: str, tiny: bool = False) -> dict:
       "settings": {**dataclasses.asdict(s), "tiny": tiny,
                    "networks": "MLP (ReLU), one per role; discriminator: cross-entropy, "
                                "Adam(gan_lr, 0.5, 0.999); clipped critic: RMSProp(clip_lr) "
-                               "+ clip; GP critic: Adam(gp_lr, 0.5, 0.9), gp_weight"},
+                               "+ clip; GP critic: Adam(gp_lr, 0.5, 0.9), penalty_weight"},
   }
   return report.finish(out_dir, NAME, _figure(s, grid, curves, lipschitz), content)

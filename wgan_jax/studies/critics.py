@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from wgan_jax import losses, optim
+from wgan_jax import losses, optim, penalties
 from wgan_jax.models.mlp import MLP
 
 PyTree = Any
@@ -38,17 +38,22 @@ def clipped_rmsprop(lr: float = 5e-5, clip: float = 0.01) -> optax.GradientTrans
                               clip=clip)
 
 
-def critic_loss(objective: str, critic_fn: Callable[[jax.Array], jax.Array], real: jax.Array,
-                fake: jax.Array, key: jax.Array, gp_weight: float = 10.0) -> jax.Array:
-  """The loss a critic (objective "wgan", "wgan-gp") or discriminator ("gan",
-  logits) minimises on one real and one fake batch; WGAN-GP's penalty on
-  interpolates drawn with `key`."""
+# The studies' three critics: the loss each minimises (losses.py), and whether
+# WGAN-GP's penalty is added ("wgan" is clipped by its optimizer).
+SETUP_LOSSES = {"wgan": "wasserstein", "wgan-gp": "wasserstein", "gan": "non-saturating"}
+
+
+def critic_loss(setup: str, critic_fn: Callable[[jax.Array], jax.Array], real: jax.Array,
+                fake: jax.Array, key: jax.Array, penalty_weight: float = 10.0) -> jax.Array:
+  """The loss a critic ("wgan", "wgan-gp") or discriminator ("gan", logits)
+  minimises on one real and one fake batch; WGAN-GP's penalty on interpolates
+  drawn with `key`."""
   n = real.shape[0]
   f = critic_fn(jnp.concatenate([real, fake]))
-  loss = losses.critic_loss(objective, f[:n], f[n:])
-  if objective == "wgan-gp":
-    x_hat = losses.interpolate(real, fake, jax.random.uniform(key, (n,)))
-    loss = loss + gp_weight * losses.gradient_penalty(critic_fn, x_hat)[0]
+  loss = losses.critic_loss(SETUP_LOSSES[setup], f[:n], f[n:])
+  if setup == "wgan-gp":
+    x_hat = penalties.interpolate(real, fake, jax.random.uniform(key, (n,)))
+    loss = loss + penalty_weight * penalties.gradient_penalty(critic_fn, x_hat)[0]
   return loss
 
 

@@ -26,7 +26,7 @@ DESCRIPTION = ("each modern technique alone on WGAN-GP (LP, R1, DRAGAN penalties
 # slope, so slopes go as 1/gamma. gamma = 1 asks for slopes of order one, as the GP
 # settings' unit norm does; the GP weights (toy 0.1, digits 10) would allow a critic
 # ten times steeper on the toy set and force one ten times flatter on digits.
-R1 = {"penalty": "r1", "gp_weight": 1.0}
+R1 = {"penalty": "r1", "penalty_weight": 1.0}
 # technique -> what changes on WGAN-GP, on both data sets. LP and DRAGAN keep the
 # experiment's weight: the same (||grad|| - 1)^2 term, on other points or one-sided.
 PENALTIES: dict[str, dict[str, Any]] = {

@@ -35,7 +35,7 @@ class Settings:
   features: int = 64
   depth: int = 2
   lr: float = 1e-3              # Adam(lr, 0.5, 0.9)
-  gp_weight: float = 10.0
+  penalty_weight: float = 10.0
   heldout: int = 10_000         # samples of each side for the critic's estimate
   seed: int = 0
 
@@ -60,7 +60,7 @@ def _critic_estimate(theta: jax.Array, key: jax.Array, s: Settings) -> jax.Array
     k_real, k_fake, k_gp = jax.random.split(k, 3)
     return critics.critic_loss("wgan-gp", lambda x: critic.apply({"params": p}, x),
                                _line(0.0, k_real, s.batch), _line(theta, k_fake, s.batch),
-                               k_gp, s.gp_weight)
+                               k_gp, s.penalty_weight)
 
   params, _ = critics.fit(loss_fn, params, critics.adam(s.lr), k_train, s.critic_steps)
   f = functools.partial(critic.apply, {"params": params})

@@ -69,10 +69,10 @@ def _norms_per_seed(key: jax.Array, g_params, s: Settings) -> dict[str, jax.Arra
   k_probe, k_d, k_c = jax.random.split(key, 3)
   z_probe = jax.random.normal(k_probe, (s.probe_batch, s.noise_dim))
 
-  def grad_norm(objective, gan_loss, params):
+  def grad_norm(loss_name, params):
     def loss(gp):
       f_fake = net.apply({"params": params}, generator.apply({"params": gp}, z_probe))
-      return losses.generator_loss(objective, f_fake, gan_loss)
+      return losses.generator_loss(loss_name, f_fake)
     return optax.tree.norm(jax.grad(loss)(g_params))
 
   def loss_fn(objective):
@@ -87,12 +87,12 @@ def _norms_per_seed(key: jax.Array, g_params, s: Settings) -> dict[str, jax.Arra
   out = {}
   for objective, tx, k, probe in (
       ("gan", critics.adam(s.gan_lr, 0.5, 0.999), k_d,
-       lambda p: {"minimax": grad_norm("gan", "minimax", p),
-                  "non_saturating": grad_norm("gan", "non-saturating", p),
+       lambda p: {"minimax": grad_norm("minimax", p),
+                  "non_saturating": grad_norm("non-saturating", p),
                   "d_fake": jnp.mean(jax.nn.sigmoid(net.apply(
                       {"params": p}, generator.apply({"params": g_params}, z_probe))))}),
       ("wgan", critics.clipped_rmsprop(s.clip_lr, s.clip), k_c,
-       lambda p: {"wgan": grad_norm("wgan", "non-saturating", p)})):
+       lambda p: {"wgan": grad_norm("wasserstein", p)})):
     k_init, k_train = jax.random.split(k)
     params = net.init(k_init, jnp.zeros((1, 2)))["params"]
     if objective == "wgan":  # Clipped from the first measurement on, as the WGAN code clips.

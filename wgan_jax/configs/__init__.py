@@ -1,38 +1,65 @@
-"""Experiment configs: loading by name, command-line overrides, validation.
+"""Experiment configs: loading by name, command-line overrides, validation,
+resuming, and configs saved by older versions. Imports no JAX, Flax or
+TensorFlow, so `--help` and a bad override answer at once.
 
-The schema (every key, its default and its rule) is `schema.py`; the model and
-data-set registries own the rules of their sections. Experiments are modules
-of the `experiments` package, found by name; they import the schema, not this
-module.
+The schema (every key, its default and its rule) is `schema.py`; checks
+across keys `checks.py`; old keys `migration.py`; the sweep `sweep.py`; the
+model and data-set registries own the rules of their sections. Experiments
+are modules of the `experiments` package, found by name; they import the
+schema, not this module.
 """
 from __future__ import annotations
 
 import ast
-import copy
+import difflib
+import re
 import importlib
 import pkgutil
 from typing import Any, Sequence
 
+from absl import logging
 import ml_collections
 
-from wgan_jax import schema, sweeps, techniques
-from wgan_jax.rules import ConfigError, check
+from wgan_jax.configs import checks, migration, schema, sweep
+from wgan_jax.configs.rules import ConfigError, check
 
 __all__ = ["ConfigError", "load", "override", "validate", "from_dict", "from_command_line",
-           "check_resumable", "flatten", "known_experiments"]
+           "check_resumable", "flatten", "known_experiments", "describe_experiments"]
+
+
+def _nearest(name: str, known: Sequence[str], prefix: str = "") -> str:
+  """"; did you mean 'prefix.x'?" for the closest of `known` to `name`, or ""."""
+  close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+  return f"; did you mean {prefix + close[0]!r}?" if close else ""
+
+
+def _experiments_package():
+  import experiments  # pylint: disable=import-outside-toplevel
+  return experiments
 
 
 def known_experiments() -> list[str]:
-  import experiments  # pylint: disable=import-outside-toplevel
-  return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__)
+  return sorted(m.name for m in pkgutil.iter_modules(_experiments_package().__path__)
                 if not m.name.startswith("_"))
+
+
+def describe_experiments() -> dict[str, str]:
+  """Each experiment's one-line description: its docstring's first clause."""
+  out = {}
+  for name in known_experiments():
+    doc = " ".join((importlib.import_module(f"experiments.{name}").__doc__ or "").split())
+    ends = [m.start() for m in re.finditer(r": |\. (?=[A-Z])", doc)]
+    first = doc[:ends[0]] if ends else doc.rstrip(".")
+    out[name] = first if len(first) <= 100 else first[:99].rsplit(" ", 1)[0] + " ..."
+  return out
 
 
 def load(name: str) -> ml_collections.ConfigDict:
   """The config of experiment `name` (a module in `experiments/`)."""
   known = known_experiments()
   if name not in known:
-    raise ConfigError(f"unknown experiment {name!r}; known experiments: {', '.join(known)}")
+    raise ConfigError(f"unknown experiment {name!r}{_nearest(name, known)} (known: "
+                      f"{', '.join(known)}; see --help)")
   config = importlib.import_module(f"experiments.{name}").get_config()
   with config.unlocked():
     config.experiment = name
@@ -41,7 +68,8 @@ def load(name: str) -> ml_collections.ConfigDict:
 
 def _parse_value(key: str, text: str, current: Any) -> Any:
   """`text` read as the type of the current value, or a ConfigError."""
-  expected = type(current).__name__
+  expected = {bool: "boolean", int: "whole number", float: "number", str: "string"}.get(
+      type(current), type(current).__name__)
   if isinstance(current, bool):
     lowered = text.strip().lower()
     if lowered in ("true", "1", "yes"):
@@ -69,6 +97,7 @@ def _parse_value(key: str, text: str, current: Any) -> Any:
       value = (value,)  # One value: `--experiment.sweep.grid=0.05`.
     if isinstance(value, (tuple, list)):
       return type(current)(value)
+    expected = "list such as 1,2"
   else:
     raise ConfigError(f"config key {key!r} holds a {expected} and cannot be set "
                       "from the command line")
@@ -76,16 +105,16 @@ def _parse_value(key: str, text: str, current: Any) -> Any:
                     f"(current value: {current!r})")
 
 
-def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
-  """Sets dotted `key` of `config` from command-line `text`, type-checked."""
+def _set(config: ml_collections.ConfigDict, key: str, text: str) -> None:
   node, parts = config, key.split(".")
   for i, part in enumerate(parts):
     if not isinstance(node, ml_collections.ConfigDict) or part not in node:
       where = ".".join(parts[:i])
-      known = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else ""
+      known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
       raise ConfigError(f"unknown config key {key!r}"
-                        + (f"; keys under {where!r}: {known}" if where and known
-                           else f"; top-level keys: {known}" if known else ""))
+                        f"{_nearest(part, known, where + '.' if where else '')}"
+                        + (f" (keys under {where!r}: {', '.join(known)})" if where and known
+                           else f" (top-level keys: {', '.join(known)})" if known else ""))
     if i < len(parts) - 1:
       node = node[part]
   current = node[parts[-1]]
@@ -95,63 +124,67 @@ def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
   node[parts[-1]] = _parse_value(key, text, current)
 
 
+def override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
+  """Sets dotted `key` of `config` from command-line `text`, type-checked. Old
+  key names are translated (migration.py, one log line each); `optimizer.KEY`
+  sets KEY of every network's optimizer."""
+  if key in migration.OLD_OVERRIDES:
+    logging.warning("--experiment.%s: %s", key, migration.OLD_OVERRIDES[key](config, text))
+    return
+  if key in migration.RENAMED:
+    logging.warning("--experiment.%s: %s is now %s", key, key, migration.RENAMED[key])
+    key = migration.RENAMED[key]
+  if key == "sweep.key" and text in migration.RENAMED:
+    text = migration.RENAMED[text]
+  section, _, leaf = key.partition(".")
+  if section == "optimizer" and leaf and "." not in leaf and leaf not in schema.NETWORKS:
+    shorthand = list(schema.optimizer_section())
+    if leaf not in shorthand:
+      raise ConfigError(f"unknown config key {key!r}{_nearest(leaf, shorthand, 'optimizer.')} "
+                        f"(optimizer.KEY "
+                        f"sets both networks', optimizer.generator.KEY or optimizer.critic.KEY "
+                        f"one network's; keys: {', '.join(shorthand)})")
+    value = _parse_value(key, text, config.optimizer.generator[leaf])
+    for network in schema.NETWORKS:
+      config.optimizer[network][leaf] = value
+    return
+  _set(config, key, text)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Rejects settings that cannot train, each with what to change: every key
-  against its rule, then the model and data sections against their registries."""
-  from wgan_jax import data, models  # pylint: disable=import-outside-toplevel
+  against its rule, the checks across keys, then the model and data sections
+  against their registries."""
+  # pylint: disable=import-outside-toplevel
+  from wgan_jax import data
+  from wgan_jax.models import registry
   check(config, schema.RULES)
   check(config.model, schema.MODEL_RULES, "model.")
-  check(config.optimizer, schema.OPTIMIZER_RULES, "optimizer.")
+  for network in schema.NETWORKS:
+    check(config.optimizer[network], schema.OPTIMIZER_RULES, f"optimizer.{network}.")
   check(config.eval, schema.EVAL_RULES, "eval.")
   check(config.techniques, schema.TECHNIQUES_RULES, "techniques.")
   check(config.ema, schema.EMA_RULES, "ema.")
-  problem = _penalty_problem(config)
-  if problem:
-    raise ConfigError(problem)
-  problem = techniques.config_problem(config)
-  if problem:
-    raise ConfigError(problem)
   check(config.sweep, schema.SWEEP_RULES, "sweep.")
-  problem = sweeps.problem(config, {"clip": schema.RULES["clip"],
-                                   "gp_weight": schema.RULES["gp_weight"],
-                                   "n_critic": schema.RULES["n_critic"],
-                                   "optimizer.lr": schema.OPTIMIZER_RULES["lr"]})
-  if problem:
-    raise ConfigError(problem)
   data.check_config(config.data)
   data.check_eval_samples(config)
-  if config.augment and data.get(config.data.name).kind == data.TOY:
-    raise ConfigError(f"augment={config.augment!r} augments images; {config.data.name} is a toy "
-                      "set of points: set augment=''")
-  _check_eval_metrics(config)
-  models.check_config(config)
-
-
-def _penalty_problem(config: ml_collections.ConfigDict) -> str | None:
-  """A penalty that contradicts the objective."""
-  if config.objective == "wgan" and config.penalty not in ("auto", "none"):
-    return (f"penalty={config.penalty!r} with objective='wgan', which clips the critic's "
-            "weights instead: use objective=wgan-gp (the Wasserstein loss with a penalty)")
-  if config.objective == "wgan-gp" and config.penalty == "none":
-    return ("objective='wgan-gp' with penalty='none' leaves the critic unconstrained: use "
-            "objective=wgan for weight clipping, or another penalty")
-  return None
-
-
-def _check_eval_metrics(config: ml_collections.ConfigDict) -> None:
-  """Scores that make sense for the run's data set."""
-  from wgan_jax import data, metrics  # pylint: disable=import-outside-toplevel
-  names = metrics.parse(config.eval.metrics, metrics.IN_TRAINING)
-  if names and data.get(config.data.name).kind == data.TOY:
-    raise ConfigError(f"eval.metrics={config.eval.metrics!r} scores images; {config.data.name} "
-                      "is a toy set, whose exact W1 every evaluation reports: set eval.metrics=''")
+  toy = data.get(config.data.name).kind == data.TOY
+  for problem in (checks.objective_problem(config), checks.techniques_problem(config),
+                  checks.accumulation_problem(config), checks.eval_problem(config, toy),
+                  sweep.problem(config)):
+    if problem:
+      raise ConfigError(problem)
+  registry.check_config(config)
 
 
 # Settings that change the shapes or structure of what a checkpoint holds.
-_SHAPE_KEYS = ("model", "data.name", "data.image_size", "optimizer.name", "optimizer.schedule",
-               "sweep", "techniques.minibatch_kernel", "techniques.vbn_reference_size")
-# ... and a value whose being zero or not does (the moving average exists or not).
-_ZERO_SHAPE_KEYS = ("ema.decay",)
+_SHAPE_KEYS = ("model", "data.name", "data.image_size", "optimizer.generator.name",
+               "optimizer.critic.name", "optimizer.generator.schedule",
+               "optimizer.critic.schedule", "sweep", "techniques.minibatch_kernel",
+               "techniques.vbn_reference_size")
+# ... and values whose being zero or not does (a moving average, a chained
+# optimizer state).
+_ZERO_SHAPE_KEYS = ("ema.decay", "clip", "techniques.historical_averaging")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -181,13 +214,13 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, wo
         f"{workdir} holds checkpoints of experiment {name!r} ({source}), not "
         f"{config.experiment!r}: resume it with --workdir={workdir} alone, or pass another "
         "--workdir")
-  old, new = flatten(_with_added_keys(saved)), flatten(config.to_dict())
+  old, new = flatten(migration.upgrade(saved)[0]), flatten(config.to_dict())
   changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
   # A sweep's models were initialised from seed, seed + 1, ...: another seed would
   # mislabel them. How a device loops over them changes nothing saved.
   shaped = [k for k in changed if (k.startswith(_SHAPE_KEYS) and k != "sweep.loop")
             or (k in _ZERO_SHAPE_KEYS and (not old.get(k)) != (not new.get(k)))
-            or (k == "seed" and sweeps.from_config(config) is not None)]
+            or (k == "seed" and sweep.from_config(config) is not None)]
   if shaped:
     raise ConfigError(
         f"{workdir} was trained with "
@@ -196,51 +229,6 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, wo
         + ", ".join(f"{k}={new.get(k)!r}" for k in shaped)
         + ": the checkpoint cannot hold that; drop those overrides or pass another --workdir")
   return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
-
-
-# Keys added to the schema after runs were saved, with what the code did before the
-# key existed: (section, architecture or data set it applies to or None, key, old value).
-# A run saved without one resumes as it was trained, not with today's defaults.
-_ADDED_KEYS = (
-    ("", None, "generator_batch_multiple", 1),
-    ("", None, "sampling_batch_norm", "running"),
-    ("", None, "convolutions", "auto"),
-    ("", None, "critic_loop", "auto"),
-    ("data", "image", "dequantize", False),
-    ("model.generator", "mlp", "weight_init", "lecun"),
-    ("model.critic", "mlp", "weight_init", "lecun"),
-    ("model.critic", "resnet", "norm", "none"),
-    ("model.generator", "mlp", "norm", "none"),
-    ("", None, "techniques", schema.techniques_section().to_dict()),
-    ("", None, "sweep", {"key": "", "grid": [], "seeds": 1, "loop": "auto"}),
-    ("model.critic", "mlp", "norm", "none"),
-    ("", None, "penalty", "auto"),
-    ("", None, "ema", {"decay": 0.0, "start": 0}),
-    ("", None, "precision", "f32"),
-    ("", None, "augment", ""),
-    ("data", "image", "labels", False),
-)
-
-
-def _with_added_keys(saved: dict[str, Any]) -> dict[str, Any]:
-  """`saved` with every key the schema gained since, at the value the code that
-  wrote it behaved as."""
-  from wgan_jax import data  # pylint: disable=import-outside-toplevel
-  saved = copy.deepcopy(saved)
-  for path, applies_to, key, old in _ADDED_KEYS:
-    section = saved
-    for part in filter(None, path.split(".")):
-      section = section.get(part) if isinstance(section, dict) else None
-    if not isinstance(section, dict) or key in section:
-      continue
-    if applies_to == "image":
-      entry = data.DATASETS.get(section.get("name"))
-      if entry is None or entry.kind != data.IMAGE:
-        continue
-    elif applies_to is not None and section.get("name") != applies_to:
-      continue
-    section[key] = copy.deepcopy(old)
-  return saved
 
 
 def _restore_values(config: ml_collections.ConfigDict, saved: dict[str, Any]) -> None:
@@ -261,9 +249,12 @@ def _restore_values(config: ml_collections.ConfigDict, saved: dict[str, Any]) ->
 
 def from_dict(saved: dict[str, Any], overrides: Sequence[tuple[str, str]] = ()
               ) -> ml_collections.ConfigDict:
-  """A config saved with a run (e.g. in a checkpoint), with overrides, validated.
-  Keys added to the experiment since the run was saved keep their defaults."""
-  saved = _with_added_keys(saved)
+  """A config saved with a run (e.g. in a checkpoint), in today's keys (one log
+  line per translation), with overrides, validated. Keys added to the
+  experiment since the run was saved keep what the run was trained with."""
+  saved, notes = migration.upgrade(saved)
+  for note in notes:
+    logging.warning("the saved config of %s: %s", saved.get("experiment"), note)
   if saved.get("experiment") in known_experiments():
     config = load(saved["experiment"])
     _restore_values(config, saved)
