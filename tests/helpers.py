@@ -25,6 +25,8 @@ def set_key(c: ml_collections.ConfigDict, key: str, value) -> None:
   *path, leaf = key.split(".")
   for part in path:
     node = node[part]
+  if leaf not in node:  # A typo would add a key that nothing reads.
+    raise KeyError(f"{key} is not a key of the config")
   node[leaf] = value
 
 

@@ -156,7 +156,7 @@ def test_overrides_are_type_checked():
     ("optimizer.critic.b1", "2", r"optimizer.critic.b1=2.0 must be in \[0, 1\)"),
     ("optimizer.b2", "-1", r"optimizer.generator.b2=-1.0 must be in \[0, 1\)"),
     ("optimizer.decay", "2", r"optimizer.generator.decay=2.0 must be in \[0, 1\)"),
-    ("optimizer.lr", "inf", "optimizer.generator.lr=inf must be at least 0"),
+    ("optimizer.lr", "inf", r"optimizer.generator.lr=inf must be at least 0 \(0 freezes"),
     ("optimizer.critic.lr", "-1", "optimizer.critic.lr=-1.0 must be at least 0"),
     ("penalty_weight", "inf", "penalty_weight=inf must be at least 0"),
     ("gp_weight", "inf", "penalty_weight=inf must be at least 0"),

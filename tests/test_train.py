@@ -88,7 +88,7 @@ def test_train_and_evaluate_other_setups(tmp_path, setup):
 
 def test_reference_critic_schedule_trains(tmp_path):
   # A linear schedule: its optimizer state counts the updates of each network.
-  config = tiny_config("wgan", critic_schedule="wgan_reference", num_generator_steps=3,
+  config = tiny_config("wgan", n_critic_schedule="wgan_reference", num_generator_steps=3,
                        **{"optimizer.schedule": "linear"})
   summary = trainer.train_and_evaluate(config, str(tmp_path))
   assert summary["generator_steps"] == 3

@@ -299,7 +299,7 @@ SWEEP_RULES: dict[str, Rule] = {
 }
 OPTIMIZER_RULES: dict[str, Rule] = {
     "name": choice(*OPTIMIZERS),
-    "lr": at_least(0, 1e3, why="0 freezes the network"),
+    "lr": at_least(0, why="0 freezes the network"),
     "schedule": choice(*LR_SCHEDULES),
     "b1": in_unit_interval(),
     "b2": in_unit_interval(),
