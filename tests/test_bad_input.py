@@ -10,6 +10,9 @@ from tests.helpers import tiny_config
 from tests.runs import run_module
 from wgan_jax import trainer
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 
 def snapshot(workdir):
   """Every file under `workdir` with its size, mtime and digest (None if absent)."""

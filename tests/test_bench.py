@@ -13,6 +13,9 @@ from tests.conftest import ROOT
 from tests.helpers import tiny_config
 from wgan_jax import bench, builders, updates
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 
 def test_bench_reports_rates_flops_and_peak_share(tmp_path):
   out = tmp_path / "bench.json"

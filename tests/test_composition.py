@@ -131,6 +131,7 @@ def test_accumulated_updates_equal_the_whole_batch(setup, overrides):
     assert float(ma[k]) == pytest.approx(float(mb[k]), rel=1e-4, abs=1e-6), k
 
 
+@pytest.mark.slow
 def test_accumulation_on_images_with_diffaugment_equals_the_whole_batch():
   overrides = [("model.generator.ngf", "8"), ("model.critic.ndf", "8"), ("batch_size", "8"),
                ("augment", "color,translation,cutout"),

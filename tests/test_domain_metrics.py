@@ -11,6 +11,9 @@ import tensorflow_datasets as tfds
 from wgan_jax.data import images as image_data
 from wgan_jax.metrics import cache, domain
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 TINY_STEPS = 30  # cache tests: a classifier that trains in a second
 
 

@@ -12,6 +12,9 @@ from tests.runs import IMAGE, finished_steps, run_module
 from wgan_jax import configs
 from wgan_jax.metrics import inception
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 TINY_EVAL = ["--experiment.eval.num_samples=16", "--experiment.eval.reference_samples=24",
              "--experiment.eval.batch_size=8"]
 

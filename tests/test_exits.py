@@ -15,6 +15,9 @@ import pytest
 from tests.conftest import ROOT, encode, picture
 from tests.runs import finished_steps, run_module
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 TINY = ["--experiment=toy_8gaussians", "--experiment.batch_size=32", "--experiment.n_critic=2",
         "--experiment.model.generator.features=16", "--experiment.model.critic.features=16",
         "--experiment.num_generator_steps=6", "--experiment.log_every=2",

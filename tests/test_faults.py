@@ -13,6 +13,9 @@ from orbax.checkpoint._src.handlers import json_checkpoint_handler
 from tests.helpers import tiny_config
 from wgan_jax import builders, checkpointing, iteration, trainer, updates
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 
 def config(**overrides):
   return tiny_config(**{"num_generator_steps": 6, "checkpoint_every": 2, "eval_every": 0,

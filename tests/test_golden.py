@@ -10,8 +10,12 @@ RTOL = 1e-4
 HELD = golden.load()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(golden.cases()))
+# The development tier holds the three toy setups (seconds each); CI holds every case.
+QUICK = ("toy_8gaussians", "toy_8gaussians_clip", "toy_8gaussians_gan")
+
+
+@pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(golden.cases())])
 def test_case_computes_what_was_recorded(name):
   experiment, overrides = golden.cases()[name]
   assert name in HELD, f"{name} has no recorded numbers: python -m tests.golden --write {name}"

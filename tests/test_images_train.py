@@ -12,6 +12,9 @@ from sklearn.datasets import load_digits
 from tests.runs import final_state, run_module
 from wgan_jax import checkpointing, configs, generation, trainer
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 
 def _shrink(name, **overrides):
   """A seconds-long version of an image experiment."""

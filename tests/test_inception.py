@@ -14,6 +14,9 @@ from tests import torch_references as refs
 from wgan_jax.metrics import features as feature_metrics
 from wgan_jax.metrics import inception, inception_weights, torch_state
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 # Max |ours - reference| / max |reference| over a whole output.
 FEATURE_TOLERANCE = 1e-4
 FID_TOLERANCE = 1e-3

@@ -260,6 +260,7 @@ def test_bf16_with_weight_clipping_clips_the_float32_critic():
 # ------------------------------------------------------------------ DiffAugment
 
 
+@pytest.mark.slow
 def test_diffaugment_is_what_the_critic_sees_in_both_updates():
   shape = (8, 8, 1)
   mlp_net = lambda out: mlp.MLP(features=16, depth=1, output_shape=out)
@@ -307,6 +308,7 @@ TOY = ["--experiment=toy_8gaussians", "--experiment.batch_size=32", "--experimen
        "--experiment.precision=bf16"]
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_moving_average_and_spectral_vectors_and_samples_use_the_average(
     tmp_path):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
@@ -367,6 +369,7 @@ def _conditional(head="acgan"):
   return spec, builders.init_state(spec, shape, 0)
 
 
+@pytest.mark.slow
 def test_acgan_losses_enter_both_updates_with_the_references_weights():
   spec, state = _conditional()
   real = jax.random.uniform(jax.random.PRNGKey(1), (4, 4, 4, 1), minval=-1, maxval=1)
@@ -414,6 +417,7 @@ def test_conditional_settings_that_cannot_train_are_rejected():
     configs.from_command_line("cifar10_resnet_acgan", [("model.critic.head", "x")])
 
 
+@pytest.mark.slow
 def test_conditional_digits_with_diffaugment_trains_and_grids_a_class_a_column(tmp_path):
   workdir = str(tmp_path / "run")
   done = run(["--experiment=cifar10_resnet_acgan", "--experiment.data.name=digits",

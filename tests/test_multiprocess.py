@@ -9,9 +9,13 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import ROOT, xla_flags
 from tests.runs import TOY, final_state
+
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
 
 ARGS = [a for a in TOY if "num_generator_steps" not in a and "checkpoint_every" not in a] + [
     "--experiment.checkpoint_every=2", "--experiment.optimizer.schedule=constant"]  # Same LR in both legs.

@@ -186,7 +186,8 @@ def _assert_same(a, b, what: str, tol: dict[str, float]) -> None:
                                  err_msg=f"{what}: metric {k} of iteration {i}")
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [  # The DCGAN cases compile for long: CI's tier.
+    pytest.param(c, marks=pytest.mark.slow) if c.startswith("dcgan") else c for c in CASES])
 def test_one_device_mesh_and_pmap_agree(case):
   config, _, _, state = _setup(case)
   single = _run_single(case)
@@ -350,6 +351,7 @@ def test_single_task_slurm_job_is_a_plain_process(fake_initialize, monkeypatch):
   assert fake_initialize == []
 
 
+@pytest.mark.slow
 def test_sharded_state_holds_a_slice_per_device_trains_alike_and_resumes(tmp_path):
   from tests.runs import final_state  # pylint: disable=import-outside-toplevel
   devices = Devices("jit", shard_state=True)

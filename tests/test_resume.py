@@ -12,6 +12,9 @@ import pytest
 from tests.runs import (IMAGE, TOY, assert_bit_identical, final_state, finished_steps,
                         interrupt, run)
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   """Final states of uninterrupted toy and image runs."""

@@ -13,6 +13,9 @@ from tests.conftest import ROOT
 from wgan_jax import studies
 from wgan_jax.studies import report
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 NAMES = ("parallel_lines", "xy_game", "critic_vs_discriminator", "vanishing_gradients")
 
 

@@ -4,9 +4,13 @@ import json
 import math
 
 from PIL import Image
+import pytest
 
 from wgan_jax.studies import (clip_sweep, estimate_vs_quality, improved_techniques,
                               mode_collapse, modern_training, n_critic_sweep)
+
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
 
 
 def _files(out, name):

@@ -136,6 +136,7 @@ def test_nonfinite_metrics_name_the_models():
     check_finite({"nonfinite_params": np.array([0.0, 0.0, 3.0, 0.0])}, 7)
 
 
+@pytest.mark.slow
 def test_sweep_trains_logs_evaluates_resumes_and_samples_per_model(tmp_path):
   config = tiny_config(**SMALL, **{"sweep.seeds": 8, "num_generator_steps": 4, "eval_every": 0,
                                    "checkpoint_every": 2, "log_every": 2})

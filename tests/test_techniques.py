@@ -337,6 +337,7 @@ def test_a_config_saved_before_the_techniques_resumes_with_them_off():
 
 # ---------------------------------------------------------------- the trainer, end to end
 
+@pytest.mark.slow
 def test_the_trainer_runs_with_every_technique_on_and_resumes(tmp_path):
   config = configs.load("toy_25gaussians_gan_improved")
   for section in (config.model.generator, config.model.critic):

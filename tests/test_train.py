@@ -17,6 +17,9 @@ from tests.helpers import tiny_config
 from tests.runs import final_state, run_module
 from wgan_jax import trainer
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 TINY = ["--experiment.batch_size=32", "--experiment.n_critic=2",
         "--experiment.model.generator.features=32", "--experiment.model.critic.features=32",
         "--experiment.num_generator_steps=6", "--experiment.log_every=2",

@@ -13,6 +13,9 @@ from wgan_jax import configs, trainer
 from wgan_jax.metrics import yardstick as ys
 from wgan_jax.configs.rules import ConfigError
 
+# Real processes and whole trainings: CI's tier, not the development one (README).
+pytestmark = pytest.mark.slow
+
 # A small MLP critic that converges in a few hundred updates.
 SMALL = ys.YardstickConfig(critic="mlp", features=64, depth=2, updates=400, batch_size=128,
                            seeds=3, held_out=1000)
