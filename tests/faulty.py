@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
-from wgan_jax import evaluation, inputs, iteration, train
+from wgan_jax import evaluators, inputs, iteration, train
 from wgan_jax.cli import flags_parser
 
 
@@ -59,7 +59,7 @@ def slow_iterations() -> None:
 
 
 def slow_final_evaluation(marker: str) -> None:
-  call = evaluation.ToyEvaluator.__call__
+  call = evaluators.ToyEvaluator.__call__
 
   def slowly(self, state, workdir, tag):
     if tag == "final":
@@ -68,7 +68,7 @@ def slow_final_evaluation(marker: str) -> None:
       time.sleep(60)
     return call(self, state, workdir, tag)
 
-  evaluation.ToyEvaluator.__call__ = slowly
+  evaluators.ToyEvaluator.__call__ = slowly
 
 
 if __name__ == "__main__":

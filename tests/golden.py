@@ -99,23 +99,18 @@ def run_case(experiment: str, overrides=()) -> dict[str, Any]:
   the final state's summary and the last iteration's metrics."""
   # pylint: disable=import-outside-toplevel
   import jax
-  from wgan_jax import builders, data, inputs, iteration
+  from wgan_jax import run
   from wgan_jax.configs.n_critic import n_critic_at
   from wgan_jax.devices import Devices
-  config = tiny_config(experiment, overrides)
-  devices = Devices.single()
-  shape = data.data_shape(config.data)
-  spec = builders.make_spec(config, shape)
-  source = inputs.open_data(config, devices, synthetic=True)
-  stream = source.stream(0, 0)
-  state = builders.create_state(builders.state_initializer(config, spec, shape), devices=devices)
-  compiled = iteration.build(config, spec, devices, source.sampler)
+  parts = run.build(tiny_config(experiment, overrides), Devices.single(), synthetic=True)
+  stream = parts.stream(0)
+  state = parts.create_state()
   metrics = {}
   for step in range(ITERATIONS):
-    n_critic = n_critic_at(step, config)
-    state, metrics = compiled(state, n_critic, stream.next(n_critic))
+    n_critic = n_critic_at(step, parts.config)
+    state, metrics = parts.iteration(state, n_critic, stream.next(n_critic))
   metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  return {"state": summarise(devices.get(state)), "metrics": metrics}
+  return {"state": summarise(parts.devices.global_view(state)), "metrics": metrics}
 
 
 def compare(held: dict[str, Any], now: dict[str, Any], rtol: float) -> list[str]:

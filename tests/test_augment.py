@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from wgan_jax import augment
+from wgan_jax.configs import schema
 
 ALL = augment.POLICIES
 
@@ -262,13 +263,13 @@ def test_jit_vmap_and_the_rows_of_a_global_draw():
 
 
 def test_parse_policy():
-  assert augment.parse_policy("color,translation,cutout") == ALL
-  assert augment.parse_policy(" cutout , color ") == ("color", "cutout")
-  assert augment.parse_policy("translation,") == ("translation",)
-  assert augment.parse_policy("") == () and augment.parse_policy("  ") == ()
+  assert schema.parse_policy("color,translation,cutout") == ALL
+  assert schema.parse_policy(" cutout , color ") == ("color", "cutout")
+  assert schema.parse_policy("translation,") == ("translation",)
+  assert schema.parse_policy("") == () and schema.parse_policy("  ") == ()
   with pytest.raises(ValueError, match=r"'colour'.*known: color, translation, cutout"):
-    augment.parse_policy("colour,cutout")
+    schema.parse_policy("colour,cutout")
   with pytest.raises(ValueError, match=r"'cutout' repeated.*known: color"):
-    augment.parse_policy("cutout,color,cutout")
+    schema.parse_policy("cutout,color,cutout")
   with pytest.raises(ValueError, match="'flip'"):
     augment.apply(_images((1, 8, 8, 1)), {}, ("flip",))

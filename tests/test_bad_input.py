@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import tiny_config
 from tests.runs import run_module
-from wgan_jax import trainer
+from wgan_jax import loop
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def toy_run(tmp_path_factory):
   """A finished 2-step toy_8gaussians run (tiny widths) with checkpoints."""
   workdir = str(tmp_path_factory.mktemp("toy_run"))
   config = tiny_config(num_generator_steps=2, checkpoint_every=1, eval_every=0)
-  trainer.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   return workdir
 
 

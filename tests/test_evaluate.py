@@ -164,9 +164,9 @@ def test_missing_weights_and_mixed_modes_are_one_line_exit_2(tmp_path):
 
 def test_critic_w_measures_every_checkpoint_of_a_toy_run(tmp_path):
   from tests.helpers import tiny_config  # pylint: disable=import-outside-toplevel
-  from wgan_jax import trainer  # pylint: disable=import-outside-toplevel
+  from wgan_jax import loop  # pylint: disable=import-outside-toplevel
   workdir = str(tmp_path / "toy")
-  trainer.train_and_evaluate(tiny_config(num_generator_steps=4, checkpoint_every=2,
+  loop.train_and_evaluate(tiny_config(num_generator_steps=4, checkpoint_every=2,
                                          eval_every=0), workdir)
   result = run_module("wgan_jax.evaluate", f"--workdir={workdir}", "--metrics=critic_w",
                       "--critic_updates=20", "--critic_seeds=2", timeout=300)

@@ -11,7 +11,7 @@ import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from tests.helpers import tiny_config
-from wgan_jax import builders, checkpointing, iteration, trainer, updates
+from wgan_jax import builders, checkpointing, iteration, loop, updates
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
@@ -74,11 +74,11 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_damaged_checkpoint_is_set_aside_and_the_run_falls_back(damage, tmp_path, caplog):
   workdir = str(tmp_path)
-  trainer.train_and_evaluate(config(), workdir)
+  loop.train_and_evaluate(config(), workdir)
   DAMAGE[damage](os.path.join(workdir, "checkpoints", "6"))
 
   with caplog.at_level(logging.INFO):
-    summary = trainer.train_and_evaluate(config(num_generator_steps=8), workdir)
+    summary = loop.train_and_evaluate(config(num_generator_steps=8), workdir)
   warnings = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
   assert len(warnings) == 1, caplog.text
   if damage == "a flipped bit":  # Caught by the checksum, not by a failing read.
@@ -94,18 +94,18 @@ def test_damaged_checkpoint_is_set_aside_and_the_run_falls_back(damage, tmp_path
   # No crash loop: the next run resumes from 8 without a word about damage.
   caplog.clear()
   with caplog.at_level(logging.WARNING):
-    trainer.train_and_evaluate(config(num_generator_steps=10), workdir)
+    loop.train_and_evaluate(config(num_generator_steps=10), workdir)
   assert "is damaged" not in caplog.text
 
 
 def test_every_checkpoint_failing_moves_nothing_and_is_a_clear_error(tmp_path):
   """All failing is more likely a systemic problem than damage to each: keep them as they are."""
   workdir = str(tmp_path)
-  trainer.train_and_evaluate(config(num_generator_steps=4), workdir)
+  loop.train_and_evaluate(config(num_generator_steps=4), workdir)
   for step in ("2", "4"):
     DAMAGE["deleted metadata"](os.path.join(workdir, "checkpoints", step))
   with pytest.raises(checkpointing.CheckpointError) as error:
-    trainer.train_and_evaluate(config(num_generator_steps=4), workdir)
+    loop.train_and_evaluate(config(num_generator_steps=4), workdir)
   assert str(error.value).startswith(
       f"none of the 2 checkpoints in {workdir}/checkpoints restores (the newest, step 4: ")
   assert str(error.value).endswith("nothing was moved: fix the cause, or move them away to "
@@ -126,9 +126,9 @@ def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
             stats, metrics)
 
   monkeypatch.setattr(updates, "generator_step", poisoned)
-  with pytest.raises(trainer.NonFiniteError,
+  with pytest.raises(loop.NonFiniteError,
                      match="non-finite parameters after generator step 4; lower optimizer.lr"):
-    trainer.train_and_evaluate(config(), str(tmp_path))
+    loop.train_and_evaluate(config(), str(tmp_path))
   assert steps_in(str(tmp_path)) == ["2"]
 
 
@@ -145,7 +145,7 @@ def test_disk_full_during_an_async_save_is_a_clear_error_and_keeps_the_last(
   monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", failing_save)
   workdir = str(tmp_path)
   with pytest.raises(checkpointing.CheckpointWriteError) as error:
-    trainer.train_and_evaluate(config(), workdir)
+    loop.train_and_evaluate(config(), workdir)
   assert str(error.value) == (
       f"could not write the checkpoint of step 4 to {workdir}/checkpoints ([Errno 28] No space "
       "left on device); free disk space or make the workdir writable, then run the same "
@@ -154,7 +154,7 @@ def test_disk_full_during_an_async_save_is_a_clear_error_and_keeps_the_last(
 
   monkeypatch.undo()
   assert int(restore_latest(workdir, config()).step) == 2
-  assert trainer.train_and_evaluate(config(), workdir)["generator_steps"] == 6
+  assert loop.train_and_evaluate(config(), workdir)["generator_steps"] == 6
 
 
 def inject_nan_at(monkeypatch, bad_step, times):
@@ -173,10 +173,10 @@ def inject_nan_at(monkeypatch, bad_step, times):
 
 def test_non_finite_restarts_from_the_last_good_checkpoint_with_a_new_rng(tmp_path, monkeypatch,
                                                                           caplog):
-  clean = trainer.train_and_evaluate(config(), str(tmp_path / "clean"))
+  clean = loop.train_and_evaluate(config(), str(tmp_path / "clean"))
   inject_nan_at(monkeypatch, 5, times=1)
   with caplog.at_level(logging.WARNING):
-    summary = trainer.train_and_evaluate(config(nonfinite_restarts=2), str(tmp_path / "run"))
+    summary = loop.train_and_evaluate(config(nonfinite_restarts=2), str(tmp_path / "run"))
   assert ("non-finite critic_loss at generator step 5; lower optimizer.lr or check the data: "
           "restart 1 from the checkpoint of step 4 with a new RNG stream") in caplog.text
   assert summary["nonfinite_restarts"] == 1 and summary["generator_steps"] == 6
@@ -190,21 +190,21 @@ def test_non_finite_restarts_from_the_last_good_checkpoint_with_a_new_rng(tmp_pa
 def test_non_finite_beyond_the_restarts_allowed_stops_and_keeps_the_checkpoint(tmp_path,
                                                                               monkeypatch):
   inject_nan_at(monkeypatch, 5, times=3)
-  with pytest.raises(trainer.NonFiniteError, match="non-finite critic_loss at generator step 5"):
-    trainer.train_and_evaluate(config(nonfinite_restarts=2), str(tmp_path))
+  with pytest.raises(loop.NonFiniteError, match="non-finite critic_loss at generator step 5"):
+    loop.train_and_evaluate(config(nonfinite_restarts=2), str(tmp_path))
   assert steps_in(str(tmp_path)) == ["2", "4"]
 
 
 def test_a_non_finite_generator_is_never_scored():
   """Evaluation between two checks of the metrics used to score a NaN generator
   (exact W1 of NaN points came out 0)."""
-  from wgan_jax import evaluation  # pylint: disable=import-outside-toplevel
+  from wgan_jax import evaluators  # pylint: disable=import-outside-toplevel
   cfg = config()
   spec = builders.make_spec(cfg, (2,))
   state = builders.init_state(spec, (2,), cfg.seed)
   state = state.replace(generator=state.generator.replace(params=jax.tree.map(
       lambda p: p * np.nan, state.generator.params)))
-  evaluator = evaluation.make_evaluator(cfg, spec)
-  with pytest.raises(trainer.NonFiniteError, match="non-finite generator samples at the "
+  evaluator = evaluators.make_evaluator(cfg, spec)
+  with pytest.raises(loop.NonFiniteError, match="non-finite generator samples at the "
                      "evaluation of generator step 0"):
     evaluator(state, "/nonexistent", "000000")

@@ -10,7 +10,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from tests.runs import final_state, run_module
-from wgan_jax import checkpointing, configs, generation, trainer
+from wgan_jax import checkpointing, configs, generators, loop
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
@@ -105,12 +105,12 @@ def test_sample_errors_are_one_line_with_exit_code_2(digits_run, tmp_path):
 
 
 def _train_then_sample(config, workdir):
-  summary = trainer.train_and_evaluate(config, str(workdir))
+  summary = loop.train_and_evaluate(config, str(workdir))
   assert summary["generator_steps"] == config.num_generator_steps
   step, metadata = checkpointing.read_metadata(str(workdir))
   assert step == config.num_generator_steps
   assert metadata["config"]["experiment"] == config.experiment
-  samples = generation.from_checkpoint(config, str(workdir), step, 3, seed=0)
+  samples = generators.from_checkpoint(config, str(workdir), step, 3, seed=0)
   return samples
 
 

@@ -17,13 +17,14 @@ import pytest
 
 from tests.helpers import tiny_config
 from tests.runs import assert_bit_identical, final_state, run, run_module
-from wgan_jax import (augment, builders, checkpointing, configs, critic_inputs, ema, generation,
+from wgan_jax import (augment, builders, checkpointing, configs, critic_inputs, ema, generators,
                       penalties, terms, updates)
 from wgan_jax.data import toy
 from wgan_jax.models import mlp
 from wgan_jax.configs.rules import ConfigError
 from wgan_jax.batch_axis import BatchAxis
 from wgan_jax.state import TrainState
+from wgan_jax.configs import schema
 
 
 # The Wasserstein loss with WGAN-GP's penalty (lambda 10), for specs built by hand.
@@ -267,7 +268,7 @@ def test_diffaugment_is_what_the_critic_sees_in_both_updates():
   plain = updates.GanSpec(generator=mlp_net(shape), critic=mlp_net(()),
                           generator_tx=optax.adam(1e-3), critic_tx=optax.adam(1e-3),
                           critic_terms=WGAN_GP, generator_terms=WGAN_G, noise_dim=4)
-  policy = augment.parse_policy("color,translation,cutout")
+  policy = schema.parse_policy("color,translation,cutout")
   spec = dataclasses.replace(plain, transforms=(critic_inputs.DiffAugment(policy),))
   state = builders.init_state(spec, shape, 0)
   real = jax.random.uniform(jax.random.PRNGKey(1), (4, *shape), minval=-1, maxval=1)
@@ -334,7 +335,7 @@ def test_resume_keeps_the_moving_average_and_spectral_vectors_and_samples_use_th
     outs[name] = np.load(path)["samples"]
   config = configs.from_dict(checkpointing.read_metadata(straight, 6)[1]["config"])
   for name, raw in (("ema", False), ("raw", True)):
-    module, generator = generation.restore(config, straight, 6, raw=raw)
+    module, generator = generators.restore(config, straight, 6, raw=raw)
     field = "generator" if raw else "generator_ema"
     np.testing.assert_array_equal(generator.params["Dense_0"]["kernel"],
                                   a[f"{field}/params/Dense_0/kernel"])
@@ -439,7 +440,7 @@ def test_conditional_digits_with_diffaugment_trains_and_grids_a_class_a_column(t
   assert result.returncode == 0, result.stderr[-2000:]
   assert __import__("PIL.Image").Image.open(out).size == (width, 3 * (32 + 1) + 1)
   config = configs.from_dict(checkpointing.read_metadata(workdir, 2)[1]["config"])
-  z = generation.noise(config, 30, 0)
+  z = generators.noise(config, 30, 0)
   assert z.shape == (30, 138) and list(np.argmax(z[:12, 128:], 1)) == [*range(10), 0, 1]
 
 

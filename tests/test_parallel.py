@@ -36,7 +36,7 @@ import optax
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import builders, configs, data, iteration, models, parallel, trainer, updates
+from wgan_jax import builders, configs, data, iteration, loop, models, multihost, placement, updates
 from wgan_jax.data import toy
 from wgan_jax.batch_axis import BatchAxis, local_slice
 from wgan_jax.devices import Devices
@@ -44,7 +44,7 @@ from wgan_jax.devices import Devices
 # A broken run must miss by this many times the tolerance's atol.
 TEETH = 50
 ITERATIONS = 3
-AXIS = parallel.DATA_AXIS
+AXIS = placement.DATA_AXIS
 
 
 def _toy_config(setup: str, **overrides):
@@ -128,10 +128,10 @@ def _run(case: str, devices: Devices, spec: updates.GanSpec | None = None,
   sampler = (toy.get_toy_dataset(config.data.name).sample
              if _is_toy(config) else None)
   run = iteration.build(config, spec, devices, sampler)
-  laid = devices.put(jax.tree.map(jnp.copy, state))  # Iterations donate their input.
+  laid = devices.put_state(jax.tree.map(jnp.copy, state))  # Iterations donate their input.
   history = []
   for real in _host_batches(config, shape):
-    real = None if real is None else devices.real(real)
+    real = None if real is None else devices.put_batch(real)
     if real is not None and not devices.pmap and devices.count == 8:
       k, batch = real.shape[:2]
       assert [s.data.shape[:2] for s in real.addressable_shards] == [(k, batch // 8)] * 8
@@ -144,7 +144,7 @@ def _run(case: str, devices: Devices, spec: updates.GanSpec | None = None,
     for leaf in jax.tree.leaves((laid, history)):
       assert leaf.sharding.is_fully_replicated
       assert len(leaf.sharding.device_set) == devices.count
-  return jax.device_get((devices.get(laid), history))
+  return jax.device_get((devices.global_view(laid), history))
 
 
 @functools.cache
@@ -213,8 +213,8 @@ def test_pmap_without_cross_device_averaging_differs():
 
 def _generate_pmap(spec, generator, noise):
   out, stats = jax.pmap(lambda g, z: updates.fake_batch(spec, g, z), axis_name=AXIS)(
-      parallel.pmap_replicate(generator), parallel.split_for_pmap(noise))
-  return np.asarray(out).reshape(noise.shape[0], *out.shape[2:]), parallel.pmap_unreplicate(stats)
+      placement.pmap_replicate(generator), placement.split_for_pmap(noise))
+  return np.asarray(out).reshape(noise.shape[0], *out.shape[2:]), placement.pmap_unreplicate(stats)
 
 
 def test_batch_norm_statistics_are_those_of_the_global_batch_under_pmap():
@@ -254,42 +254,42 @@ def test_axis_name_changes_no_parameter(experiment, shape):
 
 def test_local_slice_takes_the_rows_split_for_pmap_gives_each_device():
   x = jnp.arange(3 * 16 * 2, dtype=jnp.float32).reshape(3, 16, 2)
-  split = parallel.split_for_pmap(np.asarray(x), axis=1)
+  split = placement.split_for_pmap(np.asarray(x), axis=1)
   assert split.shape == (8, 3, 2, 2)
   sliced = jax.pmap(lambda _: local_slice(x, AXIS, axis=1), axis_name=AXIS)(jnp.arange(8))
   np.testing.assert_array_equal(sliced, split)
   np.testing.assert_array_equal(split[3], np.asarray(x)[:, 6:8])
   with pytest.raises(ValueError, match="does not split evenly over 8 devices"):
-    parallel.split_for_pmap(np.zeros((12, 2)))
+    placement.split_for_pmap(np.zeros((12, 2)))
 
 
 def test_shardings_and_replication():
-  mesh = parallel.make_mesh()
+  mesh = placement.make_mesh()
   assert mesh.axis_names == (AXIS,) and mesh.size == jax.device_count() == 8
-  assert parallel.batch_sharding(mesh).spec == jax.sharding.PartitionSpec(AXIS)
-  assert parallel.batch_sharding(mesh, 1).spec == jax.sharding.PartitionSpec(None, AXIS)
-  assert parallel.process_batch_size(64, mesh) == 64  # One process reads all rows.
-  batch = parallel.global_batch_from_local(np.arange(32.0).reshape(16, 2), mesh)
+  assert placement.batch_sharding(mesh).spec == jax.sharding.PartitionSpec(AXIS)
+  assert placement.batch_sharding(mesh, 1).spec == jax.sharding.PartitionSpec(None, AXIS)
+  assert placement.process_batch_size(64, mesh) == 64  # One process reads all rows.
+  batch = placement.global_batch_from_local(np.arange(32.0).reshape(16, 2), mesh)
   assert batch.shape == (16, 2) and not batch.sharding.is_fully_replicated
   assert [s.data.shape for s in batch.addressable_shards] == [(2, 2)] * 8
-  state = parallel.replicate({"w": np.ones((3, 3), np.float32)}, mesh)
+  state = placement.replicate({"w": np.ones((3, 3), np.float32)}, mesh)
   assert state["w"].sharding.is_fully_replicated and len(state["w"].sharding.device_set) == 8
-  stacked = parallel.pmap_replicate({"w": jnp.arange(3.0)})
+  stacked = placement.pmap_replicate({"w": jnp.arange(3.0)})
   assert stacked["w"].shape == (8, 3) and len(stacked["w"].sharding.device_set) == 8
-  np.testing.assert_array_equal(parallel.pmap_unreplicate(stacked)["w"], [0.0, 1.0, 2.0])
+  np.testing.assert_array_equal(placement.pmap_unreplicate(stacked)["w"], [0.0, 1.0, 2.0])
 
 
 def test_check_batch_divisible_rejects_12_on_8_devices():
-  mesh = parallel.make_mesh()
-  parallel.check_batch_divisible(16, mesh)
+  mesh = placement.make_mesh()
+  placement.check_batch_divisible(16, mesh)
   with pytest.raises(ValueError) as error:
-    parallel.check_batch_divisible(12, mesh)
+    placement.check_batch_divisible(12, mesh)
   message = str(error.value)
   assert "\n" not in message
   assert "batch_size=12" in message and "8 devices" in message
   assert "multiple of 8 (e.g. 8 or 16)" in message
   with pytest.raises(ValueError, match="batch_size=12"):
-    parallel.global_batch_from_local(np.zeros((12, 2), np.float32), mesh)
+    placement.global_batch_from_local(np.zeros((12, 2), np.float32), mesh)
 
 
 # --- Multi-host start-up (the real multi-process run is tested with the trainer).
@@ -300,7 +300,7 @@ def fake_initialize(monkeypatch):
   calls = []
   monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
   monkeypatch.setattr(jax.distributed, "is_initialized", lambda: bool(calls))
-  monkeypatch.setattr(parallel, "_tpu_chips_attached", lambda: False)
+  monkeypatch.setattr(multihost, "_tpu_chips_attached", lambda: False)
   for var in ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS",
               "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri"):
     monkeypatch.delenv(var, raising=False)
@@ -308,19 +308,19 @@ def fake_initialize(monkeypatch):
 
 
 def test_initialize_distributed_does_nothing_for_a_plain_process(fake_initialize):
-  parallel.initialize_distributed(None, None, None)
+  multihost.initialize_distributed(None, None, None)
   assert fake_initialize == []
 
 
 def test_initialize_distributed_passes_explicit_values_once(fake_initialize):
-  parallel.initialize_distributed("localhost:1234", 2, 1)
-  parallel.initialize_distributed("localhost:1234", 2, 1)  # Already initialized: no-op.
+  multihost.initialize_distributed("localhost:1234", 2, 1)
+  multihost.initialize_distributed("localhost:1234", 2, 1)  # Already initialized: no-op.
   # JAX's own deadline lies beyond the watchdog's (300 s), so the watchdog's one line fires.
   assert fake_initialize == [dict(coordinator_address="localhost:1234", num_processes=2,
                                   process_id=1, initialization_timeout=360)]
   fake_initialize.clear()
   with pytest.raises(ValueError, match="give all of"):
-    parallel.initialize_distributed("localhost:1234", None, None)
+    multihost.initialize_distributed("localhost:1234", None, None)
   assert fake_initialize == []
 
 
@@ -336,8 +336,8 @@ def test_initialize_distributed_auto_detects_launchers(fake_initialize, monkeypa
                                                         launcher):
   for k, v in env.items():
     monkeypatch.setenv(k, v)
-  assert parallel.cluster_environment() == launcher
-  parallel.initialize_distributed(None, None, None)
+  assert multihost.cluster_environment() == launcher
+  multihost.initialize_distributed(None, None, None)
   # No addresses: JAX reads the environment.
   assert fake_initialize == [{"initialization_timeout": 360}]
 
@@ -346,8 +346,8 @@ def test_single_task_slurm_job_is_a_plain_process(fake_initialize, monkeypatch):
   for k, v in {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n1", "SLURM_NTASKS": "1",
                "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}.items():
     monkeypatch.setenv(k, v)
-  assert parallel.cluster_environment() is None
-  parallel.initialize_distributed(None, None, None)
+  assert multihost.cluster_environment() is None
+  multihost.initialize_distributed(None, None, None)
   assert fake_initialize == []
 
 
@@ -376,21 +376,21 @@ def test_sharded_state_holds_a_slice_per_device_trains_alike_and_resumes(tmp_pat
   nu = state.critic.opt_state[0].nu["Dense_1"]["kernel"]
   assert nu.sharding == kernel.sharding  # Optimizer states are split the same way.
   # Whole again for evaluation, by one program compiled once.
-  whole = devices.whole(state)
+  whole = devices.gathered(state)
   assert whole.critic.params["Dense_1"]["kernel"].sharding.is_fully_replicated
   np.testing.assert_array_equal(whole.critic.params["Dense_1"]["kernel"], kernel)
-  devices.whole(state)
+  devices.gathered(state)
   assert devices._gather._cache_size() == 1  # pylint: disable=protected-access
 
-  trainer.train_and_evaluate(config, str(tmp_path / "replicated"))
+  loop.train_and_evaluate(config, str(tmp_path / "replicated"))
   sharded = config.copy_and_resolve_references()
   sharded.shard_state = True
-  trainer.train_and_evaluate(sharded.copy_and_resolve_references(), str(tmp_path / "sharded"))
+  loop.train_and_evaluate(sharded.copy_and_resolve_references(), str(tmp_path / "sharded"))
   # Also through a checkpoint: stop at 2, resume to 4.
   half = sharded.copy_and_resolve_references()
   half.num_generator_steps = 2
-  trainer.train_and_evaluate(half, str(tmp_path / "resumed"))
-  trainer.train_and_evaluate(sharded, str(tmp_path / "resumed"))
+  loop.train_and_evaluate(half, str(tmp_path / "resumed"))
+  loop.train_and_evaluate(sharded, str(tmp_path / "resumed"))
 
   reference = final_state(str(tmp_path / "replicated"), 4)
   for name in ("sharded", "resumed"):

@@ -8,7 +8,8 @@ import optax
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import builders, iteration, losses, penalties, updates
+from wgan_jax import builders, losses, penalties, updates
+from wgan_jax import run as run_lib
 from wgan_jax.configs import n_critic as n_critic_lib
 from wgan_jax.data import toy
 from wgan_jax.devices import Devices
@@ -21,10 +22,9 @@ def _setup(setup, **overrides):
   return config, spec, state
 
 
-def _toy_iteration(config, spec, chunk=None):
+def _toy_iteration(config, chunk=None):
   """The production iteration on one device, toy data drawn in the program."""
-  it = iteration.build(config, spec, Devices.single(),
-                       toy.get_toy_dataset(config.data.name).sample)
+  it = run_lib.build(config, Devices.single()).iteration
   if chunk is not None:
     it.chunk = chunk
   return it
@@ -40,7 +40,7 @@ def test_wgan_critic_weights_stay_in_clip_range_at_every_step():
   assert spec.clip == clip
   clip = np.float32(clip)  # The bound as the float32 weights hold it.
   assert _max_abs(state.critic.params) <= clip  # Also before the first update.
-  run = _toy_iteration(config, spec)
+  run = _toy_iteration(config)
   fractions = []
   for step in range(8):
     state, metrics = run(state, n_critic_lib.n_critic_at(step, config))
@@ -218,8 +218,8 @@ def test_long_critic_phases_run_in_chunks_with_the_same_numbers(setup):
   # The reference schedule's 100 critic updates run as chunks on CPU; update i
   # draws the same data, noise and keys however the updates are grouped.
   config, spec, state = _setup(setup)
-  whole = _toy_iteration(config, spec, chunk=7)
-  chunked = _toy_iteration(config, spec, chunk=2)
+  whole = _toy_iteration(config, chunk=7)
+  chunked = _toy_iteration(config, chunk=2)
   assert chunked.unroll  # CPU
   copy = lambda: jax.tree.map(jnp.copy, state)  # Iterations donate their input.
   a, metrics_a = whole(copy(), 7)
@@ -233,8 +233,8 @@ def test_long_critic_phases_run_in_chunks_with_the_same_numbers(setup):
 
 def test_critic_loop_scanned_gives_the_numbers_of_the_unrolled_one():
   config, spec, state = _setup("wgan-gp", critic_loop="scan")
-  scanned = _toy_iteration(config, spec)
-  unrolled = _toy_iteration(tiny_config("wgan-gp", critic_loop="unrolled"), spec)
+  scanned = _toy_iteration(config)
+  unrolled = _toy_iteration(tiny_config("wgan-gp", critic_loop="unrolled"))
   assert not scanned.unroll and unrolled.unroll
   a, _ = scanned(jax.tree.map(jnp.copy, state), 3)
   b, _ = unrolled(state, 3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import configs, generation, sweeps, trainer, writers
+from wgan_jax import configs, generators, sweeps, loop, writers
 from wgan_jax import run as run_lib
 from wgan_jax.configs.n_critic import n_critic_at
 from wgan_jax.devices import Devices
@@ -141,7 +141,7 @@ def test_sweep_trains_logs_evaluates_resumes_and_samples_per_model(tmp_path):
   config = tiny_config(**SMALL, **{"sweep.seeds": 8, "num_generator_steps": 4, "eval_every": 0,
                                    "checkpoint_every": 2, "log_every": 2})
   workdir = str(tmp_path / "sweep")
-  summary = trainer.train_and_evaluate(config, workdir)
+  summary = loop.train_and_evaluate(config, workdir)
   assert [m["seed"] for m in summary["models"]] == list(range(8))
   assert len(summary["w1"]) == 8 and all(w > 0 for w in summary["w1"])
   assert len(set(summary["w1"])) == 8  # Eight different models.
@@ -157,17 +157,17 @@ def test_sweep_trains_logs_evaluates_resumes_and_samples_per_model(tmp_path):
 
   # Resume: the model axis comes back from the checkpoint and training continues.
   config.num_generator_steps = 6
-  resumed = trainer.train_and_evaluate(config, workdir)
+  resumed = loop.train_and_evaluate(config, workdir)
   assert resumed["generator_steps"] == 6 and len(resumed["w1"]) == 8
   saved = json.loads((tmp_path / "sweep" / "summary.json").read_text())
   assert saved["generator_steps"] == 6
 
-  points = generation.from_checkpoint(config, workdir, 6, 50, seed=0, model=5)
+  points = generators.from_checkpoint(config, workdir, 6, 50, seed=0, model=5)
   assert points.shape == (50, 2) and np.all(np.isfinite(points))
-  other = generation.from_checkpoint(config, workdir, 6, 50, seed=0, model=4)
+  other = generators.from_checkpoint(config, workdir, 6, 50, seed=0, model=4)
   assert not np.allclose(points, other)
   with pytest.raises(ConfigError, match="sweep of 8 models: name one with --model=0..7"):
-    generation.from_checkpoint(config, workdir, 6, 50, seed=0)
+    generators.from_checkpoint(config, workdir, 6, 50, seed=0)
 
 
 def test_resuming_a_sweep_keeps_its_seeds_and_may_change_its_loop():

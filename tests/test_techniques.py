@@ -14,8 +14,7 @@ import pytest
 
 from tests.helpers import tiny_config
 from tests.runs import final_state
-from wgan_jax import (builders, checkpointing, configs, critic_inputs, generation, losses, parallel,
-                      techniques, trainer, updates)
+from wgan_jax import (builders, checkpointing, configs, critic_inputs, generators, loop, losses, placement, techniques, updates)
 from wgan_jax.configs import schema
 from wgan_jax.models import dcgan, improved, mlp, resnet
 
@@ -143,8 +142,8 @@ def test_minibatch_discrimination_sees_the_global_batch_under_pmap():
   key = jax.random.PRNGKey(5)
   want, _ = jax.jit(lambda c: updates.critic_step(single, c, real, fake, key, 3))(critic)
   got, _ = jax.pmap(lambda c, r, f: updates.critic_step(pmapped, c, r, f, key, 3), AXIS)(
-      parallel.pmap_replicate(critic), shard(real), shard(fake))
-  for a, b in zip(jax.tree.leaves(parallel.pmap_unreplicate(got.params)),
+      placement.pmap_replicate(critic), shard(real), shard(fake))
+  for a, b in zip(jax.tree.leaves(placement.pmap_unreplicate(got.params)),
                   jax.tree.leaves(want.params)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -351,7 +350,7 @@ def test_the_trainer_runs_with_every_technique_on_and_resumes(tmp_path):
       "techniques.vbn_reference_size": 8})
   configs.validate(config)
   workdir = str(tmp_path)
-  summary = trainer.train_and_evaluate(config, workdir)
+  summary = loop.train_and_evaluate(config, workdir)
   assert summary["generator_steps"] == 3
   numbers = {k: v for k, v in summary.items() if isinstance(v, float)}
   assert {"train_feature_matching_loss", "train_instance_noise_std",
@@ -359,10 +358,10 @@ def test_the_trainer_runs_with_every_technique_on_and_resumes(tmp_path):
   assert all(math.isfinite(v) for v in numbers.values()), numbers
 
   config.num_generator_steps = 5
-  assert trainer.train_and_evaluate(config, workdir)["generator_steps"] == 5
+  assert loop.train_and_evaluate(config, workdir)["generator_steps"] == 5
   saved = final_state(workdir, 5)
   assert int(saved["step"]) == 5
   # The generator restored alone carries its VBN reference batch.
-  _, generator = generation.restore(config, workdir, 5)
+  _, generator = generators.restore(config, workdir, 5)
   np.testing.assert_array_equal(generator.batch_stats[improved.VBN_REFERENCE],
                                 saved[f"generator/batch_stats/{improved.VBN_REFERENCE}"])

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tests.conftest import ROOT
 from tests.helpers import tiny_config
 from tests.runs import final_state, run_module
-from wgan_jax import trainer
+from wgan_jax import loop
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def test_train_cli_writes_summary_events_and_figures(tmp_path):
 @pytest.mark.parametrize("setup", ["wgan", "gan"])
 def test_train_and_evaluate_other_setups(tmp_path, setup):
   config = tiny_config(setup)
-  summary = trainer.train_and_evaluate(config, str(tmp_path))
+  summary = loop.train_and_evaluate(config, str(tmp_path))
   assert summary["generator_steps"] == config.num_generator_steps
   assert np.isfinite(summary["w1"])
   steps, _ = _scalars(str(tmp_path))
@@ -93,7 +93,7 @@ def test_reference_critic_schedule_trains(tmp_path):
   # A linear schedule: its optimizer state counts the updates of each network.
   config = tiny_config("wgan", n_critic_schedule="wgan_reference", num_generator_steps=3,
                        **{"optimizer.schedule": "linear"})
-  summary = trainer.train_and_evaluate(config, str(tmp_path))
+  summary = loop.train_and_evaluate(config, str(tmp_path))
   assert summary["generator_steps"] == 3
   state = final_state(str(tmp_path), 3)
   counts = {k: int(v) for k, v in state.items() if k.endswith("/count")}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import configs, trainer
+from wgan_jax import checkpoint_critics, configs, loop
 from wgan_jax.metrics import yardstick as ys
 from wgan_jax.configs.rules import ConfigError
 
@@ -93,12 +93,12 @@ def toy_run(tmp_path_factory):
   """A real WGAN-GP run on 8gaussians with checkpoints at steps 2 and 4."""
   workdir = str(tmp_path_factory.mktemp("toy"))
   config = tiny_config("wgan-gp", num_generator_steps=4, checkpoint_every=2, eval_every=0)
-  trainer.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   return workdir
 
 
 def test_evaluate_checkpoints_of_a_toy_run(toy_run):
-  rows = ys.evaluate_checkpoints(toy_run, yardstick=TINY)
+  rows = checkpoint_critics.evaluate_checkpoints(toy_run, yardstick=TINY)
   assert [r["step"] for r in rows] == [2, 4]
   for r in rows:
     assert r["data"] == "8gaussians" and r["critic"] == "mlp 16x1 c=0.01"
@@ -109,15 +109,15 @@ def test_evaluate_checkpoints_of_a_toy_run(toy_run):
     assert r["k"] == pytest.approx(r["estimate"] / r["w1"])
     assert r["k_ci"] == pytest.approx(r["estimate_ci"] / r["w1"])
   # Same critic seeds and held-out samples for every generator: step 2 alone reads the same.
-  alone = ys.evaluate_checkpoints(toy_run, steps=[2], yardstick=TINY)
+  alone = checkpoint_critics.evaluate_checkpoints(toy_run, steps=[2], yardstick=TINY)
   assert alone[0]["estimates"] == rows[0]["estimates"] and alone[0]["w1"] == rows[0]["w1"]
-  table = ys.format_table(rows)
+  table = checkpoint_critics.format_table(rows)
   assert "K = estimate / W1" in table and len(table.splitlines()) == 4
 
 
 def test_k_stability_study_writes_json_figure_and_table(toy_run, tmp_path):
   critics = [TINY, dataclasses.replace(TINY, clip=0.05)]
-  table = ys.k_stability_study(str(tmp_path), [toy_run], critics)
+  table = checkpoint_critics.k_stability_study(str(tmp_path), [toy_run], critics)
   saved = json.loads((tmp_path / "k_stability.json").read_text())
   assert (tmp_path / "k_stability.png").stat().st_size > 10_000
   for label in ("mlp 16x1 c=0.01", "mlp 16x1 c=0.05"):
@@ -140,12 +140,12 @@ def test_evaluate_checkpoints_of_a_digits_run(tmp_path):
       ("model.generator.ngf", "8"), ("model.critic.ndf", "8"), ("batch_size", "8"),
       ("num_generator_steps", "0"), ("eval_every", "0"), ("eval_samples", "4"),
       ("eval.metrics", "")])
-  trainer.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   yardstick = ys.YardstickConfig(ndf=8, updates=2, batch_size=16, seeds=2, held_out=32,
                                  real_pool=64)
-  rows = ys.evaluate_checkpoints(str(tmp_path), yardstick=yardstick)
+  rows = checkpoint_critics.evaluate_checkpoints(str(tmp_path), yardstick=yardstick)
   assert len(rows) == 1 and rows[0]["step"] == 0
   assert rows[0]["critic"] == "dcgan ndf=8 norm=none c=0.01"
   assert np.isfinite(rows[0]["estimate"]) and np.isfinite(rows[0]["estimate_ci"])
   assert "w1" not in rows[0] and "k" not in rows[0]
-  assert "exact W1" not in ys.format_table(rows)
+  assert "exact W1" not in checkpoint_critics.format_table(rows)

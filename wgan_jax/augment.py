@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 
 from wgan_jax.configs.schema import AUGMENT_POLICIES as POLICIES  # the order applied
-from wgan_jax.configs.schema import parse_policy  # noqa: F401  pylint: disable=unused-import
 
 
 TRANSLATION_RATIO = 0.125

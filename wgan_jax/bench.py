@@ -183,7 +183,7 @@ def fid_figures(config, spec: updates.GanSpec, state, num: int) -> dict[str, Any
   (generation, features, statistics) against the data set's reference (or random
   images where the data set is not here), computed first and timed apart."""
   # pylint: disable=import-outside-toplevel
-  from wgan_jax import generation
+  from wgan_jax import generators
   from wgan_jax.data import DataError
   from wgan_jax.metrics import features, image_metrics, inception, inception_weights
   path = inception_weights.resolve(_INCEPTION_WEIGHTS.value)
@@ -202,7 +202,7 @@ def fid_figures(config, spec: updates.GanSpec, state, num: int) -> dict[str, Any
   except DataError:
     reference = features.GaussianStats.of(scorer.of_array(images, "reference").pool)
   reference_s = time.perf_counter() - t
-  noise = generation.noise(config, num, config.seed)
+  noise = generators.noise(config, num, config.seed)
   scorer.of_generator(spec.generator, state.generator, noise[:config.batch_size],
                       config.sampling_batch_norm, config.batch_size)  # Compiles.
   t = time.perf_counter()
@@ -298,7 +298,7 @@ def main(parsed) -> None:
   data_shape = parts.data_shape
   spec = parts.global_spec  # Outside pmap: for the FLOP count.
   stream = parts.stream(0)
-  state = devices.put(parts.create_state())
+  state = devices.put_state(parts.create_state())
   run_iteration = lambda state: parts.iteration(state, n_critic, stream.next(n_critic))
 
   t = time.perf_counter()
@@ -308,7 +308,7 @@ def main(parsed) -> None:
   _, state = time_jax(run_iteration, state, 2)  # Warm-up.
 
   case = _TORCH_CASES.get(config.model.generator.name)
-  one_device = jax.device_put(devices.get(state), jax.devices()[0])
+  one_device = jax.device_put(devices.global_view(state), jax.devices()[0])
   flops = iteration_flops(spec, one_device, n_critic, batch, data_shape)["iteration"]
   # Alternate JAX, the matmul peak and PyTorch in every repeat, so that all
   # three see the same machine load; report medians of per-repeat figures.
@@ -349,7 +349,7 @@ def main(parsed) -> None:
   if _INPUT_PIPELINE.value > 0:
     result.update(input_pipeline_figures(config, result["real_examples_per_s"]))
   if _FID_SAMPLES.value > 0:
-    result.update(fid_figures(config, spec, devices.get(state), _FID_SAMPLES.value))
+    result.update(fid_figures(config, spec, devices.global_view(state), _FID_SAMPLES.value))
   for k, v in result.items():
     print(f"{k:28s} {v}")
   if _JSON.value:

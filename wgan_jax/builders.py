@@ -15,9 +15,9 @@ from wgan_jax import critic_inputs, ema, models, optim, techniques, terms, updat
 from wgan_jax.batch_axis import BatchAxis
 from wgan_jax import sweeps
 from wgan_jax.configs import schema
-from wgan_jax.models import layers, spectral
+from wgan_jax.models import layers
 from wgan_jax.devices import Devices
-from wgan_jax.state import NetState, TrainState
+from wgan_jax.state import TrainState
 
 # ----------------------------------------------------------------------------
 # Per-backend choices ("auto" in the config).
@@ -98,29 +98,16 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
       ema_start=int(config.ema.start))
 
 
-def init_net(module, tx, key: jax.Array, x: jax.Array, clip: float | None = None,
-             labels: jax.Array | None = None) -> NetState:
-  """A network's initial state for input like `x` (and `labels`, a conditional
-  critic's); with `clip`, its weights projected into [-clip, clip]."""
-  variables = module.init(key, *((x,) if labels is None else (x, labels)), train=False)
-  params = variables["params"]
-  if clip is not None:
-    # Start inside the feasible set, so weights lie in [-c, c] at every step.
-    params = jax.tree.map(lambda p: jnp.clip(p, -clip, clip), params)
-  return NetState(params=params, batch_stats=variables.get("batch_stats", {}),
-                  opt_state=tx.init(params), spectral=variables.get(spectral.COLLECTION, {}))
-
-
 def init_state(spec: updates.GanSpec, data_shape: tuple[int, ...], seed: int) -> TrainState:
   """Fresh generator and critic, initialised from `seed` (a pure function)."""
   k_gen, k_critic, k_train = jax.random.split(jax.random.PRNGKey(seed), 3)
   z = updates.generator_input(spec, jnp.zeros((2, spec.noise_dim), jnp.float32),
                             jnp.zeros((2,), jnp.int32))
   x = jnp.zeros((2, *data_shape), jnp.float32)
-  generator = init_net(spec.generator, spec.generator_tx, k_gen, z)
+  generator = updates.init_net(spec.generator, spec.generator_tx, k_gen, z)
   return TrainState(
       step=jnp.zeros((), jnp.int32), rng=k_train, generator=generator,
-      critic=init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip,
+      critic=updates.init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip,
                       jnp.zeros((2,), jnp.int32) if spec.num_classes else None),
       generator_ema=ema.initial(generator) if spec.ema_decay else {})
 
@@ -135,10 +122,10 @@ def sweep_state(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
 
 
 def state_initializer(config: ml_collections.ConfigDict, spec: updates.GanSpec,
-                      data_shape: tuple[int, ...]) -> Callable[[], TrainState]:
+                      data_shape: tuple[int, ...], sweep: sweeps.Sweep | None = None
+                      ) -> Callable[[], TrainState]:
   """The pure function that makes the run's fresh state: one model from
-  `config.seed`, or the sweep's K models with a leading axis."""
-  sweep = sweeps.from_config(config)
+  `config.seed`, or the `sweep`'s K models with a leading axis."""
   if sweep is None:
     return lambda: init_state(spec, data_shape, config.seed)
   return lambda: sweep_state(config, data_shape, sweep)

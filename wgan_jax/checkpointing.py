@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from wgan_jax import parallel
+from wgan_jax import multihost
 from wgan_jax.state import NetState, PyTree, TrainState, generator_steps
 
 ITEMS = ("state", "metadata")
@@ -255,7 +255,7 @@ class Checkpointer:
         raise
       except Exception as e:  # pylint: disable=broad-except
         restored, error = None, e
-      if not parallel.on_every_process(error is None) and error is None:
+      if not multihost.on_every_process(error is None) and error is None:
         restored, error = None, RuntimeError("it failed to restore on another process")
       if error is None:
         # Only now, with every process holding the arrays: the checksums are global

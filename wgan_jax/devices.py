@@ -3,12 +3,12 @@
 `Devices` is the run's data parallelism: `jax.jit` over a Mesh of every device
 of every process (the state replicated, or with `shard_state` split along
 `data` too; each real batch sharded along `data`), or `jax.pmap` (a copy of
-the state per device, the steps averaging over the `data` axis).
+the state per device, the updates averaging over the `data` axis).
 
 Two views of a state: the *global view*, what checkpoints hold and restore
 into (under jit the laid-out state itself; under pmap the first device's
-copy), and the *layout* the compiled steps take (`put` turns one into the
-other, `get` back).
+copy), and the *layout* the compiled updates take (`put_state` turns one into
+the other, `global_view` back).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import jax
 from jax.sharding import SingleDeviceSharding
 import numpy as np
 
-from wgan_jax import parallel
+from wgan_jax import placement
 from wgan_jax.batch_axis import local_slice
 from wgan_jax.state import PyTree
 
@@ -35,9 +35,9 @@ class Devices:
   def __init__(self, parallelism: str = "jit",
                devices: Sequence[jax.Device] | None = None, shard_state: bool = False,
                shard_models: bool = False):
-    if parallelism not in parallel.PARALLELISMS:
+    if parallelism not in placement.PARALLELISMS:
       raise ValueError(f"parallelism={parallelism!r}; use one of "
-                       f"{', '.join(parallel.PARALLELISMS)}")
+                       f"{', '.join(placement.PARALLELISMS)}")
     if (shard_state or shard_models) and parallelism == "pmap":
       raise ValueError("shard_state and sweeps need parallelism='jit' (pmap keeps a copy per "
                        "device)")
@@ -45,13 +45,13 @@ class Devices:
     # A sweep (`sweeps`): every array has a leading model axis, split over the
     # devices; each device trains its models on whole batches.
     self.shard_models = shard_models
-    self.mesh = parallel.make_mesh(devices)
-    self.axis_name = parallel.DATA_AXIS if self.pmap else None
+    self.mesh = placement.make_mesh(devices)
+    self.axis_name = placement.DATA_AXIS if self.pmap else None
     # This process's devices of the mesh: pmap's devices.
     self._local = [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
-    self._everywhere = parallel.replicated_sharding(self.mesh)
-    self._batches = parallel.batch_sharding(self.mesh, 1)  # [k, batch, ...]
-    self._models = parallel.batch_sharding(self.mesh, 0)   # [models, ...]
+    self._everywhere = placement.replicated_sharding(self.mesh)
+    self._batches = placement.batch_sharding(self.mesh, 1)  # [k, batch, ...]
+    self._models = placement.batch_sharding(self.mesh, 0)   # [models, ...]
 
   @classmethod
   def single(cls) -> "Devices":
@@ -63,11 +63,11 @@ class Devices:
 
   def check_batch(self, global_batch: int) -> None:
     """A one-line ValueError unless `global_batch` splits over the devices."""
-    parallel.check_batch_divisible(global_batch, self.mesh)
+    placement.check_batch_divisible(global_batch, self.mesh)
 
   def process_batch(self, global_batch: int) -> int:
     """Rows of each global batch this process reads (ValueError if it does not split)."""
-    return parallel.process_batch_size(global_batch, self.mesh)
+    return placement.process_batch_size(global_batch, self.mesh)
 
   # ------------------------------------------------------------------ state
 
@@ -78,27 +78,27 @@ class Devices:
     if self.shard_models:
       return self._models
     if self.shard_state:
-      return parallel.sharded_along_data(leaf, self.mesh)
+      return placement.sharded_along_data(leaf, self.mesh)
     return self._everywhere
 
   def view_shardings(self, tree: PyTree) -> PyTree:
     return jax.tree.map(self.view_sharding, tree)
 
-  def put(self, view: PyTree) -> PyTree:
-    """A global-view state (created or restored) laid out for the steps."""
+  def put_state(self, view: PyTree) -> PyTree:
+    """A global-view state (created or restored) laid out for the updates."""
     if self.pmap:
-      return parallel.pmap_replicate(view, self._local)
+      return placement.pmap_replicate(view, self._local)
     return jax.device_put(view, self.view_shardings(view))
 
-  def get(self, tree: PyTree) -> PyTree:
+  def global_view(self, tree: PyTree) -> PyTree:
     """The global view of a laid-out state or of metrics: what checkpoints take."""
-    return parallel.pmap_unreplicate(tree) if self.pmap else tree
+    return placement.pmap_unreplicate(tree) if self.pmap else tree
 
-  def whole(self, tree: PyTree) -> PyTree:
+  def gathered(self, tree: PyTree) -> PyTree:
     """The global view with every array whole on every device (evaluation, checks:
     with `shard_state` no process holds all of an array)."""
     if self.pmap or not (self.shard_state or self.shard_models):
-      return self.get(tree)
+      return self.global_view(tree)
     return self._gather(tree)
 
   @functools.cached_property
@@ -117,7 +117,7 @@ class Devices:
     compiled = {}
 
     def run(state, *args):
-      if not compiled:  # The state keeps the layout it came in with (see `put`).
+      if not compiled:  # The state keeps the layout it came in with (see `put_state`).
         layout = jax.tree.map(lambda x: x.sharding, state)
         compiled["fn"] = jax.jit(fn, out_shardings=(layout, self._everywhere),
                                  donate_argnums=0)
@@ -134,13 +134,13 @@ class Devices:
       return real
     return jax.lax.with_sharding_constraint(real, self._batches)
 
-  def real(self, local: np.ndarray) -> jax.Array:
+  def put_batch(self, local: np.ndarray) -> jax.Array:
     """This process's rows [k, local batch, ...] on the devices, as the program
     takes them (the transfer is asynchronous)."""
     if self.pmap:
-      return parallel.pmap_shard(parallel.split_for_pmap(local, len(self._local), axis=1),
+      return placement.pmap_shard(placement.split_for_pmap(local, len(self._local), axis=1),
                                  self._local)
-    return parallel.global_batch_from_local(local, self.mesh, self._batches)
+    return placement.global_batch_from_local(local, self.mesh, self._batches)
 
   def slice_updates(self, real: PyTree, start: int, stop: int) -> PyTree:
     """Critic updates [start, stop) of real batches laid out by `real` (images,

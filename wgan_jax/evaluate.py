@@ -23,10 +23,12 @@ from absl import app, flags, logging
 import jax
 import numpy as np
 
-from wgan_jax import configs, files
+from wgan_jax import configs, files, metrics
 from wgan_jax.cli import flags_parser, usage_error
-from wgan_jax import metrics
 from wgan_jax.metrics import inception
+
+# The critic yardstick's metric (a study over a run's checkpoints).
+(CRITIC,) = (n for n, m in metrics.REGISTRY.items() if m.family == "critic")
 
 # Precision/recall is asked for by name: at 50,000 x 50,000 its distances take
 # about an hour of a 2-core CPU (BUILD.md).
@@ -125,24 +127,24 @@ def evaluate_files(names: tuple[str, ...]) -> dict[str, float]:
 
 def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
                  experiment: str | None, overrides) -> dict[str, float]:
-  from wgan_jax import checkpointing, data, generation  # pylint: disable=import-outside-toplevel
-  from wgan_jax.metrics import run_metrics  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpointing, data, generators  # pylint: disable=import-outside-toplevel
+  from wgan_jax import scoring  # pylint: disable=import-outside-toplevel
 
   def load(candidate):
-    found, config = generation.saved_config(workdir, candidate, experiment, overrides)
-    return (found, config, *generation.restore(config, workdir, found, _MODEL.value,
+    found, config = generators.saved_config(workdir, candidate, experiment, overrides)
+    return (found, config, *generators.restore(config, workdir, found, _MODEL.value,
                                                _RAW.value))
 
   found, config, module, generator = checkpointing.newest_readable(workdir, step, load)
   if data.get(config.data.name).kind == data.TOY:
     raise ValueError(f"{config.data.name} is a toy set of points: use --metrics=critic_w "
                      "(its exact W1 is in the run's summary.json)")
-  report = run_metrics.evaluate(
+  report = scoring.evaluate(
       names, config=config, workdir=workdir, step=found, module=module, generator=generator,
       num_samples=_NUM_SAMPLES.value, reference_samples=_REFERENCE_SAMPLES.value, seed=_SEED.value,
       scorer=(lambda: _inception_scorer(
           min(_BATCH.value, max(_NUM_SAMPLES.value, _REFERENCE_SAMPLES.value)))))
-  run_metrics.write_report(workdir, found, report)
+  scoring.write_report(workdir, found, report)
   protocol = ", ".join(f"{k} {v}" for k, v in report["protocol"].items())
   _print_metrics(report["metrics"], f"step {found}, {protocol}")
   return report["metrics"]
@@ -151,18 +153,20 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
 def evaluate_critic(workdir: str, step: int | None, overrides) -> list[dict]:
   """A fresh critic's estimate of K * W1 at `step`, or at every checkpoint:
   a table, `critic_w.json` in the workdir, and the rows as the JSON last line."""
-  from wgan_jax.metrics import yardstick  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpoint_critics
+  from wgan_jax.metrics import yardstick
   critic = yardstick.YardstickConfig(critic=_CRITIC.value, clip=_CRITIC_CLIP.value,
                                      updates=_CRITIC_UPDATES.value, seeds=_CRITIC_SEEDS.value)
   model = _MODEL.value
-  rows = yardstick.evaluate_checkpoints(workdir, None if step is None else [step], critic,
-                                        overrides, model)
+  rows = checkpoint_critics.evaluate_checkpoints(workdir, None if step is None else [step],
+                                                critic, overrides, model)
   numbers = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in rows]
   if jax.process_index() == 0:
     name = "critic_w.json" if model is None else f"critic_w_model{model:02d}.json"
     files.write_text_atomically(os.path.join(workdir, name), json.dumps(rows, indent=2) + "\n")
-  print(yardstick.format_table(rows))
-  print(json.dumps({metrics.CRITIC: numbers}))
+  print(checkpoint_critics.format_table(rows))
+  print(json.dumps({CRITIC: numbers}))
   return rows
 
 
@@ -195,9 +199,9 @@ def main(parsed) -> None:
   try:
     if two_sets:
       evaluate_files(names)
-    elif metrics.CRITIC in names:
+    elif metrics.of_family(names, "critic"):
       if len(names) > 1:
-        usage_error(f"--metrics={metrics.CRITIC} runs alone: it trains a critic per checkpoint; "
+        usage_error(f"--metrics={CRITIC} runs alone: it trains a critic per checkpoint; "
                     "ask for the other metrics in another call")
       evaluate_critic(_WORKDIR.value, _STEP.value, overrides)
     else:

@@ -91,7 +91,7 @@ class _ImageStream:
     while len(self._ahead) <= PREFETCH:
       position, *arrays = next(self._batches)
       # Labels [k, batch] split along the batch axis as the images [k, batch, ...] are.
-      real = tuple(self._devices.real(a) for a in arrays)
+      real = tuple(self._devices.put_batch(a) for a in arrays)
       self._ahead.append((int(position), real[0] if len(real) == 1 else real))
     position, real = self._ahead.popleft()
     stack = real[0] if isinstance(real, tuple) else real
@@ -141,7 +141,7 @@ class _Repeated:
 
   def _stack(self, batch: np.ndarray, n_critic: int) -> jax.Array:
     stack = np.broadcast_to(batch, (n_critic, *batch.shape))
-    return self._devices.real(np.ascontiguousarray(stack))
+    return self._devices.put_batch(np.ascontiguousarray(stack))
 
   def next(self, n_critic: int) -> Real:
     if n_critic not in self._stacks:

@@ -28,7 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import builders, data, parallel, sweeps, updates
+from wgan_jax import builders, data, placement, sweeps, updates
 from wgan_jax.configs import n_critic
 from wgan_jax.data.toy import Sampler
 from wgan_jax.devices import Devices
@@ -57,15 +57,14 @@ class ModelAxis:
       if self.loop == "vmap":
         return jax.vmap(fn)(hparams, state)
       return jax.lax.map(lambda args: fn(*args), (hparams, state))
-    models = jax.sharding.PartitionSpec(parallel.DATA_AXIS)
+    models = jax.sharding.PartitionSpec(placement.DATA_AXIS)
     return jax.shard_map(local, mesh=mesh, in_specs=models, out_specs=models)(
         self.hparams, state)
 
 
-def model_axis(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]
-               ) -> ModelAxis | None:
-  """The model axis of `config`'s sweep, or None for one model."""
-  sweep = sweeps.from_config(config)
+def model_axis(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
+               sweep: sweeps.Sweep | None) -> ModelAxis | None:
+  """The model axis of `config`'s `sweep`, or None for one model."""
   if sweep is None:
     return None
   return ModelAxis(sweep.hparams(),
@@ -129,15 +128,15 @@ class Iteration:
         state = self._critic_only(self.chunk)(state, *args(first, self.chunk))[0]
         first += self.chunk
     state, metrics = self._iteration(n_critic - first)(state, *args(first, n_critic - first))
-    return state, self.devices.get(metrics)
+    return state, self.devices.global_view(metrics)
 
 
 def build(config: ml_collections.ConfigDict, spec: updates.GanSpec, devices: Devices,
-          sampler: Sampler | None = None) -> Iteration:
-  """The compiled generator iteration of `config` over `devices`; `sampler`
-  draws the real data inside the program (None: the host feeds it). A sweep's
-  iteration trains all its models."""
-  models = model_axis(config, data.data_shape(config.data))
+          sampler: Sampler | None = None, sweep: sweeps.Sweep | None = None) -> Iteration:
+  """The compiled generator iteration of `config` over `devices` (run.build
+  makes it); `sampler` draws the real data inside the program (None: the host
+  feeds it). A `sweep`'s iteration trains all its models."""
+  models = model_axis(config, data.data_shape(config.data), sweep)
   # The chunk of an unusually long phase: an ordinary iteration's count (a sweep
   # over n_critic runs its largest for every model, in one program).
   chunk = n_critic.max_n_critic(config)

@@ -14,7 +14,7 @@ from typing import Callable
 import jax
 import ml_collections
 
-from wgan_jax import builders, data, evaluation, inputs, iteration, parallel, sweeps, updates
+from wgan_jax import builders, data, evaluators, inputs, iteration, placement, sweeps, updates
 from wgan_jax.configs.rules import ConfigError
 from wgan_jax.devices import Devices
 from wgan_jax.state import TrainState
@@ -30,7 +30,7 @@ def devices_for(config: ml_collections.ConfigDict) -> Devices:
   sweep = sweeps.from_config(config)
   try:
     if sweep is not None:
-      return Devices("jit", sweeps.devices_for(sweep, parallel.sorted_devices()),
+      return Devices("jit", sweeps.devices_for(sweep, placement.sorted_devices()),
                      shard_models=True)
     devices = Devices(config.parallelism, shard_state=config.shard_state)
     devices.check_batch(config.batch_size)
@@ -72,9 +72,9 @@ class Run:
     return builders.make_spec(self.config, self.data_shape)
 
   @functools.cached_property
-  def evaluator(self) -> evaluation.Evaluator:
+  def evaluator(self) -> evaluators.Evaluator:
     """The in-training evaluator (a ConfigError for unusable evaluation settings)."""
-    return evaluation.make_evaluator(self.config, self.global_spec)
+    return evaluators.make_evaluator(self.config, self.global_spec, self.sweep)
 
   @functools.cached_property
   def abstract_state(self) -> TrainState:
@@ -100,7 +100,7 @@ def build(config: ml_collections.ConfigDict, devices: Devices | None = None, *,
   source = inputs.open_data(config, devices, synthetic=synthetic)
   shape = data.data_shape(config.data)
   spec = builders.make_spec(config, shape, devices.axis_name)
-  return Run(config=config, devices=devices, data_shape=shape, sweep=sweeps.from_config(config),
-             source=source, spec=spec,
-             iteration=iteration.build(config, spec, devices, source.sampler),
-             init=builders.state_initializer(config, spec, shape))
+  sweep = sweeps.from_config(config)
+  return Run(config=config, devices=devices, data_shape=shape, sweep=sweep, source=source,
+             spec=spec, iteration=iteration.build(config, spec, devices, source.sampler, sweep),
+             init=builders.state_initializer(config, spec, shape, sweep))

@@ -63,17 +63,17 @@ def _samples(workdir: str, step: int | None, name: str | None,
              overrides: list[tuple[str, str]], num: int, seed: int, model: int | None,
              raw: bool = False):
   """(step, config, samples) of `step`, or of the newest checkpoint that reads back."""
-  from wgan_jax import checkpointing, generation  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpointing, generators  # pylint: disable=import-outside-toplevel
 
   def load(candidate: int | None):
-    found, config = generation.saved_config(workdir, candidate, name, overrides)
+    found, config = generators.saved_config(workdir, candidate, name, overrides)
     shape = data.data_shape(config.data)
     most = min(MAX_SAMPLES, MAX_SAMPLE_BYTES // (4 * math.prod(shape)))
     if num > most:
       raise configs.ConfigError(
           f"--num={num} is more than {most} samples of shape {shape} (2 GiB of float32) "
           "in one call; call again with other --seed values")
-    return found, config, generation.from_checkpoint(config, workdir, found, num, seed, model,
+    return found, config, generators.from_checkpoint(config, workdir, found, num, seed, model,
                                                      raw)
 
   return checkpointing.newest_readable(workdir, step, load)
@@ -92,7 +92,7 @@ def main(parsed) -> None:
     if problem:
       usage_error(problem)
 
-  from wgan_jax import checkpointing, generation, pixels  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpointing, generators, pixels  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   try:
     step, config, samples = _samples(workdir, _STEP.value, name, overrides, _NUM.value,
@@ -107,8 +107,8 @@ def main(parsed) -> None:
     usage_error(problem)
   written, current = [], out
   try:
-    generation.save_figure(out, samples, f"{config.experiment}: {len(samples)} samples",
-                           generation.grid_columns(config))
+    generators.save_figure(out, samples, f"{config.experiment}: {len(samples)} samples",
+                           generators.grid_columns(config))
     written.append(out)
     if _NPZ.value:
       current = _NPZ.value

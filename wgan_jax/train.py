@@ -184,14 +184,14 @@ def main(parsed) -> None:
 def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> dict[str, Any]:
   """Distributed start-up, the config, the training; every failure is one line."""
   # Imported here so that bad command lines fail fast, before JAX starts.
-  from wgan_jax import checkpointing, parallel, trainer  # pylint: disable=import-outside-toplevel
+  from wgan_jax import checkpointing, loop, multihost  # pylint: disable=import-outside-toplevel
   from wgan_jax.data import DataError  # pylint: disable=import-outside-toplevel
   try:  # Before anything else touches JAX's backend.
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+    multihost.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     timeout_s=_COORDINATOR_TIMEOUT.value)
   except ValueError as e:
     usage_error(str(e))
-  except parallel.CoordinatorError as e:
+  except multihost.CoordinatorError as e:
     _fail(str(e), 1)
   try:
     config = resolve_config(name, overrides, workdir)
@@ -200,11 +200,11 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
   logging.info("experiment %s, workdir %s, overrides %s", config.experiment, workdir,
                overrides)
   try:
-    return trainer.train_and_evaluate(config, workdir)
+    return loop.train_and_evaluate(config, workdir)
   except (DataError, checkpointing.CheckpointError, configs.ConfigError) as e:
     _fail(str(e), 2)
-  except (trainer.NonFiniteError, checkpointing.CheckpointWriteError,
-          trainer.OutputWriteError) as e:
+  except (loop.NonFiniteError, checkpointing.CheckpointWriteError,
+          loop.OutputWriteError) as e:
     _fail(str(e), 1)
 
 

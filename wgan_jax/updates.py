@@ -134,6 +134,20 @@ def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Arr
   return out, collections["batch_stats"]
 
 
+def init_net(module: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
+             x: jax.Array, clip: float | jax.Array | None = None,
+             labels: jax.Array | None = None) -> NetState:
+  """A network's initial state for input like `x` (and `labels`, a conditional
+  critic's); with `clip`, its weights projected into [-clip, clip]."""
+  variables = module.init(key, *((x,) if labels is None else (x, labels)), train=False)
+  params = variables["params"]
+  if clip is not None:
+    # Start inside the feasible set, so weights lie in [-c, c] at every step.
+    params = jax.tree.map(lambda p: jnp.clip(p, -clip, clip), params)
+  return NetState(params=params, batch_stats=variables.get("batch_stats", {}),
+                  opt_state=tx.init(params), spectral=variables.get(SPECTRAL, {}))
+
+
 def _output(spec: GanSpec, out) -> terms.CriticOutput:
   return terms.CriticOutput(*out) if spec.num_classes else terms.CriticOutput(out)
 

@@ -128,12 +128,12 @@ class ModelWriters(metric_writers.MetricWriter):
     self._main.write_histograms(step, arrays, num_buckets)
 
 
-def make_writer(config: ml_collections.ConfigDict, workdir: str) -> metric_writers.MetricWriter:
-  """The run's writer: TensorBoard (one run per model in a sweep) and, on
+def make_writer(config: ml_collections.ConfigDict, workdir: str,
+                sweep: sweeps.Sweep | None = None) -> metric_writers.MetricWriter:
+  """The run's writer: TensorBoard (one run per model of a `sweep`) and, on
   process 0, `metrics.jsonl`. Writes the config as hyperparameters."""
   just_logging = jax.process_index() > 0
   writer = metric_writers.create_default_writer(workdir, just_logging=just_logging)
-  sweep = sweeps.from_config(config)
   if sweep is not None:
     writer = ModelWriters(writer, sweep, workdir, just_logging)
   if not just_logging:

@@ -17,7 +17,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from wgan_jax import parallel
+from wgan_jax import placement
 
 PyTree = Any
 
@@ -67,12 +67,12 @@ class FeaturePass:
 
   def __init__(self, fn: Callable[[PyTree, jax.Array], Any], constants: PyTree,
                batch_size: int, mesh: jax.sharding.Mesh | None = None):
-    self.mesh = mesh if mesh is not None else parallel.make_mesh()
-    parallel.check_batch_divisible(batch_size, self.mesh)
+    self.mesh = mesh if mesh is not None else placement.make_mesh()
+    placement.check_batch_divisible(batch_size, self.mesh)
     self.batch_size = batch_size
-    self._batch = parallel.batch_sharding(self.mesh)
-    self._constants = parallel.replicate(constants, self.mesh)
-    self._fn = jax.jit(fn, in_shardings=(parallel.replicated_sharding(self.mesh), self._batch),
+    self._batch = placement.batch_sharding(self.mesh)
+    self._constants = placement.replicate(constants, self.mesh)
+    self._fn = jax.jit(fn, in_shardings=(placement.replicated_sharding(self.mesh), self._batch),
                        out_shardings=self._batch)
 
   def _put(self, batch: np.ndarray) -> jax.Array:
@@ -84,7 +84,7 @@ class FeaturePass:
     `total` in all), concatenated along the batch; `constants` replaces the
     constructor's (new values, same shapes: no recompilation)."""
     if constants is not None:
-      self._constants = parallel.replicate(constants, self.mesh)
+      self._constants = placement.replicate(constants, self.mesh)
     progress = Progress(what, total)
     outputs, pending = [], None
     for batch in batches:

@@ -130,3 +130,27 @@ def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = PR_NEIGHB
   recall = _inside_any_ball(real, generated, _kth_neighbour_distances(generated, k, batch),
                             batch)
   return precision, recall
+
+
+# ----------------------------------------------------------------------------
+# Feature sets, as the metrics take them.
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+  pool: np.ndarray            # float32 [N, 2048]: FID, KID, precision/recall
+  logits: np.ndarray | None   # float32 [N, 1008] without the bias: IS
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """Real features, with their Gaussian computed once, and what they are."""
+  pool: np.ndarray
+  stats: GaussianStats
+  description: str
+
+
+def real_stats(real: Reference | Features) -> GaussianStats:
+  """The Gaussian of the real features (a reference keeps it cached)."""
+  return real.stats if isinstance(real, Reference) else GaussianStats.of(real.pool)

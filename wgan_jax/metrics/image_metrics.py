@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -24,9 +23,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import parallel, pixels, updates
+from wgan_jax import multihost, pixels, placement, updates
 from wgan_jax import metrics
 from wgan_jax.metrics import cache, extract, features, inception
+from wgan_jax.metrics.features import Features, Reference
 from wgan_jax.metrics.inception_weights import InceptionWeights
 from wgan_jax.state import NetState
 
@@ -34,19 +34,6 @@ PAPER_SAMPLES = 50_000
 # The shuffle that draws the reference images from a larger data set.
 REFERENCE_SEED = 0
 DEFAULT_BATCH = 200
-
-
-@dataclasses.dataclass(frozen=True)
-class Features:
-  pool: np.ndarray            # float32 [N, 2048]: FID, KID, precision/recall
-  logits: np.ndarray | None   # float32 [N, 1008] without the bias: IS
-
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-  pool: np.ndarray
-  stats: features.GaussianStats
-  description: str
 
 
 def few_samples_note(num: int) -> str | None:
@@ -90,7 +77,7 @@ class InceptionScorer:
                    batch_norm: str, batch_size: int) -> Features:
     """Features of the generator's samples for `noise`, `batch_size` at a time
     (in "batch" mode each batch normalised by its own statistics, the last one
-    filled up with the first noise rows, as `generation.generate` does); the
+    filled up with the first noise rows, as `generators.generate` does); the
     images never leave the devices."""
     batch_statistics = batch_norm == "batch"
     resize = self.resize
@@ -117,9 +104,9 @@ class InceptionScorer:
   def _mesh_dividing(self, batch: int) -> jax.sharding.Mesh:
     """The devices of this scorer, or as many of them as split `batch` evenly
     (a batch-norm batch is the run's batch size, whatever this host has)."""
-    devices = list(self.mesh.devices.flat) if self.mesh is not None else parallel.sorted_devices()
+    devices = list(self.mesh.devices.flat) if self.mesh is not None else placement.sorted_devices()
     count = max(k for k in range(1, len(devices) + 1) if batch % k == 0)
-    return parallel.make_mesh(devices[:count])
+    return placement.make_mesh(devices[:count])
 
 
 def _round_up(batch: int, mesh: jax.sharding.Mesh | None) -> int:
@@ -147,7 +134,7 @@ def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionSc
   path = os.path.join(cache.cache_dir("reference"), f"{key}.npz")
   saved = cache.load_arrays(path)
   # Every process skips the (collective) pass, or none does.
-  if parallel.on_every_process(saved is not None and "pool" in saved):
+  if multihost.on_every_process(saved is not None and "pool" in saved):
     pool = saved["pool"]
   else:
     batches, total = images.evaluation_batches(data_cfg, num, scorer.batch_size, REFERENCE_SEED)
@@ -161,19 +148,9 @@ def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionSc
 
 
 def score(names: Iterable[str], generated: Features, real: Reference | Features) -> dict[str, float]:
-  """The metrics `names` (of metrics.INCEPTION) of generated features against real ones."""
+  """The metrics `names` (of metrics.INCEPTION) of generated features against
+  real ones, each by its own module's `score` (metrics/__init__.py)."""
   out: dict[str, float] = {}
-  names = metrics.parse(",".join(names), metrics.INCEPTION)
-  real_stats = real.stats if isinstance(real, Reference) else features.GaussianStats.of(real.pool)
-  if "fid" in names:
-    out["fid"] = features.frechet_distance(features.GaussianStats.of(generated.pool), real_stats)
-  if "kid" in names:
-    size = min(features.KID_SUBSET_SIZE, len(generated.pool), len(real.pool))
-    out["kid_mean"], out["kid_std"] = features.kernel_inception_distance(
-        generated.pool, real.pool, subset_size=size)
-    out["kid_subset_size"] = size
-  if "is" in names:
-    out["is_mean"], out["is_std"] = features.inception_score(generated.logits)
-  if "pr" in names:
-    out["precision"], out["recall"] = features.precision_recall(generated.pool, real.pool)
+  for name in metrics.parse(",".join(names), metrics.INCEPTION):
+    out.update(metrics.REGISTRY[name].score()(generated, real))
   return out

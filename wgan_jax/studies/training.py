@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import ml_collections
 import numpy as np
 
-from wgan_jax import checkpointing, configs, trainer, writers
+from wgan_jax import checkpointing, configs, loop, writers
 from wgan_jax.studies import report
 
 
@@ -58,8 +58,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> History:
   removed) and returns its history."""
   shutil.rmtree(workdir, ignore_errors=True)
   try:
-    summary = trainer.train_and_evaluate(config, workdir)
-  except (trainer.NonFiniteError, trainer.OutputWriteError,
+    summary = loop.train_and_evaluate(config, workdir)
+  except (loop.NonFiniteError, loop.OutputWriteError,
           checkpointing.CheckpointWriteError) as e:
     raise report.StudyError(f"the run in {workdir} failed: {e}") from e
   return History(writers.read_metrics(workdir), summary, config)

@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
-from wgan_jax import (builders, checkpointing, evaluation, files, inputs, iteration, writers)
+from wgan_jax import (builders, checkpointing, evaluators, files, inputs, iteration, writers)
 from wgan_jax import run as run_lib
 from wgan_jax.configs.n_critic import n_critic_at
 from wgan_jax.devices import Devices
@@ -46,18 +46,18 @@ class _Loop:
   that feeds it, the iterations in flight, the last logged means."""
 
   def __init__(self, devices: Devices, state: TrainState, stream: inputs.Stream):
-    self.devices, self.state, self.stream = devices, devices.put(state), stream
+    self.devices, self.state, self.stream = devices, devices.put_state(state), stream
     self.step = generator_steps(state)
     self.inflight = InFlight()
     self.scalars: dict[str, float] = {}
 
-  def view(self) -> TrainState:
+  def global_view(self) -> TrainState:
     """The global view of the state, for checkpoints."""
-    return self.devices.get(self.state)
+    return self.devices.global_view(self.state)
 
-  def whole(self) -> TrainState:
+  def gathered(self) -> TrainState:
     """The state with whole arrays on every device, for evaluation and checks."""
-    return self.devices.whole(self.state)
+    return self.devices.gathered(self.state)
 
 
 # ----------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def _save(checkpointer: checkpointing.Checkpointer, run: _Loop,
   """Saves the run, never a non-finite one: every iteration's metrics, and the
   finiteness of the parameters each left, are checked first."""
   run.inflight.drain()
-  checkpointer.save(run.view(), config, _data_positions(run.stream), force=force,
+  checkpointer.save(run.global_view(), config, _data_positions(run.stream), force=force,
                     train_scalars=run.scalars, scores=scores)
 
 
@@ -115,7 +115,7 @@ def _finishing_saves_on_error(checkpointer: checkpointing.Checkpointer):
 # ----------------------------------------------------------------------------
 
 
-def _eval_and_report(evaluator: evaluation.Evaluator, state: TrainState, workdir: str, tag: str,
+def _eval_and_report(evaluator: evaluators.Evaluator, state: TrainState, workdir: str, tag: str,
                      writer: metric_writers.MetricWriter) -> dict[str, Any]:
   step = generator_steps(state)
   metrics, image = evaluator(state, workdir, tag)
@@ -134,7 +134,7 @@ def _eval_and_report(evaluator: evaluation.Evaluator, state: TrainState, workdir
 
 
 def _train(config: ml_collections.ConfigDict, run: _Loop, iterate: iteration.Iteration,
-           checkpointer: checkpointing.Checkpointer, evaluator: evaluation.Evaluator,
+           checkpointer: checkpointing.Checkpointer, evaluator: evaluators.Evaluator,
            workdir: str, writer: metric_writers.MetricWriter, stop: StopSignals) -> str | None:
   """Generator iterations until the last one or a stop signal; returns the signal's name."""
   total = config.num_generator_steps
@@ -167,12 +167,12 @@ def _train(config: ml_collections.ConfigDict, run: _Loop, iterate: iteration.Ite
   return None
 
 
-def _evaluate_step(evaluator: evaluation.Evaluator, run: _Loop, workdir: str, done: int,
+def _evaluate_step(evaluator: evaluators.Evaluator, run: _Loop, workdir: str, done: int,
                    writer: metric_writers.MetricWriter,
                    checkpointer: checkpointing.Checkpointer) -> dict[str, Any]:
   run.inflight.drain()  # A non-finite generator is never scored.
   try:
-    return _eval_and_report(evaluator, run.whole(), workdir, f"{done:06d}", writer)
+    return _eval_and_report(evaluator, run.gathered(), workdir, f"{done:06d}", writer)
   except OSError as e:
     raise _write_error(f"the evaluation files of step {done} in {workdir}", e,
                        checkpointer) from e
@@ -277,7 +277,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
     return kept
 
   # --- Logging.
-  writer = writers.make_writer(config, workdir)
+  writer = writers.make_writer(config, workdir, sweep)
   if jax.process_index() == 0:
     try:
       files.write_text_atomically(os.path.join(workdir, "config.json"), config.to_json(indent=2))
@@ -326,12 +326,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
       **{f"train_{k}": v for k, v in run.scalars.items()})
   try:
     if jax.process_count() > 1:  # Replicas that drifted apart would be a silent bug.
-      whole = run.whole()
+      whole = run.gathered()
       multihost_utils.assert_equal(
           jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
                        (whole.generator.params, whole.critic.params)),
           "the processes' parameters differ")
-    summary.update(_eval_and_report(evaluator, run.whole(), workdir, "final", writer))
+    summary.update(_eval_and_report(evaluator, run.gathered(), workdir, "final", writer))
     best = checkpointer.best()
     if best is not None:  # Among the evaluations during training; the final one is above.
       name = checkpointer.best_metric

@@ -13,12 +13,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import data, ema, generation, plots, sweeps, updates, writers
+from wgan_jax import data, ema, generators, plots, sweeps, updates, writers
 from wgan_jax.configs.rules import ConfigError
 from wgan_jax.inflight import NonFiniteError
 from wgan_jax.data.toy import ToyDataset, get_toy_dataset
 from wgan_jax import metrics as metric_names
-from wgan_jax.metrics import domain, image_metrics, run_metrics
+from wgan_jax import scoring
+from wgan_jax.metrics import domain, image_metrics
 from wgan_jax.metrics import toy as toy_metrics
 from wgan_jax.state import TrainState, generator_steps
 
@@ -64,7 +65,7 @@ class ToyEvaluator:
   best_metric = None  # No checkpoint carries a score.
 
   def samples(self, state: TrainState) -> np.ndarray:
-    return _finite(generation.generate(self.spec.generator, ema.sampling_generator(state),
+    return _finite(generators.generate(self.spec.generator, ema.sampling_generator(state),
                                        self.noise, self.batch_norm, self.batch_size), state)
 
   def metrics(self, fake: np.ndarray) -> dict[str, float]:
@@ -98,12 +99,12 @@ class RunScores:
     self.config, self.spec = config, spec
     names = metric_names.parse(config.eval.metrics, metric_names.IN_TRAINING)
     self._scorer = None
-    if metric_names.DOMAIN in names and not domain.supported(config.data.name):
+    if metric_names.of_family(names, "domain") and not domain.supported(config.data.name):
       # An experiment's default, kept when only the data set is overridden.
       logging.warning("the domain scores are off: %s has no digit classifier (%s do)",
                       config.data.name, ", ".join(domain.SUPPORTED))
-      names = tuple(n for n in names if n != metric_names.DOMAIN)
-    if any(n in metric_names.INCEPTION for n in names):
+      names = tuple(n for n in names if n not in metric_names.of_family(names, "domain"))
+    if metric_names.of_family(names, "inception"):
       if inception_weights.resolve(config.eval.inception_weights or None) is None:
         logging.warning("FID, KID, IS and precision/recall are off: no Inception weights; "
                         "%s (as --experiment.eval.inception_weights=PATH)",
@@ -124,11 +125,11 @@ class RunScores:
     except ValueError as e:
       logging.warning("the scores of step %d could not be computed: %s", step, e)
       return {}
-    run_metrics.write_report(workdir, step, report)
+    scoring.write_report(workdir, step, report)
     return report["metrics"]
 
   def _report(self, state: TrainState, workdir: str, step: int) -> dict[str, Any]:
-    return run_metrics.evaluate(
+    return scoring.evaluate(
         self.names, config=self.config, workdir=workdir, step=step, module=self.spec.generator,
         generator=ema.sampling_generator(state), num_samples=self.config.eval.num_samples,
         reference_samples=self.config.eval.reference_samples, seed=self.config.seed,
@@ -144,18 +145,19 @@ class ImageEvaluator:
   def __init__(self, spec: updates.GanSpec, num_samples: int, key: jax.Array,
                batch_norm: str = "batch", batch_size: int = 64, scores: RunScores | None = None):
     self.spec, self.batch_norm, self.batch_size = spec, batch_norm, batch_size
-    classes = generation.balanced_labels(num_samples, max(spec.num_classes, 1))
+    classes = generators.balanced_labels(num_samples, max(spec.num_classes, 1))
     self.noise = updates.generator_input(spec, updates.sample_noise(spec, key, num_samples), classes)
     self.columns = spec.num_classes or None
     self.scores = scores if scores is not None and scores.names else None
 
   @property
   def best_metric(self) -> str | None:
-    """The score a checkpoint carries, so the best one is kept: FID if computed."""
-    return "fid" if self.scores is not None and "fid" in self.scores.names else None
+    """The score a checkpoint carries, so the best one is kept (the first metric
+    computed that the registry says keeps one: FID)."""
+    return None if self.scores is None else metric_names.best_metric(self.scores.names)
 
   def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
-    grid = plots.image_grid(_finite(generation.generate(
+    grid = plots.image_grid(_finite(generators.generate(
         self.spec.generator, ema.sampling_generator(state), self.noise, self.batch_norm,
         self.batch_size), state), self.columns)
     if jax.process_index() == 0:
@@ -196,7 +198,8 @@ class SweepEvaluator:
 Evaluator = ToyEvaluator | ImageEvaluator | SweepEvaluator
 
 
-def make_evaluator(config: ml_collections.ConfigDict, spec: updates.GanSpec) -> Evaluator:
+def make_evaluator(config: ml_collections.ConfigDict, spec: updates.GanSpec,
+                   sweep: sweeps.Sweep | None = None) -> Evaluator:
   """The evaluation of `config`'s kind of data, from fixed keys of its seed (a
   sweep's models all scored against the same reference and noise)."""
   key = jax.random.PRNGKey(config.seed + 1)
@@ -204,7 +207,6 @@ def make_evaluator(config: ml_collections.ConfigDict, spec: updates.GanSpec) -> 
   if data.get(config.data.name).kind == data.TOY:
     toy = ToyEvaluator(spec, get_toy_dataset(config.data.name), config.eval_samples, key,
                        **sampling)
-    sweep = sweeps.from_config(config)
     return toy if sweep is None else SweepEvaluator(toy, sweep)
   from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
   try:

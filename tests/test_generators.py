@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_jax import generation
+from wgan_jax import generators
 from wgan_jax.models import dcgan
 from wgan_jax.state import NetState
 
@@ -23,9 +23,9 @@ def test_batch_statistics_by_default_running_averages_on_request():
   variables = {"params": net.params, "batch_stats": net.batch_stats}
   own = module.apply(variables, noise, train=True, mutable=["batch_stats"])[0]
   running = module.apply(variables, noise, train=False)
-  np.testing.assert_allclose(generation.generate(module, net, noise, "batch", 8), own,
+  np.testing.assert_allclose(generators.generate(module, net, noise, "batch", 8), own,
                              atol=1e-6)
-  np.testing.assert_allclose(generation.generate(module, net, noise, "running", 8), running,
+  np.testing.assert_allclose(generators.generate(module, net, noise, "running", 8), running,
                              atol=1e-6)
   assert float(jnp.max(jnp.abs(own - running))) > 0.05
 
@@ -33,7 +33,7 @@ def test_batch_statistics_by_default_running_averages_on_request():
 def test_every_batch_is_full_and_the_fillers_are_dropped():
   module, net = _generator()
   noise = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (10, 8)))
-  samples = generation.generate(module, net, noise, "batch", 4)
+  samples = generators.generate(module, net, noise, "batch", 4)
   assert samples.shape == (10, 16, 16, 1)
   variables = {"params": net.params, "batch_stats": net.batch_stats}
   batch = lambda z: np.asarray(module.apply(variables, z, train=True,
