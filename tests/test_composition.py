@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import builders, configs, terms, updates
+from wgan_jax import builders, configs, memory, terms, updates
 from wgan_jax import run as run_lib
 from wgan_jax.devices import Devices
 
@@ -152,17 +152,18 @@ def test_accumulation_on_images_with_diffaugment_equals_the_whole_batch():
   assert _max_gap(a.generator.params, b.generator.params) > 1e-6
 
 
-def test_accumulation_shrinks_the_programs_temporary_memory():
-  memory = {}
+def test_accumulation_shrinks_the_updates_memory_as_the_bench_reports_it():
+  figures = {}
   for k in (1, 4):
     config = configs.from_command_line("digits_dcgan_gp", [
-        ("batch_size", "64"), ("accumulation_steps", str(k)), ("model.critic.ndf", "16")])
-    spec, state = _spec_and_state(config, (16, 16, 1))
-    real = jnp.zeros((64, 16, 16, 1))
-    step = jax.jit(lambda c, r, f, key: updates.critic_step(spec, c, r, f, key))
-    compiled = step.lower(state.critic, real, real, jax.random.PRNGKey(0)).compile()
-    memory[k] = compiled.memory_analysis().temp_size_in_bytes
-  assert memory[4] < 0.6 * memory[1], memory
+        ("batch_size", "64"), ("accumulation_steps", str(k)), ("model.critic.ndf", "16"),
+        ("n_critic", "1")])
+    figures[k] = memory.iteration_memory(config)
+  assert figures[4]["per_device_batch"] == figures[1]["per_device_batch"] == 64
+  for update in ("critic_update", "generator_update"):
+    key = f"memory_{update}_temporary_mib"
+    assert 0 < figures[4][key] < 0.6 * figures[1][key], (update, figures)
+  assert figures[4]["memory_argument_mib"] == figures[1]["memory_argument_mib"] > 0
 
 
 def test_a_batch_that_does_not_split_into_micro_batches_per_device_is_refused():

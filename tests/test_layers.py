@@ -23,6 +23,7 @@ LAYERS = (
       "wgan_jax.metrics.yardstick", "wgan_jax.metrics.image_metrics")),
     ("assembly: spec and state, devices, compiled iteration, data streams, checkpoints",
      ("wgan_jax.builders", "wgan_jax.devices", "wgan_jax.iteration", "wgan_jax.inputs",
+      "wgan_jax.memory",
       "wgan_jax.sweeps", "wgan_jax.checkpointing", "wgan_jax.generators", "wgan_jax.inflight",
       "wgan_jax.preemption", "wgan_jax.writers", "wgan_jax.scoring", "wgan_jax.cli")),
     ("a run: built once, evaluated, its checkpoints scored",

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_jax import builders, configs, data, updates
+from wgan_jax import builders, configs, data, memory, updates
 from wgan_jax import run as run_lib
 from wgan_jax.cli import flags_parser, usage_error
 from wgan_jax.devices import Devices
@@ -61,6 +61,10 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
     "inception_weights", None, "For --fid_samples: pytorch-fid's weights (default: "
     "$WGAN_JAX_INCEPTION_WEIGHTS, else random weights: the same work, meaningless scores).")
 
+_MEMORY = flags.DEFINE_bool(
+    "memory", False, "Instead, compile one generator iteration for one device at the per-device "
+    "batch (batch_size / --devices) without allocating anything, and print its memory: "
+    "arguments, outputs, temporaries, generated code (XLA's memory analysis).")
 _SWEEP_MODELS = flags.DEFINE_integer(
     "sweep_models", 0, "Instead, time K models of a toy experiment trained as one sweep program "
     "(sweep.seeds=K, over --devices) against K runs of one model each, one after another.")
@@ -274,6 +278,17 @@ def main(parsed) -> None:
   n_critic, batch = config.n_critic, config.batch_size
   if not 1 <= _DEVICES.value <= jax.device_count():
     usage_error(f"--devices={_DEVICES.value}: this machine has {jax.device_count()} devices")
+  if _MEMORY.value:
+    if config.batch_size % _DEVICES.value:
+      usage_error(f"batch_size={config.batch_size} does not split over --devices={_DEVICES.value}")
+    result = {"experiment": config.experiment, "backend": jax.default_backend(),
+              **memory.iteration_memory(config, _DEVICES.value)}
+    for k, v in result.items():
+      print(f"{k:28s} {v}")
+    if _JSON.value:
+      with open(_JSON.value, "w") as f:
+        json.dump(result, f, indent=2)
+    return
   if _SWEEP_MODELS.value:
     models = _SWEEP_MODELS.value
     if (data.get(config.data.name).kind != data.TOY or not 2 <= models <= 4096

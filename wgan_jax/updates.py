@@ -233,12 +233,17 @@ def _apply_updates(tx: optax.GradientTransformation, net: NetState, grads: PyTre
 LossFn = Callable[[PyTree, PyTree, PyTree, bool], tuple[jax.Array, tuple[PyTree, Metrics]]]
 
 
-def accumulated_grads(loss_fn: LossFn, params: PyTree, carry: PyTree, batch: PyTree, k: int
+def accumulated_grads(loss_fn: LossFn, params: PyTree, carry: PyTree, batch: PyTree, k: int,
+                      start: Callable[[PyTree, PyTree, PyTree], PyTree] | None = None
                       ) -> tuple[jax.Array, PyTree, Metrics, PyTree]:
   """(loss, carry, metrics, grads) of `loss_fn(params, carry, batch, first)`
   over `batch` (leaves with a leading batch axis) split into `k` micro-batches:
   loss, metrics and gradients averaged, `carry` (batch statistics, spectral
-  vectors) threaded through them in order; `first` is True for the first only."""
+  vectors) threaded through them in order. Whole (k = 1), the batch is the
+  first (`first` True: spectral norm advances in its pass); split, `start(params,
+  carry, first micro-batch)` does what the first pass would have done to the
+  carry, and every micro-batch runs in one loop with `first` False, so one
+  micro-batch's activations are alive at a time."""
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   if k == 1:
     (loss, (carry, metrics)), grads = grad_fn(params, carry, batch, True)
@@ -247,8 +252,11 @@ def accumulated_grads(loss_fn: LossFn, params: PyTree, carry: PyTree, batch: PyT
   # holds its share of every micro-batch, so nothing crosses devices.
   micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1),
                        batch)
-  (loss, (carry, metrics)), grads = grad_fn(params, carry, jax.tree.map(lambda x: x[0], micro),
-                                            True)
+  if start is not None:
+    carry = start(params, carry, jax.tree.map(lambda x: x[0], micro))
+  (_, (_, shapes)), grad_shapes = jax.eval_shape(
+      lambda p, c, b: grad_fn(p, c, b, False), params, carry, jax.tree.map(lambda x: x[0], micro))
+  zeros = lambda tree: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
 
   def body(acc, one):
     loss, carry, metrics, grads = acc
@@ -257,7 +265,7 @@ def accumulated_grads(loss_fn: LossFn, params: PyTree, carry: PyTree, batch: PyT
             ), None
 
   (loss, carry, metrics, grads), _ = jax.lax.scan(
-      body, (loss, carry, metrics, grads), jax.tree.map(lambda x: x[1:], micro))
+      body, (jnp.zeros((), jnp.float32), carry, zeros(shapes), zeros(grad_shapes)), micro)
   mean = lambda tree: jax.tree.map(lambda x: x / k, tree)
   return loss / k, carry, mean(metrics), mean(grads)
 
@@ -303,9 +311,20 @@ def critic_step(spec: GanSpec, critic: NetState, real: jax.Array, fake: jax.Arra
     loss, metrics = terms.total(spec.critic_terms, view, prepared)
     return loss, ((stats, spectral), metrics)
 
+  def start(params, carry, first_micro_batch):
+    """Spectral norm's power step, as the whole batch's first pass takes it (it
+    reads the weights alone: one example's pass suffices)."""
+    stats, spectral = carry
+    if not spectral:
+      return carry
+    real, _, labels, _ = first_micro_batch
+    _, _, spectral = _critic_train(spec, params, stats, spectral, real[:1],
+                                   None if labels is None else labels[:1], advance=True)
+    return stats, spectral
+
   loss, (stats, spectral), aux, grads = accumulated_grads(
       loss_fn, critic.params, (critic.batch_stats, critic.spectral),
-      (real, fake, labels, prepared), spec.accumulation_steps)
+      (real, fake, labels, prepared), spec.accumulation_steps, start)
   loss, aux, grads = spec.batch_axis.mean((loss, aux, grads))
   critic = _apply_updates(spec.critic_tx, critic, grads, stats).replace(spectral=spectral)
   return critic, {"critic_loss": loss, "critic_grad_norm": optax.tree.norm(grads), **aux}
