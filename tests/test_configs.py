@@ -327,3 +327,25 @@ def test_the_menus_name_what_the_implementations_hold():
   from wgan_jax import losses, penalties
   assert tuple(losses.ADVERSARIAL) == schema.LOSSES
   assert ("none", *penalties.PENALTY) == schema.PENALTIES
+
+
+def _entry(*args):
+  return subprocess.run([sys.executable, "-m", "wgan_jax.train", *args], capture_output=True,
+                        text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+
+
+def test_help_lists_the_flags_and_every_experiment_and_exits_0():
+  out = _entry("--help")
+  assert out.returncode == 0, out.stderr
+  assert "--experiment=NAME" in out.stdout and "--workdir" in out.stdout
+  for name, description in configs.describe_experiments().items():
+    assert f"  {name}" in out.stdout and description in out.stdout
+  assert out.stderr == ""  # No backend started, nothing logged.
+
+
+def test_a_typo_is_one_line_with_the_nearest_name_before_any_backend_starts():
+  out = _entry("--experiment=toy_8gaussians", "--experiment.penalty_wieght=1")
+  assert out.returncode == 2
+  assert out.stderr == ("error: unknown config key 'penalty_wieght'; did you mean "
+                        "'penalty_weight'?" + out.stderr.split("?", 1)[1])
+  assert out.stderr.count("\n") == 1  # No TensorFlow, XLA or Orbax line before it.

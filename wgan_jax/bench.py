@@ -281,13 +281,8 @@ def main(parsed) -> None:
   if _MEMORY.value:
     if config.batch_size % _DEVICES.value:
       usage_error(f"batch_size={config.batch_size} does not split over --devices={_DEVICES.value}")
-    result = {"experiment": config.experiment, "backend": jax.default_backend(),
-              **memory.iteration_memory(config, _DEVICES.value)}
-    for k, v in result.items():
-      print(f"{k:28s} {v}")
-    if _JSON.value:
-      with open(_JSON.value, "w") as f:
-        json.dump(result, f, indent=2)
+    _report({"experiment": config.experiment, "backend": jax.default_backend(),
+             **memory.iteration_memory(config, _DEVICES.value)})
     return
   if _SWEEP_MODELS.value:
     models = _SWEEP_MODELS.value
@@ -295,14 +290,9 @@ def main(parsed) -> None:
         or models % _DEVICES.value):
       usage_error(f"--sweep_models={models} needs a toy experiment and 2 to 4096 models, a "
                   f"multiple of --devices={_DEVICES.value}")
-    result = {"experiment": config.experiment, "backend": jax.default_backend(),
-              **sweep_figures(config, _SWEEP_MODELS.value, _DEVICES.value, _ITERS.value,
-                              _REPEATS.value)}
-    for k, v in result.items():
-      print(f"{k:36s} {v}")
-    if _JSON.value:
-      with open(_JSON.value, "w") as f:
-        json.dump(result, f, indent=2)
+    _report({"experiment": config.experiment, "backend": jax.default_backend(),
+             **sweep_figures(config, _SWEEP_MODELS.value, _DEVICES.value, _ITERS.value,
+                             _REPEATS.value)})
     return
   devices = Devices(config.parallelism, jax.devices()[:_DEVICES.value])
   try:
@@ -365,8 +355,14 @@ def main(parsed) -> None:
     result.update(input_pipeline_figures(config, result["real_examples_per_s"]))
   if _FID_SAMPLES.value > 0:
     result.update(fid_figures(config, spec, devices.global_view(state), _FID_SAMPLES.value))
+  _report(result)
+
+
+def _report(result: dict[str, Any]) -> None:
+  """The figures, one a line on stdout, and in the --json file if asked."""
+  width = max(map(len, result)) + 2
   for k, v in result.items():
-    print(f"{k:28s} {v}")
+    print(f"{k:{width}s} {v}")
   if _JSON.value:
     with open(_JSON.value, "w") as f:
       json.dump(result, f, indent=2)
