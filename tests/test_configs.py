@@ -329,9 +329,9 @@ def test_the_menus_name_what_the_implementations_hold():
   assert ("none", *penalties.PENALTY) == schema.PENALTIES
 
 
-def _entry(*args):
+def _entry(*args, cwd=ROOT):
   return subprocess.run([sys.executable, "-m", "wgan_jax.train", *args], capture_output=True,
-                        text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+                        text=True, cwd=cwd, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
 
 
 def test_help_lists_the_flags_and_every_experiment_and_exits_0():
@@ -349,3 +349,19 @@ def test_a_typo_is_one_line_with_the_nearest_name_before_any_backend_starts():
   assert out.stderr == ("error: unknown config key 'penalty_wieght'; did you mean "
                         "'penalty_weight'?" + out.stderr.split("?", 1)[1])
   assert out.stderr.count("\n") == 1  # No TensorFlow, XLA or Orbax line before it.
+
+
+@pytest.mark.parametrize("package", [True, False])
+def test_a_folder_named_experiments_in_the_working_directory_hides_nothing(tmp_path, package):
+  # The working directory comes first on the import path of `python -m`.
+  (tmp_path / "experiments").mkdir()
+  if package:
+    (tmp_path / "experiments" / "__init__.py").write_text("")
+    (tmp_path / "experiments" / "toy_8gaussians.py").write_text("raise SystemExit('not ours')")
+  out = _entry("--help", cwd=tmp_path)
+  assert out.returncode == 0, out.stderr
+  for name in configs.known_experiments():
+    assert f"  {name} " in out.stdout
+  out = _entry("--experiment=toy_8gaussians", "--experiment.n_critic=x", cwd=tmp_path)
+  assert out.stderr.strip() == ("error: bad value for 'n_critic': 'x' is not a whole number "
+                                "(current value: 5)")

@@ -5,6 +5,7 @@ for real, and delays that give a signal a known place to land, come from
 tests/faulty.py."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -299,3 +300,65 @@ def test_damaged_data_stops_at_start_with_one_line(case, tmp_path):
   assert last.startswith(message), last
   assert_one_line(result.stderr, last)
   assert not (tmp_path / "run").exists()  # found before anything was written
+
+
+def test_a_second_trainer_on_a_workdir_in_use_is_refused_and_a_dead_holder_blocks_nothing(
+    tmp_path):
+  """The probe's case: the same command with another learning rate, started while
+  the first trains, used to overwrite its checkpoints and summary."""
+  first = start("slow_iterations", tmp_path, "--experiment.num_generator_steps=200")
+  wait_for(lambda: finished_steps(str(tmp_path)), first)
+  second = run_module("wgan_jax.train", *TINY, "--experiment.optimizer.lr=1e-4",
+                      f"--workdir={tmp_path}")
+  last = second.stderr.strip().splitlines()[-1]
+  assert second.returncode == 2, second.stderr[-3000:]
+  assert re.fullmatch(rf"error: --workdir={re.escape(str(tmp_path))} is in use by process "
+                      rf"{first.pid} on \S+ since [\d: -]+ \(.+\): wait for it to "
+                      r"end, stop it, or pass another --workdir", last), last
+  assert_one_line(second.stderr, last)
+  assert first.poll() is None  # The first trains on, its files its own.
+  config = json.loads((tmp_path / "config.json").read_text())
+  assert config["optimizer"]["critic"]["lr"] == 1e-3
+  first.kill()  # SIGKILL: no clean exit, the lock file stays behind ...
+  first.communicate()
+  assert (tmp_path / ".lock").exists()
+  again = run_module("wgan_jax.train", f"--workdir={tmp_path}")  # ... and blocks nothing.
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resumed from" in again.stderr
+
+
+def test_sighup_from_a_closed_terminal_saves_and_stops_like_sigterm(tmp_path):
+  proc = start("slow_iterations", tmp_path, "--experiment.num_generator_steps=200")
+  wait_for(lambda: finished_steps(str(tmp_path)), proc)
+  proc.send_signal(signal.SIGHUP)
+  code, last, err, seconds = finish(proc, timeout=60)
+  assert code == 0, err[-3000:]
+  step = int(last.split("generator step ")[1].split(":")[0])
+  assert last == (f"stopped by SIGHUP at generator step {step}: checkpoint in "
+                  f"{tmp_path}/checkpoints/{step}; run the same command to resume")
+  assert step in finished_steps(str(tmp_path)) and seconds < 30
+  assert_one_line(err, last)
+
+
+def test_sighup_during_start_up_is_one_line(tmp_path):
+  workdir = tmp_path / "run"
+  proc = start("slow_startup", workdir)
+  wait_for(lambda: os.path.exists(f"{workdir}.started"), proc)
+  proc.send_signal(signal.SIGHUP)
+  code, last, err, _ = finish(proc, timeout=60)
+  assert (code, last) == (129, "error: stopped by SIGHUP during start-up; no checkpoint was "
+                               "written")
+  assert_one_line(err, last)
+
+
+@pytest.mark.parametrize("root", ["/", "link"])
+def test_a_system_root_as_workdir_is_refused(tmp_path, root):
+  if root == "link":
+    os.symlink("/", tmp_path / "link")
+    root = str(tmp_path / "link")
+  result = run_module("wgan_jax.train", *TINY, f"--workdir={root}")
+  assert result.returncode == 2
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: --workdir={root}") and "is a system directory" in last, last
+  assert_one_line(result.stderr, last)
+  assert not os.path.exists("/checkpoints") and not os.path.exists("/.lock")

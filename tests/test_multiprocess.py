@@ -113,3 +113,27 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step(tmp_path):
     assert proc.returncode == 0, err[-3000:]
     assert f"at generator step {step}" in err
   assert (tmp_path / "summary.json").exists()
+
+
+def test_processes_started_with_different_settings_stop_at_once_with_one_line(tmp_path):
+  """The probe's case: one process given 40 generator steps, the other 20 (before,
+  both trained apart and then waited for each other forever)."""
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2))
+  port = free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "wgan_jax.train", *ARGS, f"--experiment.num_generator_steps={steps}",
+       f"--workdir={tmp_path / 'w'}", f"--coordinator_address=127.0.0.1:{port}",
+       "--num_processes=2", f"--process_id={i}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+      for i, steps in enumerate((40, 20))]
+  started = time.monotonic()
+  ends = [proc.communicate(timeout=300) for proc in procs]
+  assert time.monotonic() - started < 120
+  for proc, (_, err) in zip(procs, ends):
+    assert proc.returncode == 2, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "error: the 2 processes were started with different settings (process 1 has "
+        "num_generator_steps=20 where process 0 has 40): start every process with the same "
+        "command")
+  assert not (tmp_path / "w" / "checkpoints").exists()  # Nothing was trained.

@@ -2,10 +2,17 @@
 its tiny setting: files written, the numbers there and consistent."""
 import json
 import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 from PIL import Image
 import pytest
 
+from tests.conftest import ROOT
 from wgan_jax.studies import (clip_sweep, estimate_vs_quality, improved_techniques,
                               mode_collapse, modern_training, n_critic_sweep)
 
@@ -92,3 +99,48 @@ def test_modern_training_scores_each_technique_against_wgan_gp(tmp_path):
   assert full["digits"]["spectral"]["model.critic.norm"] == "spectral"
   assert full["digits"]["diffaugment"]["augment"] == "color,translation,cutout"
   assert modern_training._evaluated(full["digits"]["ema 0.999"]) == "moving average"
+
+
+def _study(out, *args):
+  """`python -m wgan_jax.studies estimate_vs_quality --tiny --out=OUT`, every
+  generator iteration 2 s slower, so that a signal lands inside a run."""
+  code = ("import sys, runpy; sys.path.insert(0, 'tests'); import faulty; "
+          "faulty.slow_iterations(); "
+          "sys.argv = ['wgan_jax.studies', 'estimate_vs_quality', '--tiny', '--out=' + sys.argv[1]]; "
+          "runpy.run_module('wgan_jax.studies', run_name='__main__')")
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  return subprocess.Popen([sys.executable, "-c", code, str(out), *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_signal_stops_the_study_with_one_line_and_a_rerun_continues(tmp_path):
+  out = tmp_path / "out"
+  proc = _study(out)
+  logged = out / "runs" / "estimate_vs_quality" / "wgan-gp" / "metrics.jsonl"
+  deadline = time.monotonic() + 300
+  while not (logged.exists() and logged.read_text().strip()):
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    assert time.monotonic() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 130, err[-3000:]
+  assert "Traceback" not in err
+  last = err.strip().splitlines()[-1]
+  assert re.fullmatch(r"error: estimate_vs_quality: stopped by SIGINT at generator step \d+ of "
+                      r"the run in .*/runs/estimate_vs_quality/wgan-gp; nothing was written: run "
+                      r"the same command to continue", last), last
+  assert not (out / "estimate_vs_quality.json").exists()
+  stopped_at = int(last.split("generator step ")[1].split()[0])
+  assert 0 < stopped_at < 6
+
+  rerun = subprocess.run([sys.executable, "-m", "wgan_jax.studies", "estimate_vs_quality",
+                          "--tiny", f"--out={out}"], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  result = json.loads((out / "estimate_vs_quality.json").read_text())
+  steps = result["runs"]["8gaussians wgan-gp"]["step"]
+  assert steps[-1] == 6  # The whole run, resumed where the signal stopped it.
+  lines = [json.loads(l) for l in logged.read_text().splitlines()]
+  assert [l["step"] for l in lines if "train/critic_loss" in l] == sorted(
+      {l["step"] for l in lines if "train/critic_loss" in l})  # Each step logged once.

@@ -176,3 +176,24 @@ def on_every_process(flag: bool) -> bool:
     return flag
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
   return bool(np.all(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def exchange(name: str, value: str, timeout_s: int = 300) -> list[str]:
+  """Every process's `value` under `name`, by process index, through the
+  coordination service's key-value store (no device collective): each process
+  posts its own and reads the others', waiting at most `timeout_s` for each.
+  One process: [value]. A process that never posts is a CoordinatorError."""
+  if jax.process_count() == 1:
+    return [value]
+  from jax._src import distributed  # pylint: disable=import-outside-toplevel
+  client = distributed.global_state.client
+  client.key_value_set(f"wgan_jax/{name}/{jax.process_index()}", value)
+  values = []
+  for i in range(jax.process_count()):
+    try:
+      values.append(client.blocking_key_value_get(f"wgan_jax/{name}/{i}", timeout_s * 1000))
+    except Exception as e:  # pylint: disable=broad-except  # the client's own error types
+      raise CoordinatorError(
+          f"process {i} of {jax.process_count()} did not post its {name} within {timeout_s} s "
+          f"({type(e).__name__}); start every process with the same command") from e
+  return values

@@ -1,11 +1,12 @@
-"""SIGTERM / SIGINT as a request to stop cleanly.
+"""SIGTERM / SIGINT / SIGHUP as a request to stop cleanly.
 
 Preemptible VMs and schedulers send SIGTERM and wait a little before SIGKILL;
-users press Ctrl-C. Inside `with StopSignals() as stop:` a signal either
-raises `StopRequested` at once (start-up, the final evaluation: nothing to
-save, or all saved) or, inside `with stop.deferred():` (the training loop),
-is recorded: the loop asks `stop.requested(step)` after each iteration, then
-writes a checkpoint and returns. A second Ctrl-C raises at once; the last
+users press Ctrl-C; a closed SSH session sends SIGHUP. Inside
+`with StopSignals() as stop:` a signal either raises `StopRequested` at once
+(start-up, the final evaluation: nothing to save, or all saved) or, inside
+`with stop.deferred():` (the training loop), is recorded: the loop asks
+`stop.requested(step)` after each iteration, then writes a checkpoint and
+returns. A second Ctrl-C raises at once; the last
 finished checkpoint is still there.
 
 With several processes every one of them must stop at the same step, since
@@ -28,12 +29,13 @@ from absl import logging
 import jax
 from jax.experimental import multihost_utils
 
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP: the terminal went away (a closed SSH session): a request to stop, as SIGTERM.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # What the other processes of a multi-process run learn: a notice, not a signal name.
 PREEMPTION_NOTICE = "a preemption notice (SIGTERM to one of the processes)"
 SECOND_CTRL_C = "a second Ctrl-C"
 # Exit codes of a process stopped by a signal before anything could be saved.
-EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, SECOND_CTRL_C: 130}
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129, SECOND_CTRL_C: 130}
 
 
 class StopRequested(BaseException):
@@ -64,7 +66,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 class StopSignals:
-  """Turns SIGTERM / SIGINT into StopRequested, or records them while deferred."""
+  """Turns SIGTERM / SIGINT / SIGHUP into StopRequested, or records them while deferred."""
 
   def __init__(self):
     self.received: str | None = None
@@ -76,7 +78,8 @@ class StopSignals:
     # Python only lets the main thread install handlers (tests may train elsewhere).
     if threading.current_thread() is threading.main_thread():
       # With several processes SIGTERM stays with JAX's preemption notifier.
-      for sig in (signal.SIGINT,) if self._coordinated else _SIGNALS:
+      for sig in tuple(s for s in _SIGNALS if s != signal.SIGTERM) if self._coordinated \
+          else _SIGNALS:
         self._previous[sig] = signal.signal(sig, self._handle)
     return self
 

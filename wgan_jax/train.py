@@ -20,7 +20,7 @@ import sys
 
 
 def _stopped_while_loading(signum, frame) -> None:
-  """SIGINT / SIGTERM while the imports below load JAX (seconds), before `main`
+  """SIGINT / SIGTERM / SIGHUP while the imports below load JAX (seconds), before `main`
   takes over: nothing can have been written yet. One line, no traceback."""
   del frame
   print(f"error: stopped by {signal.Signals(signum).name} during start-up; no checkpoint was "
@@ -28,7 +28,7 @@ def _stopped_while_loading(signum, frame) -> None:
   os._exit(128 + signum)  # pylint: disable=protected-access
 
 
-for _sig in (signal.SIGINT, signal.SIGTERM):
+for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
   signal.signal(_sig, _stopped_while_loading)
 
 # pylint: disable=wrong-import-position
@@ -38,10 +38,9 @@ from typing import Any, NoReturn
 from absl import app, flags, logging
 import ml_collections
 
-from wgan_jax import configs
+from wgan_jax import configs, workdirs
 from wgan_jax.configs import migration
-from wgan_jax.cli import (DEFAULT_EXPERIMENT, flags_parser, quiet_orbax_logs, unwritable,
-                          usage_error)
+from wgan_jax.cli import DEFAULT_EXPERIMENT, flags_parser, quiet_orbax_logs, usage_error
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where checkpoints, TensorBoard events, figures and summary.json go "
@@ -57,37 +56,6 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None,
 _COORDINATOR_TIMEOUT = flags.DEFINE_integer(
     "coordinator_timeout", 300, "Multi-process runs: seconds to wait for every process to "
     "reach the coordinator before giving up with one line.")
-
-
-def workdir_problem(workdir: str) -> str | None:
-  """Why `workdir` cannot hold a run (not a directory, not writable, a name too
-  long, a dangling link, a file where its checkpoints go), or None. Nothing is
-  created: a failed check leaves no trace."""
-  path = os.path.abspath(workdir)
-  if os.path.islink(path) and not os.path.exists(path):
-    return (f"--workdir={workdir} is a symbolic link to {os.readlink(path)}, which does not "
-            "exist; create that directory or pass another --workdir")
-  if os.path.exists(path) and not os.path.isdir(path):
-    return f"--workdir={workdir} is a file; pass a directory"
-  existing = path
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    return f"--workdir={workdir} cannot be created: {existing} is a file; pass another directory"
-  longest = os.pathconf(existing, "PC_NAME_MAX")
-  too_long = [part for part in path.split(os.sep) if len(part.encode()) > longest]
-  if too_long:
-    return (f"--workdir={workdir} has a name of {len(too_long[0].encode())} bytes "
-            f"({too_long[0][:20]}...); the file system allows {longest}: pass a shorter path")
-  checkpoints = os.path.join(path, "checkpoints")
-  if os.path.lexists(checkpoints) and not os.path.isdir(checkpoints):
-    return (f"{checkpoints} is a file, not a folder of checkpoints: move it away or pass "
-            "another --workdir")
-  reason = unwritable(existing)
-  if reason:
-    return (f"--workdir={workdir} is not writable ({reason} in {existing}); pass a directory "
-            "you can write to")
-  return None
 
 
 def _saved_run_config(workdir: str) -> tuple[int | None, dict[str, Any]] | None:
@@ -152,7 +120,7 @@ def main(parsed) -> None:
   # pylint: disable=import-outside-toplevel
   from wgan_jax.preemption import StopRequested, raise_on_signals
   raise_on_signals()
-  problem = workdir_problem(workdir)
+  problem = workdirs.problem(workdir)
   if problem:
     usage_error(problem)
   if _COORDINATOR_TIMEOUT.value < 1:
@@ -181,11 +149,37 @@ def main(parsed) -> None:
     _fail(f"stopped by {e.reason} {where}; {kept}", e.exit_code)
 
 
+def _processes_disagree(config: ml_collections.ConfigDict, workdir: str) -> str | None:
+  """With several processes: what differs between their configs and workdirs
+  (one line), or None. Each process sees every config (the coordination
+  service's store), so all of them stop alike, before any collective."""
+  from wgan_jax import multihost  # pylint: disable=import-outside-toplevel
+  mine = json.dumps({"workdir": os.path.abspath(workdir), **configs.flatten(config.to_dict())},
+                    sort_keys=True)
+  try:
+    everyone = [json.loads(v) for v in multihost.exchange("config", mine,
+                                                           _COORDINATOR_TIMEOUT.value)]
+  except multihost.CoordinatorError as e:
+    _fail(str(e), 1)
+  first = everyone[0]
+  differences = [f"process {i} has {k}={theirs.get(k)!r} where process 0 has {first.get(k)!r}"
+                 for i, theirs in enumerate(everyone[1:], 1)
+                 for k in sorted(set(first) | set(theirs)) if first.get(k) != theirs.get(k)]
+  if not differences:
+    return None
+  return (f"the {len(everyone)} processes were started with different settings ("
+          + "; ".join(differences[:4]) + (f"; {len(differences) - 4} more" if len(differences) > 4
+                                           else "")
+          + "): start every process with the same command")
+
+
 def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> dict[str, Any]:
   """Distributed start-up, the config, the training; every failure is one line."""
   # Imported here so that bad command lines fail fast, before JAX starts.
-  from wgan_jax import checkpointing, loop, multihost  # pylint: disable=import-outside-toplevel
-  from wgan_jax.data import DataError  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  import jax
+  from wgan_jax import checkpointing, loop, multihost
+  from wgan_jax.data import DataError
   try:  # Before anything else touches JAX's backend.
     multihost.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     timeout_s=_COORDINATOR_TIMEOUT.value)
@@ -197,11 +191,20 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
     config = resolve_config(name, overrides, workdir)
   except configs.ConfigError as e:
     usage_error(str(e))
+  problem = _processes_disagree(config, workdir)
+  if problem:
+    usage_error(problem)
+  if jax.process_index() == 0:  # One run a workdir (the processes of a run share it).
+    try:
+      workdirs.lock(workdir)
+    except workdirs.WorkdirInUse as e:
+      usage_error(str(e))
   logging.info("experiment %s, workdir %s, overrides %s", config.experiment, workdir,
                overrides)
   try:
     return loop.train_and_evaluate(config, workdir)
   except (DataError, checkpointing.CheckpointError, configs.ConfigError) as e:
+    workdirs.abandon(workdir)  # Bad input leaves no trace.
     _fail(str(e), 2)
   except (loop.NonFiniteError, checkpointing.CheckpointWriteError,
           loop.OutputWriteError) as e:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import ast
 import difflib
-import re
 import importlib
+import importlib.util
+import os
 import pkgutil
+import re
+import sys
 from typing import Any, Sequence
 
 from absl import logging
@@ -33,9 +36,26 @@ def _nearest(name: str, known: Sequence[str], prefix: str = "") -> str:
   return f"; did you mean {prefix + close[0]!r}?" if close else ""
 
 
+# The experiments ship beside the package (pyproject: packages wgan_jax*, experiments*).
+_EXPERIMENTS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "experiments")
+
+
 def _experiments_package():
-  import experiments  # pylint: disable=import-outside-toplevel
-  return experiments
+  """The `experiments` package shipped with wgan_jax, whatever the working
+  directory holds: a folder named `experiments` there would otherwise come first
+  on the import path and hide every experiment."""
+  loaded = sys.modules.get("experiments")
+  if loaded is not None and [os.path.realpath(p) for p in getattr(loaded, "__path__", [])] == [
+      os.path.realpath(_EXPERIMENTS_DIR)]:
+    return loaded
+  spec = importlib.util.spec_from_file_location(
+      "experiments", os.path.join(_EXPERIMENTS_DIR, "__init__.py"),
+      submodule_search_locations=[_EXPERIMENTS_DIR])
+  package = importlib.util.module_from_spec(spec)
+  sys.modules["experiments"] = package
+  spec.loader.exec_module(package)
+  return package
 
 
 def known_experiments() -> list[str]:
@@ -46,6 +66,7 @@ def known_experiments() -> list[str]:
 def describe_experiments() -> dict[str, str]:
   """Each experiment's one-line description: its docstring's first clause."""
   out = {}
+  _experiments_package()
   for name in known_experiments():
     doc = " ".join((importlib.import_module(f"experiments.{name}").__doc__ or "").split())
     ends = [m.start() for m in re.finditer(r": |\. (?=[A-Z])", doc)]
@@ -60,6 +81,7 @@ def load(name: str) -> ml_collections.ConfigDict:
   if name not in known:
     raise ConfigError(f"unknown experiment {name!r}{_nearest(name, known)} (known: "
                       f"{', '.join(known)}; see --help)")
+  _experiments_package()
   config = importlib.import_module(f"experiments.{name}").get_config()
   with config.unlocked():
     config.experiment = name

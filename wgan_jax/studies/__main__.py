@@ -5,9 +5,11 @@
   python -m wgan_jax.studies xy_game --out=docs/studies --tiny
 
 `--tiny` runs a setting small enough for a test (seconds); the default is the
-full setting of the docs' figures (at most a few minutes on a laptop CPU).
+full setting of the docs' figures (docs/STUDIES.md gives each one's time).
 A bad command line is one `error:` line and exit code 2; a write that fails,
-one line and exit code 1.
+one line and exit code 1. SIGINT / SIGTERM / SIGHUP stop it with one line
+(exit 130 / 143 / 129) and nothing written: a run it was training keeps its
+checkpoint, and the same command resumes it.
 """
 from __future__ import annotations
 
@@ -64,9 +66,19 @@ def main(argv: list[str]) -> None:
     usage_error(problem)
   logging.set_verbosity(logging.ERROR)  # A tool: its output is the files and one line.
   start = time.perf_counter()
-  from wgan_jax.studies import report  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from wgan_jax.preemption import EXIT_CODES, StopRequested, raise_on_signals
+  from wgan_jax.studies import report, training
+  raise_on_signals()  # Between runs too: one line, not a KeyboardInterrupt traceback.
   try:
     studies.get(name).run(_OUT.value, tiny=_TINY.value)
+  except training.RunStopped as e:  # Its checkpoint is saved: the same command resumes.
+    print(f"error: {name}: {e}; nothing was written: run the same command to continue",
+          file=sys.stderr)
+    sys.exit(EXIT_CODES.get(e.reason, 1))
+  except StopRequested as e:
+    print(f"error: {name}: stopped by {e.reason}; nothing was written", file=sys.stderr)
+    sys.exit(e.exit_code)
   except report.StudyError as e:  # A run it trains failed: one line, its runs kept.
     print(f"error: {name}: {e}", file=sys.stderr)
     sys.exit(1)

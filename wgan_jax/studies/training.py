@@ -1,8 +1,10 @@
 """Studies that train GANs: every setting is a sweep (`wgan_jax/sweeps.py`,
 its seeds and swept values one compiled program) run by the real trainer in
 `out_dir/runs/STUDY/SETTING`, and its history read back from the run's
-`metrics.jsonl`. The runs stay there for TensorBoard; a study starts them
-afresh each time, so its numbers come from the code as it is.
+`metrics.jsonl`. The runs stay there for TensorBoard. A finished run is
+trained afresh when the study runs again, so its numbers come from the code
+as it is; a run a signal stopped (`RunStopped`, which ends the study before
+it writes anything) is resumed by the next run of the same study.
 """
 from __future__ import annotations
 
@@ -53,15 +55,39 @@ def make_config(experiment: str, overrides: Mapping[str, Any]) -> ml_collections
   return configs.from_command_line(experiment, [(k, _text(v)) for k, v in overrides.items()])
 
 
+class RunStopped(Exception):
+  """A signal stopped a run of the study; its checkpoint is saved. The study
+  writes nothing, and running it again resumes the run."""
+
+  def __init__(self, reason: str, step: int, workdir: str):
+    super().__init__(f"stopped by {reason} at generator step {step} of the run in {workdir}")
+    self.reason = reason
+
+
+def _resumable(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether `workdir` holds an unfinished run of exactly `config` (one a signal
+  stopped), which a rerun of the study continues."""
+  saved = checkpointing.saved_config(workdir)
+  if saved is None or os.path.exists(os.path.join(workdir, "summary.json")):
+    return False
+  try:
+    return not configs.check_resumable(saved[1], config, workdir, saved[0])
+  except configs.ConfigError:
+    return False
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> History:
-  """Trains `config` from scratch in `workdir` (whatever was there is
-  removed) and returns its history."""
-  shutil.rmtree(workdir, ignore_errors=True)
+  """Trains `config` in `workdir` and returns its history: from scratch (whatever
+  was there is removed), or from where a signal stopped the same run before."""
+  if not _resumable(config, workdir):
+    shutil.rmtree(workdir, ignore_errors=True)
   try:
     summary = loop.train_and_evaluate(config, workdir)
   except (loop.NonFiniteError, loop.OutputWriteError,
           checkpointing.CheckpointWriteError) as e:
     raise report.StudyError(f"the run in {workdir} failed: {e}") from e
+  if "stopped_by" in summary:
+    raise RunStopped(summary["stopped_by"], summary["generator_steps"], workdir)
   return History(writers.read_metrics(workdir), summary, config)
 
 
