@@ -362,3 +362,65 @@ def test_a_system_root_as_workdir_is_refused(tmp_path, root):
   assert last.startswith(f"error: --workdir={root}") and "is a system directory" in last, last
   assert_one_line(result.stderr, last)
   assert not os.path.exists("/checkpoints") and not os.path.exists("/.lock")
+
+
+def _train_with(patch: str, workdir, *args, env=None):
+  """`python -m wgan_jax.train TINY ARGS` with `patch` (Python, run first) installed."""
+  code = "\n".join([f"import sys, runpy; sys.path.insert(0, {ROOT!r})", patch,
+                    "sys.argv = ['wgan_jax.train'] + sys.argv[1:]",
+                    "runpy.run_module('wgan_jax.train', run_name='__main__')"])
+  proc = subprocess.Popen([sys.executable, "-c", code, *TINY, *args, f"--workdir={workdir}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})))
+  STARTED.append(proc)
+  return proc
+
+
+# From generator step 3 on, one iteration is a call into C that does not return to
+# Python for a minute (as a compile of a huge program does): signals cannot be taken.
+_STUCK = """import hashlib
+from wgan_jax import iteration
+call = iteration.Iteration.__call__
+def stuck(self, state, *args):
+  if int(state.step) >= 3:
+    open(sys.argv[-1].split("=")[1] + ".stuck", "w").close()
+    hashlib.pbkdf2_hmac("sha256", b"x", b"y", 10**9)  # C, for about a minute
+  return call(self, state, *args)
+iteration.Iteration.__call__ = stuck"""
+
+
+def test_a_signal_the_process_cannot_take_still_ends_it_with_one_line(tmp_path):
+  workdir = tmp_path / "run"
+  proc = _train_with(_STUCK, workdir, env={"WGAN_JAX_SIGNAL_GRACE_S": "3"})
+  wait_for(lambda: os.path.exists(f"{workdir}.stuck"), proc)
+  proc.send_signal(signal.SIGTERM)
+  code, last, err, seconds = finish(proc, timeout=60)
+  assert code == 143 and seconds < 15, (code, seconds, err[-3000:])
+  assert last == ("error: stopped by SIGTERM: the process did not take the signal within 3 s "
+                  "(it was inside one long call into XLA: a compile or a step); checkpoint 2 is "
+                  "the newest and a rerun resumes from it")
+  assert_one_line(err, last)
+  assert finished_steps(str(workdir)) == [2]
+
+
+# XLA's allocator failing at generator step 3, as it does for a batch too big for the
+# devices (this machine would swap or be killed first).
+_OOM = """import jax
+from wgan_jax import iteration
+call = iteration.Iteration.__call__
+def oom(self, state, *args):
+  if int(state.step) >= 3:
+    raise jax.errors.JaxRuntimeError(
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 39.06GiB.")
+  return call(self, state, *args)
+iteration.Iteration.__call__ = oom"""
+
+
+def test_out_of_device_memory_is_one_line_that_says_what_to_change(tmp_path):
+  code, last, err, _ = finish(_train_with(_OOM, tmp_path))
+  assert code == 1, err[-3000:]
+  assert last == ("error: out of memory on the devices (RESOURCE_EXHAUSTED: Out of memory while "
+                  "trying to allocate 39.06GiB.); lower batch_size, set accumulation_steps "
+                  "(README: the objective), or use more devices; checkpoint 2 is the newest and "
+                  "a rerun resumes from it")
+  assert_one_line(err, last)

@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from types import FrameType
+from typing import Callable
 
 from absl import logging
 import jax
@@ -36,6 +38,67 @@ PREEMPTION_NOTICE = "a preemption notice (SIGTERM to one of the processes)"
 SECOND_CTRL_C = "a second Ctrl-C"
 # Exit codes of a process stopped by a signal before anything could be saved.
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129, SECOND_CTRL_C: 130}
+
+
+# How long a stop signal may wait for the main thread before the process ends
+# without it: Python runs a handler only between bytecodes, and one call into XLA
+# (a compile of a huge program, a step that thrashes memory) can last many
+# minutes. Schedulers give about 30 s between SIGTERM and SIGKILL.
+SIGNAL_GRACE_S = float(os.environ.get("WGAN_JAX_SIGNAL_GRACE_S", 25))
+
+
+class _Watchdog:
+  """Notices a stop signal the moment it arrives (the C-level handler writes its
+  number to `signal.set_wakeup_fd`'s pipe even while the main thread is inside
+  a long C++ call) and, if no Python handler has taken it within the grace
+  period, ends the process with one line. A handler takes a signal by calling
+  `acknowledge`."""
+
+  def __init__(self, grace_s: float, describe: Callable[[], str]):
+    self._grace_s, self._describe = grace_s, describe
+    self._arrived = self._taken = 0
+    self._changed = threading.Condition()
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    threading.Thread(target=self._watch, args=(read,), name="signal-watchdog",
+                     daemon=True).start()
+
+  def acknowledge(self) -> None:
+    with self._changed:
+      self._taken += 1
+      self._changed.notify_all()
+
+  def _watch(self, read: int) -> None:
+    while True:
+      signum = os.read(read, 1)[0]
+      if signum not in [int(s) for s in _SIGNALS]:
+        continue
+      with self._changed:
+        self._arrived += 1
+        if not self._changed.wait_for(lambda: self._taken >= self._arrived, self._grace_s):
+          name = signal.Signals(signum).name
+          print(f"error: stopped by {name}: the process did not take the signal within "
+                f"{self._grace_s:.0f} s (it was inside one long call into XLA: a compile or a "
+                f"step); {self._describe()}", file=sys.stderr, flush=True)
+          os._exit(128 + signum)  # pylint: disable=protected-access
+
+
+_WATCHDOG: _Watchdog | None = None
+
+
+def watch_signals(describe: Callable[[], str], grace_s: float = SIGNAL_GRACE_S) -> None:
+  """From now on a stop signal that the main thread cannot take within
+  `grace_s` ends the process with one line ending in `describe()` (e.g. which
+  checkpoint is the newest). Call it from the main thread, once."""
+  global _WATCHDOG  # pylint: disable=global-statement
+  if _WATCHDOG is None and threading.current_thread() is threading.main_thread():
+    _WATCHDOG = _Watchdog(grace_s, describe)
+
+
+def _acknowledge() -> None:
+  if _WATCHDOG is not None:
+    _WATCHDOG.acknowledge()
 
 
 class StopRequested(BaseException):
@@ -62,6 +125,7 @@ def raise_on_signals() -> None:
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
   del frame
+  _acknowledge()
   raise StopRequested(signal.Signals(signum).name)
 
 
@@ -99,6 +163,7 @@ class StopSignals:
 
   def _handle(self, signum: int, frame: FrameType | None) -> None:
     del frame
+    _acknowledge()
     name = signal.Signals(signum).name
     if name == "SIGINT" and self.received == "SIGINT":
       raise StopRequested(SECOND_CTRL_C)

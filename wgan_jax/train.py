@@ -118,7 +118,8 @@ def main(parsed) -> None:
     except configs.ConfigError as e:
       usage_error(str(e))
   # pylint: disable=import-outside-toplevel
-  from wgan_jax.preemption import StopRequested, raise_on_signals
+  from wgan_jax.preemption import StopRequested, raise_on_signals, watch_signals
+  watch_signals(lambda: _newest_checkpoint_said(workdir))
   raise_on_signals()
   problem = workdirs.problem(workdir)
   if problem:
@@ -140,13 +141,17 @@ def main(parsed) -> None:
     step, newest = getattr(e, "step", None), getattr(e, "newest_checkpoint", None)
     where = (f"at generator step {step} without a final checkpoint" if step is not None
              else "during start-up")
-    if newest is None and step is None:
-      from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
-      steps = checkpointing.finished_steps(workdir)
-      newest = max(steps) if steps else None
     kept = (f"checkpoint {newest} is the newest and a rerun resumes from it" if newest is not None
-            else "no checkpoint was written")
+            else _newest_checkpoint_said(workdir) if step is None else "no checkpoint was written")
     _fail(f"stopped by {e.reason} {where}; {kept}", e.exit_code)
+
+
+def _newest_checkpoint_said(workdir: str) -> str:
+  """Where the run stands on disk, for a line that ends it."""
+  from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  steps = checkpointing.finished_steps(workdir)
+  return (f"checkpoint {max(steps)} is the newest and a rerun resumes from it" if steps
+          else "no checkpoint was written")
 
 
 def _processes_disagree(config: ml_collections.ConfigDict, workdir: str) -> str | None:
@@ -209,6 +214,13 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
   except (loop.NonFiniteError, checkpointing.CheckpointWriteError,
           loop.OutputWriteError) as e:
     _fail(str(e), 1)
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    said = " ".join(str(e).split())
+    _fail(f"out of memory on the devices ({said[:200]}); lower batch_size, set "
+          "accumulation_steps (README: the objective), or use more devices; "
+          f"{_newest_checkpoint_said(workdir)}", 1)
 
 
 if __name__ == "__main__":
