@@ -2,6 +2,7 @@
 localhost (gloo collectives) train, checkpoint and resume through the real
 `python -m wgan_jax.train`, and end where one process with 4 devices ends."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, xla_flags
-from tests.runs import TOY, final_state
+from tests.runs import TOY, final_state, finished_steps
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
@@ -137,3 +138,51 @@ def test_processes_started_with_different_settings_stop_at_once_with_one_line(tm
         "num_generator_steps=20 where process 0 has 40): start every process with the same "
         "command")
   assert not (tmp_path / "w" / "checkpoints").exists()  # Nothing was trained.
+
+
+def _training_child(proc) -> int:
+  """The training process under a multi-process run's launcher (supervisor.py)."""
+  with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+    children = [int(p) for p in f.read().split()]
+  assert len(children) == 1, children
+  return children[0]
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_lost_process_ends_the_others_with_one_line(tmp_path, victim):
+  """SIGKILL to a worker's training (victim 1) or to the coordinator's (victim 0):
+  the other process ends with one line naming what was lost and the newest
+  checkpoint, not JAX's abort and thread dump, and soon."""
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2))
+  port = free_port()
+  workdir = tmp_path / "w"
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "wgan_jax.train", *ARGS, "--experiment.num_generator_steps=100000",
+       f"--workdir={workdir}", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+       f"--process_id={i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+      for i in range(2)]
+  try:
+    deadline = time.monotonic() + 300
+    while not finished_steps(str(workdir)):
+      assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-3000:]
+      assert time.monotonic() < deadline
+      time.sleep(0.1)
+    os.kill(_training_child(procs[victim]), signal.SIGKILL)
+    started = time.monotonic()
+    _, err = procs[1 - victim].communicate(timeout=240)
+    seconds = time.monotonic() - started
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.communicate()
+  survivor = 1 - victim
+  assert procs[survivor].returncode == 1, err[-3000:]
+  last = err.strip().splitlines()[-1]
+  lost = ("process 1 stopped sending heartbeats (it died, or hangs)" if victim == 1
+          else "process 0, the coordinator, is gone")
+  assert last.startswith(f"error: process {survivor} of 2: {lost}; "), last
+  assert re.search(r"checkpoint \d+ is the newest and a rerun resumes from it: restart every "
+                   r"process with the same command$", last), last
+  assert "Traceback" not in err and "Fatal Python error" not in err and "F1206" not in err
+  assert seconds < 30, seconds  # Not JAX's heartbeat timeout (about 80 s).

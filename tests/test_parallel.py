@@ -36,7 +36,8 @@ import optax
 import pytest
 
 from tests.helpers import tiny_config
-from wgan_jax import builders, configs, data, iteration, loop, models, multihost, placement, updates
+from wgan_jax import (builders, cluster, configs, data, iteration, loop, models, multihost,
+                      placement, updates)
 from wgan_jax.data import toy
 from wgan_jax.batch_axis import BatchAxis, local_slice
 from wgan_jax.devices import Devices
@@ -300,7 +301,7 @@ def fake_initialize(monkeypatch):
   calls = []
   monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
   monkeypatch.setattr(jax.distributed, "is_initialized", lambda: bool(calls))
-  monkeypatch.setattr(multihost, "_tpu_chips_attached", lambda: False)
+  monkeypatch.setattr(cluster, "_tpu_chips_attached", lambda: False)
   for var in ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS",
               "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri"):
     monkeypatch.delenv(var, raising=False)
@@ -336,7 +337,7 @@ def test_initialize_distributed_auto_detects_launchers(fake_initialize, monkeypa
                                                         launcher):
   for k, v in env.items():
     monkeypatch.setenv(k, v)
-  assert multihost.cluster_environment() == launcher
+  assert cluster.cluster_environment() == launcher
   multihost.initialize_distributed(None, None, None)
   # No addresses: JAX reads the environment.
   assert fake_initialize == [{"initialization_timeout": 360}]
@@ -346,7 +347,7 @@ def test_single_task_slurm_job_is_a_plain_process(fake_initialize, monkeypatch):
   for k, v in {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n1", "SLURM_NTASKS": "1",
                "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}.items():
     monkeypatch.setenv(k, v)
-  assert multihost.cluster_environment() is None
+  assert cluster.cluster_environment() is None
   multihost.initialize_distributed(None, None, None)
   assert fake_initialize == []
 

@@ -8,67 +8,16 @@ never arrives, ends in one line (`CoordinatorError`), not a hang.
 """
 from __future__ import annotations
 
-import glob
 import os
 import sys
 import threading
 import time
-from typing import Mapping
 
 from absl import logging
 import jax
 import numpy as np
 
-# Google's PCI vendor id: a Cloud TPU VM has its chips attached through PCI.
-_GOOGLE_PCI_VENDOR = "0x1ae0"
-
-
-# ----------------------------------------------------------------------------
-# Multi-host start-up.
-# ----------------------------------------------------------------------------
-
-
-def _tpu_chips_attached() -> bool:
-  """Whether this machine is a Cloud TPU VM (read from sysfs: must not touch
-  the XLA backend before `jax.distributed.initialize`)."""
-  for path in glob.glob("/sys/bus/pci/devices/*/vendor"):
-    try:
-      with open(path) as f:
-        if f.read().strip() == _GOOGLE_PCI_VENDOR:
-          return True
-    except OSError:
-      continue
-  return False
-
-
-def _count(value: str | None) -> int:
-  try:
-    return int(value or 0)
-  except ValueError:
-    return 0
-
-
-def cluster_environment(environ: Mapping[str, str] | None = None) -> str | None:
-  """The multi-process launcher this process runs under, as
-  `jax.distributed.initialize()` auto-detects it, or None for a plain process.
-
-  "tpu": a Cloud TPU VM (TPU chips on PCI, or the TPU worker list / Megascale
-  variables that GKE and multi-slice set); JAX reads the workers from the
-  metadata server, which is correct for one host as for a pod slice.
-  "slurm": an srun step with more than one task. "openmpi": mpirun.
-  """
-  env = os.environ if environ is None else environ
-  workers = env.get("TPU_PROCESS_ADDRESSES") or env.get("TPU_WORKER_HOSTNAMES")
-  if workers or env.get("MEGASCALE_COORDINATOR_ADDRESS") or _tpu_chips_attached():
-    return "tpu"
-  slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
-           "SLURM_LOCALID")
-  if all(k in env for k in slurm) and _count(env["SLURM_NTASKS"]) > 1:
-    return "slurm"
-  if "OMPI_MCA_orte_hnp_uri" in env and _count(env.get("OMPI_COMM_WORLD_SIZE", "2")) > 1:
-    return "openmpi"
-  return None
-
+from wgan_jax.cluster import cluster_environment
 
 class CoordinatorError(RuntimeError):
   """The processes of a multi-process run did not find each other: one line."""
@@ -84,6 +33,11 @@ def _exit_with(message: str) -> None:
 
 # JAX's own registration deadline, beyond ours, so that ours is the one that fires.
 _JAX_TIMEOUT_MARGIN_S = 60
+# How long the coordination service waits for a process's heartbeat before it
+# takes the process for lost and ends the others (JAX's default is 100 s): a
+# process stuck that long is lost for training too. The heartbeats come from a
+# C++ thread, so a busy process still sends them.
+HEARTBEAT_TIMEOUT_S = int(os.environ.get("WGAN_JAX_HEARTBEAT_TIMEOUT_S", 20))
 
 
 def _initialize_waiting(timeout_s: int, expired: str, **kwargs) -> None:
@@ -95,6 +49,7 @@ def _initialize_waiting(timeout_s: int, expired: str, **kwargs) -> None:
   def initialize():
     try:
       jax.distributed.initialize(initialization_timeout=timeout_s + _JAX_TIMEOUT_MARGIN_S,
+                                 heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
                                  **kwargs)
     except BaseException as e:  # pylint: disable=broad-except  # handed to the main thread
       errors.append(e)

@@ -33,12 +33,13 @@ for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
 
 # pylint: disable=wrong-import-position
 import json
+import re
 from typing import Any, NoReturn
 
 from absl import app, flags, logging
 import ml_collections
 
-from wgan_jax import configs, workdirs
+from wgan_jax import cluster, configs, supervisor, workdirs
 from wgan_jax.configs import migration
 from wgan_jax.cli import DEFAULT_EXPERIMENT, flags_parser, quiet_orbax_logs, usage_error
 
@@ -126,6 +127,12 @@ def main(parsed) -> None:
     usage_error(problem)
   if _COORDINATOR_TIMEOUT.value < 1:
     usage_error(f"--coordinator_timeout={_COORDINATOR_TIMEOUT.value} must be at least 1 s")
+  if _several_processes() and not os.environ.get(supervisor.CHILD):
+    # One process of several: the training runs as a child, so that the loss of
+    # another process ends this one with a line, not JAX's abort (supervisor.py).
+    which = (f"process {_PROCESS_ID.value} of {_NUM_PROCESSES.value}"
+             if _NUM_PROCESSES.value else "this process of the run")
+    sys.exit(supervisor.supervise(sys.argv[1:], which, lambda: _newest_checkpoint_said(workdir)))
 
   quiet_orbax_logs()
   try:
@@ -146,12 +153,22 @@ def main(parsed) -> None:
     _fail(f"stopped by {e.reason} {where}; {kept}", e.exit_code)
 
 
+# A collective that failed because a peer is gone (gloo on CPU, NCCL on GPU, the runtime).
+_LOST_PEER = re.compile(r"Gloo|NCCL|Connection reset|Connection refused|UNAVAILABLE|"
+                        r"DEADLINE_EXCEEDED|Socket closed", re.IGNORECASE)
+
+
 def _newest_checkpoint_said(workdir: str) -> str:
   """Where the run stands on disk, for a line that ends it."""
   from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
   steps = checkpointing.finished_steps(workdir)
   return (f"checkpoint {max(steps)} is the newest and a rerun resumes from it" if steps
           else "no checkpoint was written")
+
+
+def _several_processes() -> bool:
+  """Whether this process is one of several of a run (flags or a detected launcher)."""
+  return (_NUM_PROCESSES.value or 1) > 1 or cluster.cluster_environment() is not None
 
 
 def _processes_disagree(config: ml_collections.ConfigDict, workdir: str) -> str | None:
@@ -215,12 +232,17 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
           loop.OutputWriteError) as e:
     _fail(str(e), 1)
   except jax.errors.JaxRuntimeError as e:
-    if "RESOURCE_EXHAUSTED" not in str(e):
-      raise
     said = " ".join(str(e).split())
-    _fail(f"out of memory on the devices ({said[:200]}); lower batch_size, set "
-          "accumulation_steps (README: the objective), or use more devices; "
-          f"{_newest_checkpoint_said(workdir)}", 1)
+    if "RESOURCE_EXHAUSTED" in said:
+      _fail(f"out of memory on the devices ({said[:200]}); lower batch_size, set "
+            "accumulation_steps (README: the objective), or use more devices; "
+            f"{_newest_checkpoint_said(workdir)}", 1)
+    if jax.process_count() > 1 and _LOST_PEER.search(said):
+      # Leaving at once: JAX's shutdown barrier would wait for the lost process, then abort.
+      _fail(f"process {jax.process_index()} of {jax.process_count()}: another process of the "
+            f"run was lost ({said[:160]}); {_newest_checkpoint_said(workdir)}: restart every "
+            "process with the same command", 1)
+    raise
 
 
 if __name__ == "__main__":
