@@ -318,7 +318,8 @@ def test_initialize_distributed_passes_explicit_values_once(fake_initialize):
   multihost.initialize_distributed("localhost:1234", 2, 1)  # Already initialized: no-op.
   # JAX's own deadline lies beyond the watchdog's (300 s), so the watchdog's one line fires.
   assert fake_initialize == [dict(coordinator_address="localhost:1234", num_processes=2,
-                                  process_id=1, initialization_timeout=360)]
+                                  process_id=1, initialization_timeout=360,
+                                  heartbeat_timeout_seconds=multihost.HEARTBEAT_TIMEOUT_S)]
   fake_initialize.clear()
   with pytest.raises(ValueError, match="give all of"):
     multihost.initialize_distributed("localhost:1234", None, None)
@@ -340,7 +341,8 @@ def test_initialize_distributed_auto_detects_launchers(fake_initialize, monkeypa
   assert cluster.cluster_environment() == launcher
   multihost.initialize_distributed(None, None, None)
   # No addresses: JAX reads the environment.
-  assert fake_initialize == [{"initialization_timeout": 360}]
+  assert fake_initialize == [{"initialization_timeout": 360,
+                              "heartbeat_timeout_seconds": multihost.HEARTBEAT_TIMEOUT_S}]
 
 
 def test_single_task_slurm_job_is_a_plain_process(fake_initialize, monkeypatch):
