@@ -15,9 +15,18 @@ The last line printed is always one JSON object of the metrics.
 """
 from __future__ import annotations
 
+from wgan_jax import startup
+
+startup.stop_quietly_while_loading("nothing was written")
+
+# pylint: disable=wrong-import-position
 import json
 import os
+import signal
 import sys
+from typing import Callable
+import zipfile
+import zlib
 
 from absl import app, flags, logging
 import jax
@@ -26,6 +35,7 @@ import numpy as np
 from wgan_jax import configs, files, metrics
 from wgan_jax.cli import flags_parser, usage_error
 from wgan_jax.metrics import inception
+from wgan_jax.preemption import StopRequested, StopSignals, raise_on_signals, watch_signals
 
 # The critic yardstick's metric (a study over a run's checkpoints).
 (CRITIC,) = (n for n, m in metrics.REGISTRY.items() if m.family == "critic")
@@ -68,28 +78,110 @@ MAX_SAMPLES = 1_000_000
 MAX_REFERENCE_SAMPLES = 10_000_000
 
 
+# Images smaller than this a side are mostly the resize's interpolation by the
+# time they reach the Inception's 299x299 (the smallest this project trains on: 16).
+TINY_SIDE = 16
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+# What reading a damaged or foreign file raises (numpy's, zipfile's, the OS's).
+_UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError,
+               RuntimeError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error)
+
+
 def load_images(flag: str, path: str) -> np.ndarray:
-  """uint8 images [N, H, W, 1 or 3] of an .npz, or a ValueError of one line."""
+  """uint8 images [N, H, W, 1 or 3] of an .npz, or a ValueError of one line
+  naming the file and what is wrong. The array's header is checked before its
+  data is read."""
   if not os.path.isfile(path):
     raise ValueError(f"{flag}={path}: no such file; pass an .npz written by "
                      "`python -m wgan_jax.sample --npz=...` or np.savez(path, samples=images)")
+  arrays, dtype, shape = [], None, ()
+  try:
+    foreign = _not_an_npz(path)
+    if foreign is None:
+      with zipfile.ZipFile(path) as archive:
+        arrays = [n[:-len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+        if "samples" in arrays:
+          with archive.open("samples.npy") as f:
+            dtype, shape = _npy_header(f)
+  except _UNREADABLE as e:
+    raise ValueError(f"{flag}={path} cannot be read as an .npz ({_reason(e)}); "
+                     "write it again") from None
+  if foreign is not None:
+    raise ValueError(f"{flag}={path} {foreign}")
+  if "samples" not in arrays:
+    raise ValueError(f"{flag}={path} has no array 'samples' (it has: "
+                     f"{', '.join(arrays) or 'nothing'}); save the images under that key")
+  _check_images(flag, path, dtype, shape)
   try:
     with np.load(path, allow_pickle=False) as f:
-      if "samples" not in f.files:
-        raise ValueError(f"{flag}={path} has no array 'samples' (it has: "
-                         f"{', '.join(f.files) or 'nothing'}); save the images under that key")
-      images = f["samples"]
-  except ValueError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except  # what numpy raises for a damaged file
-    raise ValueError(f"{flag}={path} cannot be read as an .npz ({type(e).__name__}); "
+      return f["samples"]
+  except _UNREADABLE as e:
+    raise ValueError(f"{flag}={path} cannot be read as an .npz ({_reason(e)}); "
                      "write it again") from None
-  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+
+
+def _not_an_npz(path: str) -> str | None:
+  """What the file at `path` is if it is no zip archive (numpy would try it as a
+  pickle), or None."""
+  if zipfile.is_zipfile(path):
+    return None
+  with open(path, "rb") as f:
+    head = f.read(len(_NPY_MAGIC))
+  if head.startswith(_ZIP_MAGIC):
+    return ("cannot be read as an .npz (a zip archive cut short or damaged: no central "
+            "directory); write it again")
+  if head.startswith(_NPY_MAGIC):
+    return ("is an .npy file (one array), not an .npz; save the images with "
+            "np.savez(path, samples=images)")
+  return (f"is not an .npz ({'empty' if not head else 'not a zip archive'}); save the images "
+          "with np.savez(path, samples=images) or `python -m wgan_jax.sample --npz=...`")
+
+
+def _npy_header(f) -> tuple[np.dtype, tuple]:
+  """(dtype, shape) from the header of the .npy in `f`, its data left unread."""
+  version = np.lib.format.read_magic(f)
+  read = {(1, 0): np.lib.format.read_array_header_1_0,
+          (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+  if read is None:
+    raise ValueError(f"an .npy format version {version} this numpy does not read")
+  shape, _, dtype = read(f)
+  return dtype, shape
+
+
+def _check_images(flag: str, path: str, dtype: np.dtype, shape: tuple) -> None:
+  if dtype != np.uint8 or len(shape) != 4 or shape[-1] not in (1, 3):
     raise ValueError(f"{flag}={path}: 'samples' must be uint8 images [N, H, W, 1 or 3], got "
-                     f"{images.dtype} {images.shape}")
-  if len(images) < 2:
-    raise ValueError(f"{flag}={path} holds {len(images)} image(s); at least 2 are needed")
-  return images
+                     f"{dtype} {shape}")
+  if shape[0] < 2:
+    raise ValueError(f"{flag}={path} holds {shape[0]} image(s); at least 2 are needed")
+  if min(shape[1:3]) < 1:
+    raise ValueError(f"{flag}={path}: 'samples' {shape} are images of {shape[1]}x{shape[2]} "
+                     "pixels, which hold nothing to score; save the images themselves")
+
+
+def _reason(e: BaseException) -> str:
+  text = " ".join(str(e).split())
+  return f"{type(e).__name__}: {text[:160]}" if text else type(e).__name__
+
+
+def size_note(generated: np.ndarray, real: np.ndarray, resize: str) -> str | None:
+  """What to say of images that reach the Inception's input size unlike each
+  other (both sets are resized to 299x299 each on its own) or from a tiny size."""
+  sizes = {"--samples": generated.shape[1:3], "--reference": real.shape[1:3]}
+  (h, w), (rh, rw) = sizes.values()
+  tiny = [f"{flag} ({a}x{b})" for flag, (a, b) in sizes.items() if min(a, b) < TINY_SIDE]
+  if (h, w) != (rh, rw):
+    return (f"--samples are {h}x{w} images and --reference {rh}x{rw}: each set is resized to "
+            f"{inception.INPUT_SIZE}x{inception.INPUT_SIZE} on its own ({resize}), so the scores "
+            "also measure the difference in size; compare images of one size")
+  if tiny:
+    return (f"{' and '.join(tiny)} images are resized up to {inception.INPUT_SIZE}x"
+            f"{inception.INPUT_SIZE} ({resize}) from under {TINY_SIDE} pixels a side: the "
+            "Inception sees mostly the interpolation, and the scores compare with no paper's")
+  return None
 
 
 def _print_metrics(scores: dict[str, float], protocol: str) -> None:
@@ -97,7 +189,18 @@ def _print_metrics(scores: dict[str, float], protocol: str) -> None:
   print(f"protocol: {protocol}")
   for name, value in scores.items():
     print(f"{name}: {value:.6g}")
-  print(json.dumps(scores))
+  print(json.dumps(scores, allow_nan=False))
+
+
+def _write_whole(path: str, write: Callable[[], None]) -> None:
+  """`write()`, which writes `path` whole or not at all, with SIGINT / SIGTERM
+  held until it ends: a stop during it says whether `path` was written."""
+  with StopSignals() as stop, stop.deferred():
+    write()
+  if stop.received:
+    stopped = StopRequested(stop.received)
+    stopped.written = path
+    raise stopped
 
 
 def _inception_scorer(batch: int):
@@ -112,13 +215,22 @@ def evaluate_files(names: tuple[str, ...]) -> dict[str, float]:
   if other:
     raise ValueError(f"--metrics={','.join(other)} needs a run (--workdir); with --samples/"
                      f"--reference use some of {', '.join(metrics.INCEPTION)}")
+  from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
   generated = load_images("--samples", _SAMPLES.value)
   real = load_images("--reference", _REFERENCE.value)
+  # What costs nothing first: the weights are named, the sets are large enough.
+  inception_weights.located(_WEIGHTS.value)
+  problem = image_metrics.too_few_samples(
+      names, (len(generated), f"--samples={_SAMPLES.value} holds {len(generated)}"),
+      (len(real), f"--reference={_REFERENCE.value} holds {len(real)}"), "--metrics")
+  if problem:
+    raise ValueError(problem)
+  for note in (size_note(generated, real, _RESIZE.value),
+               image_metrics.few_samples_note(len(generated))):
+    if note:
+      print(f"warning: {note}", file=sys.stderr)
   # A batch no larger than the sets: the last batch is filled up, and its padding computed.
   scorer = _inception_scorer(min(_BATCH.value, max(len(generated), len(real))))
-  note = image_metrics.few_samples_note(len(generated))
-  if note:
-    print(f"warning: {note}", file=sys.stderr)
   scores = image_metrics.score(names, scorer.of_array(generated, "samples"),
                                scorer.of_array(real, "reference"))
   _print_metrics(scores, f"{len(generated):,} vs {len(real):,} images, {scorer.describe()}")
@@ -129,6 +241,9 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
                  experiment: str | None, overrides) -> dict[str, float]:
   from wgan_jax import checkpointing, data, generators  # pylint: disable=import-outside-toplevel
   from wgan_jax import scoring  # pylint: disable=import-outside-toplevel
+
+  # Before anything is restored or generated.
+  scoring.check_counts(names, _NUM_SAMPLES.value, _REFERENCE_SAMPLES.value, "--")
 
   def load(candidate):
     found, config = generators.saved_config(workdir, candidate, experiment, overrides)
@@ -144,7 +259,8 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
       num_samples=_NUM_SAMPLES.value, reference_samples=_REFERENCE_SAMPLES.value, seed=_SEED.value,
       scorer=(lambda: _inception_scorer(
           min(_BATCH.value, max(_NUM_SAMPLES.value, _REFERENCE_SAMPLES.value)))))
-  scoring.write_report(workdir, found, report)
+  _write_whole(scoring.report_path(workdir, found),
+               lambda: scoring.write_report(workdir, found, report))
   protocol = ", ".join(f"{k} {v}" for k, v in report["protocol"].items())
   _print_metrics(report["metrics"], f"step {found}, {protocol}")
   return report["metrics"]
@@ -163,14 +279,32 @@ def evaluate_critic(workdir: str, step: int | None, overrides) -> list[dict]:
                                                 critic, overrides, model)
   numbers = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in rows]
   if jax.process_index() == 0:
-    name = "critic_w.json" if model is None else f"critic_w_model{model:02d}.json"
-    files.write_text_atomically(os.path.join(workdir, name), json.dumps(rows, indent=2) + "\n")
+    path = os.path.join(workdir, "critic_w.json" if model is None else
+                        f"critic_w_model{model:02d}.json")
+    _write_whole(path, lambda: files.write_text_atomically(path, json.dumps(rows, indent=2) + "\n"))
   print(checkpoint_critics.format_table(rows))
   print(json.dumps({CRITIC: numbers}))
   return rows
 
 
 def main(parsed) -> None:
+  # A signal stuck behind one long call into XLA (a compile) still ends in one line.
+  watch_signals(lambda: "nothing was written")
+  raise_on_signals()  # From here a signal raises StopRequested: one line below.
+  try:
+    _main(parsed)
+  except StopRequested as e:
+    for sig in startup.STOP_SIGNALS:
+      signal.signal(sig, signal.SIG_IGN)  # Leaving already: one line, whatever comes next.
+    written = getattr(e, "written", None)
+    # The workdir's files are written whole or not at all (files.py), cache entries too.
+    print(f"error: stopped by {e.reason} " + (f"after writing {written}" if written else
+                                               "during the evaluation; nothing was written"),
+          file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
+
+
+def _main(parsed) -> None:
   experiment, overrides, _ = parsed
   logging.set_verbosity(logging.ERROR)   # A tool: its output is a few lines and the files.
   try:

@@ -111,6 +111,8 @@ class RunScores:
                         inception_weights.HOW_TO_GET)
         names = tuple(n for n in names if n not in metric_names.INCEPTION)
       else:
+        scoring.check_counts(names, config.eval.num_samples, config.eval.reference_samples,
+                             "eval.")
         weights = inception_weights.load(config.eval.inception_weights or None)
         self._scorer = image_metrics.InceptionScorer(weights, config.eval.fid_resize,
                                                      config.eval.batch_size)

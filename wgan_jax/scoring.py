@@ -17,6 +17,7 @@ import ml_collections
 
 from wgan_jax import files, generators, pixels
 from wgan_jax import metrics as metrics_names
+from wgan_jax.configs.rules import ConfigError
 from wgan_jax.metrics import image_metrics
 from wgan_jax.state import NetState
 
@@ -35,9 +36,23 @@ def evaluate(names: Iterable[str], *, config: ml_collections.ConfigDict, workdir
     chosen = metrics_names.of_family(names, family)
     if chosen:
       scores, said = fn(chosen, run, reference_samples=reference_samples, scorer=scorer)
-      metrics.update(scores)
+      metrics.update(image_metrics.finite(scores))
       protocol.update(said)
   return {"step": step, "metrics": metrics, "protocol": protocol}
+
+
+def check_counts(names: Iterable[str], num_samples: int, reference_samples: int,
+                 prefix: str) -> None:
+  """A ConfigError (one line) if `num_samples` generated or `reference_samples`
+  real images are too few for one of the metrics `names`: checked before
+  anything is restored, generated or scored. `prefix` spells the settings:
+  "--" for evaluate's flags, "eval." for a run's config."""
+  problem = image_metrics.too_few_samples(
+      metrics_names.of_family(tuple(names), "inception"),
+      (num_samples, f"{prefix}num_samples={num_samples}"),
+      (reference_samples, f"{prefix}reference_samples={reference_samples}"), f"{prefix}metrics")
+  if problem:
+    raise ConfigError(problem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +77,13 @@ def _inception_family(names, run: _Generator, *, reference_samples: int, scorer,
     logging.warning("%s", note)
     protocol["note"] = note
   reference = image_metrics.reference(run.config.data, reference_samples, inception_scorer)
+  # The data set may hold fewer images than asked for: said before the generator's pass.
+  count = len(reference.pool)
+  problem = image_metrics.too_few_samples(
+      names, (run.num_samples, f"{run.num_samples} are generated"),
+      (count, f"the reference holds {count} ({reference.description})"), "the metrics")
+  if problem:
+    raise ValueError(problem)
   generated = inception_scorer.of_generator(run.module, run.generator, run.noise(),
                                             run.config.sampling_batch_norm, run.config.batch_size)
   protocol.update(num_samples=run.num_samples, reference=reference.description,
@@ -95,4 +117,5 @@ def report_path(workdir: str, step: int) -> str:
 def write_report(workdir: str, step: int, report: dict[str, Any]) -> None:
   """`eval_<step>.json` in the workdir (process 0), written whole or not at all."""
   if jax.process_index() == 0:
-    files.write_text_atomically(report_path(workdir, step), json.dumps(report, indent=2) + "\n")
+    files.write_text_atomically(report_path(workdir, step),
+                                json.dumps(report, indent=2, allow_nan=False) + "\n")

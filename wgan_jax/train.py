@@ -15,21 +15,11 @@ it before it could save.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
+from wgan_jax import startup
 
-def _stopped_while_loading(signum, frame) -> None:
-  """SIGINT / SIGTERM / SIGHUP while the imports below load JAX (seconds), before `main`
-  takes over: nothing can have been written yet. One line, no traceback."""
-  del frame
-  print(f"error: stopped by {signal.Signals(signum).name} during start-up; no checkpoint was "
-        "written", file=sys.stderr, flush=True)
-  os._exit(128 + signum)  # pylint: disable=protected-access
-
-
-for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-  signal.signal(_sig, _stopped_while_loading)
+startup.stop_quietly_while_loading("no checkpoint was written")
 
 # pylint: disable=wrong-import-position
 import json

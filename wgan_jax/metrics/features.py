@@ -27,6 +27,15 @@ SEED = 2020
 
 
 @dataclasses.dataclass(frozen=True)
+class Minimum:
+  """The fewest generated and real samples a score is defined for, and why
+  (each metric module's `MINIMUM`, checked before any image is scored)."""
+  generated: int
+  real: int
+  why: str
+
+
+@dataclasses.dataclass(frozen=True)
 class GaussianStats:
   """Mean and covariance of a set of features (float64), what FID compares."""
   mu: np.ndarray
@@ -87,6 +96,9 @@ def inception_score(logits: np.ndarray, splits: int = IS_SPLITS, seed: int = SEE
                     ) -> tuple[float, float]:
   """(mean, std) over `splits` of exp(E_x KL(p(y|x) || p(y))), in float64."""
   logits = np.asarray(logits, np.float64)
+  if len(logits) < splits:  # An empty split's score is NaN.
+    raise ValueError(f"the Inception Score in {splits} splits needs at least {splits} samples, "
+                     f"got {len(logits)}")
   logits = logits[np.random.RandomState(seed).permutation(len(logits))]
   log_p = logits - logits.max(axis=1, keepdims=True)
   log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
@@ -126,6 +138,9 @@ def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = PR_NEIGHB
   """(precision, recall): the share of generated samples inside the union of the
   real samples' k-NN balls, and of real samples inside the generated ones'."""
   generated, real = np.asarray(generated, np.float64), np.asarray(real, np.float64)
+  if min(len(generated), len(real)) <= k:  # Each sample's k-th nearest *other* sample.
+    raise ValueError(f"precision and recall with k = {k} need at least {k + 1} samples in "
+                     f"each set, got {len(generated)} and {len(real)}")
   precision = _inside_any_ball(generated, real, _kth_neighbour_distances(real, k, batch), batch)
   recall = _inside_any_ball(real, generated, _kth_neighbour_distances(generated, k, batch),
                             batch)

@@ -14,9 +14,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import math
 import os
-from typing import Iterable
+from typing import Any, Iterable
 
 import flax.linen as nn
 import jax
@@ -42,6 +44,22 @@ def few_samples_note(num: int) -> str | None:
     return None
   return (f"{num:,} generated samples: FID and KID at fewer than {PAPER_SAMPLES:,} are biased "
           "upward and do not compare with papers' numbers")
+
+
+def too_few_samples(names: Iterable[str], generated: tuple[int, str],
+                    real: tuple[int, str] | None, metrics_key: str) -> str | None:
+  """Why the samples are too few for one of the Inception metrics `names` (each
+  module's MINIMUM), or None: what to check before any image is scored.
+  `generated` and `real` are (count, what says it: "--num_samples=4"); real is
+  None while unknown; `metrics_key` is the flag or key that names the metrics."""
+  for name in names:
+    need: features.Minimum = importlib.import_module(metrics.REGISTRY[name].module).MINIMUM
+    for which, given, least in (("generated", generated, need.generated),
+                                ("real", real, need.real)):
+      if given is not None and given[0] < least:
+        return (f"{name} needs at least {least} {which} images ({need.why}), but {given[1]}: "
+                f"score more, or leave {name} out of {metrics_key}")
+  return None
 
 
 class InceptionScorer:
@@ -153,4 +171,14 @@ def score(names: Iterable[str], generated: Features, real: Reference | Features)
   out: dict[str, float] = {}
   for name in metrics.parse(",".join(names), metrics.INCEPTION):
     out.update(metrics.REGISTRY[name].score()(generated, real))
-  return out
+  return finite(out)
+
+
+def finite(scores: dict[str, Any]) -> dict[str, Any]:
+  """`scores`, or a ValueError naming the first that is NaN or infinite: such a
+  number is never printed, stored or compared as a score (nor valid JSON)."""
+  bad = {k: v for k, v in scores.items() if isinstance(v, float) and not math.isfinite(v)}
+  if bad:
+    raise ValueError(f"the scores {', '.join(f'{k}={v}' for k, v in bad.items())} are not "
+                     "finite (non-finite features: check the network's weights and the images)")
+  return scores

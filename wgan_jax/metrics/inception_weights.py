@@ -10,6 +10,7 @@ SHA-256, which every report names: numbers from other weights are not FID.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 
@@ -54,6 +55,17 @@ def resolve(path: str | None) -> str | None:
   return path or os.environ.get(ENV) or None
 
 
+def located(path: str | None) -> str:
+  """The weights file `resolve` names, or a WeightsError if none is named or
+  none is there: the checks that cost nothing, for a command to make first."""
+  path = resolve(path)
+  if path is None:
+    raise WeightsError(f"FID needs the Inception weights: {HOW_TO_GET}")
+  if not os.path.isfile(path):
+    raise WeightsError(f"no Inception weights file at {path}; {HOW_TO_GET}")
+  return path
+
+
 def _sha256(path: str) -> str:
   digest = hashlib.sha256()
   with open(path, "rb") as f:
@@ -62,9 +74,17 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
+@functools.cache  # The network traced once (a load checks it twice).
 def _expected() -> dict[str, tuple[int, ...]]:
   return {"/".join(k): tuple(v.shape) for k, v in
           traverse_util.flatten_dict(inception.variable_shapes()).items()}
+
+
+def max_bytes() -> int:
+  """The most storage bytes a weights file may make the reader take: the
+  network's tensors in float64 (pytorch-fid's file holds them in float32,
+  95 MB), and a little for the batch norms' step counters."""
+  return 8 * sum(int(np.prod(shape)) for shape in _expected().values()) + (1 << 20)
 
 
 def convert(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -112,11 +132,7 @@ def check(flat: dict[str, np.ndarray], path: str) -> None:
 def load(path: str | None) -> InceptionWeights:
   """The weights at `path` (flag value or None for `$WGAN_JAX_INCEPTION_WEIGHTS`),
   from the cache when this file was converted before."""
-  path = resolve(path)
-  if path is None:
-    raise WeightsError(f"FID needs the Inception weights: {HOW_TO_GET}")
-  if not os.path.isfile(path):
-    raise WeightsError(f"no Inception weights file at {path}; {HOW_TO_GET}")
+  path = located(path)
   try:
     sha256 = _sha256(path)
   except OSError as e:
@@ -130,7 +146,10 @@ def load(path: str | None) -> InceptionWeights:
       flat = None
   if flat is None:
     try:
-      state = torch_state.load_state_dict(path)
+      # Names and shapes are checked as the file declares them, before any
+      # tensor is read: a crafted file is refused before it costs memory.
+      state = torch_state.load_state_dict(path, max_bytes(),
+                                          check=lambda declared: check(convert(declared), path))
     except torch_state.TorchStateError as e:
       raise WeightsError(f"{path}: {e}; {HOW_TO_GET}") from None
     flat = convert(state)

@@ -5,6 +5,12 @@ from __future__ import annotations
 from wgan_jax.metrics import features
 from wgan_jax.metrics.features import Features, Reference
 
+# The fewest (generated, real) samples it is defined for (image_metrics.too_few_samples).
+MINIMUM = features.Minimum(
+    features.PR_NEIGHBOURHOOD + 1, features.PR_NEIGHBOURHOOD + 1,
+    f"each sample's ball reaches to its k-th nearest other sample of its set, "
+    f"k = {features.PR_NEIGHBOURHOOD}")
+
 
 def score(generated: Features, real: Reference | Features) -> dict[str, float]:
   precision, recall = features.precision_recall(generated.pool, real.pool)

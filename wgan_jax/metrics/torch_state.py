@@ -7,13 +7,19 @@ header, pickled object, the storage keys, then each storage's bytes), which
 is what pytorch-fid's weights file of 2019 uses. The unpickler rebuilds only
 dicts and tensors: any other global in the pickle (which is how a malicious
 file would run code) is refused with `TorchStateError`. Every object it hands
-the pickle is made for this one load and takes no attributes, and no tensor
-or storage may claim more than `max_bytes` (a crafted file cannot make it
-allocate what the file does not hold).
+the pickle is made for this one load and takes no attributes.
+
+Nothing is read before it is bounded: the pickle first (at most
+`MAX_PICKLE_BYTES`), which declares every tensor and storage; the storages
+together may declare at most `max_bytes`, and a caller's `check` sees the
+declared names, shapes and dtypes before a single storage byte is read (or, in
+a zip, decompressed). A crafted file cannot make the reader allocate more than
+`max_bytes`, nor what the file does not hold.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import pickle
@@ -27,6 +33,9 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 # Far above any network a metric uses (pytorch-fid's Inception: 95 MB).
 MAX_BYTES = 1 << 30
+# A state dict's pickle names its tensors (pytorch-fid's: 40 kB); a zip's data.pkl
+# is refused above this before it is decompressed.
+MAX_PICKLE_BYTES = 1 << 26
 
 # torch.<Name>Storage -> the dtype of its elements.
 _STORAGE_DTYPES = {
@@ -71,7 +80,7 @@ class _Tensor:
   def __init__(self, storage: _Storage, offset: int, size, stride):
     self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
-  def value(self, max_bytes: int) -> np.ndarray:
+  def _check(self, max_bytes: int) -> None:
     offset, size, stride = self.offset, self.size, self.stride
     if not all(isinstance(v, int) for v in (offset, *size, *stride)) or len(size) != len(stride):
       raise TorchStateError(f"a tensor of size {size} and stride {stride}: the file is damaged")
@@ -79,6 +88,16 @@ class _Tensor:
       raise TorchStateError(f"a tensor of size {size} and stride {stride}: the file is damaged")
     if int(np.prod(size, dtype=object)) * self.storage.dtype.itemsize > max_bytes:
       raise TorchStateError(f"a tensor of size {size} is larger than {max_bytes} bytes")
+
+  def placeholder(self, max_bytes: int) -> np.ndarray:
+    """An array of the declared shape and dtype that holds no memory (all strides
+    0) and reads nothing: what a `check` of the names and shapes looks at."""
+    self._check(max_bytes)
+    return np.broadcast_to(np.zeros((), self.storage.dtype.newbyteorder("=")), self.size)
+
+  def value(self, max_bytes: int) -> np.ndarray:
+    self._check(max_bytes)
+    offset, size, stride = self.offset, self.size, self.stride
     flat = self.storage.array
     end = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset
     if end > flat.size:
@@ -136,7 +155,24 @@ def _checked_numel(numel: Any, dtype: np.dtype, max_bytes: int) -> int:
   return numel
 
 
+class _Budget:
+  """The bytes the storages declare, all together: at most `max_bytes`, checked
+  as the pickle declares each one, before any is read."""
+
+  def __init__(self, max_bytes: int):
+    self.max_bytes, self.declared = max_bytes, 0
+
+  def take(self, numel: Any, dtype: np.dtype) -> int:
+    numel = _checked_numel(numel, dtype, self.max_bytes)
+    self.declared += numel * dtype.itemsize
+    if self.declared > self.max_bytes:
+      raise TorchStateError(f"its storages declare more than {self.max_bytes:,} bytes in all "
+                            "(a crafted or a much larger file); refusing to read them")
+    return numel
+
+
 def _read_zip(archive: zipfile.ZipFile, max_bytes: int) -> Any:
+  """The pickle's object; each storage read (decompressed) only when a tensor needs it."""
   names = set(archive.namelist())
   pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
   if len(pickles) != 1:
@@ -144,8 +180,10 @@ def _read_zip(archive: zipfile.ZipFile, max_bytes: int) -> Any:
   prefix = pickles[0][:-len("data.pkl")]
   byteorder = "little"
   if prefix + "byteorder" in names:
-    byteorder = archive.read(prefix + "byteorder")[:16].decode(errors="replace").strip()
+    with archive.open(prefix + "byteorder") as f:  # "little" or "big": 16 bytes say it.
+      byteorder = f.read(16).decode(errors="replace").strip()
   storages: dict[str, _Storage] = {}
+  budget = _Budget(max_bytes)
 
   def storage(pid):
     # ("storage", storage type, key, location, numel)
@@ -153,26 +191,32 @@ def _read_zip(archive: zipfile.ZipFile, max_bytes: int) -> Any:
       raise TorchStateError(f"unsupported persistent id in the file: {pid!r}")
     _, storage_type, key, _, numel = pid
     dtype = _dtype_of(storage_type, pid).newbyteorder("<" if byteorder == "little" else ">")
-    numel = _checked_numel(numel, dtype, max_bytes)
-    member = f"{prefix}data/{key}"
     if key not in storages:
+      numel = budget.take(numel, dtype)
+      member = f"{prefix}data/{key}"
       if member not in names or archive.getinfo(member).file_size < numel * dtype.itemsize:
         raise TorchStateError(f"storage {key} is missing or truncated: the file is damaged")
       def load(member=member, dtype=dtype, numel=numel):
-        with archive.open(member) as f:  # Read no more than the storage's own bytes.
+        with archive.open(member) as f:  # Decompress no more than the storage's own bytes.
           raw = f.read(numel * dtype.itemsize)
-        return np.frombuffer(raw, dtype, numel).astype(dtype.newbyteorder("="))
+        return np.frombuffer(raw, dtype, numel).astype(dtype.newbyteorder("="), copy=False)
       storages[key] = _Storage(dtype, numel, load)
+    elif storages[key].numel != numel:
+      raise TorchStateError(f"storage {key} is declared with two sizes: the file is damaged")
     return storages[key]
 
   info = archive.getinfo(pickles[0])
-  if info.file_size > max_bytes:
-    raise TorchStateError(f"its data.pkl is larger than {max_bytes} bytes")
+  limit = min(max_bytes, MAX_PICKLE_BYTES)
+  if info.file_size > limit:  # Before decompressing it.
+    raise TorchStateError(f"its data.pkl declares {info.file_size:,} bytes, more than the "
+                          f"{limit:,} a state dict's pickle needs")
   with archive.open(pickles[0]) as f:
-    return _Unpickler(io.BytesIO(f.read(max_bytes)), storage).load()
+    return _Unpickler(io.BytesIO(f.read(limit)), storage).load()
 
 
 def _read_legacy(f: BinaryIO, max_bytes: int) -> Any:
+  """The pickle's object; the storages' bytes (after it) located, each read only
+  when a tensor needs it (`f` stays open until then)."""
   def no_storage(pid):
     raise TorchStateError(f"unexpected persistent id {pid!r}")
 
@@ -186,6 +230,7 @@ def _read_legacy(f: BinaryIO, max_bytes: int) -> Any:
   sys_info = plain_load()
   little = not isinstance(sys_info, dict) or sys_info.get("little_endian", True)
   storages: dict[str, _Storage] = {}
+  budget = _Budget(max_bytes)
 
   def storage(pid):
     # ("storage", storage type, key, location, numel, view metadata)
@@ -196,7 +241,7 @@ def _read_legacy(f: BinaryIO, max_bytes: int) -> Any:
       raise TorchStateError("storage views (files of PyTorch < 0.4) are not supported")
     dtype = _dtype_of(storage_type, pid)
     if key not in storages:
-      storages[key] = _Storage(dtype, _checked_numel(numel, dtype, max_bytes), None)
+      storages[key] = _Storage(dtype, budget.take(numel, dtype), None)
     return storages[key]
 
   result = _Unpickler(f, storage).load()
@@ -213,39 +258,69 @@ def _read_legacy(f: BinaryIO, max_bytes: int) -> Any:
     if len(header) != 8:
       raise TorchStateError(f"storage {key} is missing: the file is truncated")
     (numel,) = struct.unpack("<q" if little else ">q", header)
-    size = _checked_numel(numel, dtype, max_bytes) * dtype.itemsize
+    if numel != s.numel:
+      raise TorchStateError(f"storage {key} holds {numel!r} elements where the pickle declares "
+                            f"{s.numel}: the file is damaged")
+    size = numel * dtype.itemsize
     left -= 8 + size
     if left < 0:
       raise TorchStateError(f"storage {key} is truncated: the file is damaged")
-    array = np.frombuffer(f.read(size), dtype).astype(dtype.newbyteorder("="))
-    s.load = lambda array=array: array
+
+    def load(start=f.tell(), size=size, dtype=dtype):
+      f.seek(start)
+      return np.frombuffer(f.read(size), dtype).astype(dtype.newbyteorder("="), copy=False)
+    s.load = load
+    f.seek(size, os.SEEK_CUR)
   return result
 
 
-def load_state_dict(path: str, max_bytes: int = MAX_BYTES) -> dict[str, np.ndarray]:
-  """The tensors of a PyTorch state dict file as numpy arrays, by name."""
+def load_state_dict(path: str, max_bytes: int = MAX_BYTES,
+                    check: Callable[[dict[str, np.ndarray]], None] | None = None
+                    ) -> dict[str, np.ndarray]:
+  """The tensors of a PyTorch state dict file as numpy arrays, by name; at most
+  `max_bytes` of storages are read. `check` (which raises what it likes) is
+  first given the declared tensors as arrays that hold no memory (their names,
+  shapes and dtypes), before any storage byte is read or decompressed."""
+  with contextlib.ExitStack() as opened:
+    state = _translated(lambda: _tensors(_read(path, opened, max_bytes)))
+    if check is not None:
+      check(_translated(lambda: {n: t.placeholder(max_bytes) for n, t in state.items()}))
+    return _translated(lambda: _materialise(state, max_bytes))
+
+
+def _read(path: str, opened: contextlib.ExitStack, max_bytes: int) -> Any:
+  """The pickled object of either layout, its storages not yet read; the file
+  stays open in `opened`."""
+  if zipfile.is_zipfile(path):
+    return _read_zip(opened.enter_context(zipfile.ZipFile(path)), max_bytes)
+  return _read_legacy(opened.enter_context(open(path, "rb")), max_bytes)
+
+
+def _translated(read: Callable[[], Any]) -> Any:
+  """`read()`, whatever a damaged file makes it raise turned into TorchStateError."""
   try:
-    if zipfile.is_zipfile(path):
-      with zipfile.ZipFile(path) as archive:
-        return _materialise(_read_zip(archive, max_bytes), max_bytes)
-    with open(path, "rb") as f:
-      return _materialise(_read_legacy(f, max_bytes), max_bytes)
+    return read()
   except TorchStateError:
     raise
   except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
           KeyError, AttributeError, IndexError, OverflowError, MemoryError, RecursionError,
-          struct.error, UnicodeError) as e:
+          struct.error, UnicodeError, OSError) as e:
     raise TorchStateError(f"cannot be read as a PyTorch state dict ({type(e).__name__}: "
                           f"{str(e)[:200]})") from None
 
 
-def _materialise(state: Any, max_bytes: int) -> dict[str, np.ndarray]:
+def _tensors(state: Any) -> dict[str, _Tensor]:
   if not isinstance(state, dict):
     raise TorchStateError(f"holds a {type(state).__name__}, not a state dict")
-  out, total = {}, 0
   for name, value in state.items():
     if not isinstance(name, str) or type(value) is not _Tensor:  # pylint: disable=unidiomatic-typecheck
       raise TorchStateError(f"entry {name!r} is a {type(value).__name__}, not a tensor")
+  return state
+
+
+def _materialise(state: dict[str, _Tensor], max_bytes: int) -> dict[str, np.ndarray]:
+  out, total = {}, 0
+  for name, value in state.items():
     out[name] = value.value(max_bytes - total)
     total += out[name].nbytes
   return out
