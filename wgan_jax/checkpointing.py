@@ -20,13 +20,16 @@ an older one restores is renamed `<step>.damaged`, named in a warning, and the
 older one is used;
 a save that fails (disk full, workdir gone read-only) raises a
 CheckpointWriteError naming the newest intact checkpoint, which stays intact
-because Orbax only renames a finished save into place.
+because Orbax only renames a finished save into place. A checkpoint no longer
+kept is deleted only of what the run wrote: a file a user put in its folder is
+moved to `<step>.kept`, named in a warning.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
+import shutil
 import sys
 from typing import Any, Callable, TypeVar
 
@@ -60,6 +63,13 @@ class CheckpointWriteError(RuntimeError):
 
 
 DAMAGED_SUFFIX = ".damaged"
+# Orbax moves a checkpoint it no longer keeps (`keep`, `best_metric`) into this folder
+# of the checkpoints (its `todelete_subdir`) rather than deleting it; `_sweep_removed`
+# then deletes what the run wrote there and moves anything else out, to `<step>.kept`.
+REMOVED_DIR = "to_delete"
+KEPT_SUFFIX = ".kept"
+# What a save writes at the top of a step folder: anything else there is not the run's.
+_WRITTEN = frozenset((*ITEMS, *LEGACY_ITEMS, "_CHECKPOINT_METADATA", "commit_success.txt"))
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -101,34 +111,45 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, item: str, target: P
     raise FileNotFoundError(f"checkpoint {step} has no readable {item} metadata")
   saved = {_path_name(p): tuple(m.shape)
            for p, m in jax.tree_util.tree_leaves_with_path(getattr(metadata, "tree", metadata))}
-  wanted = {_path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(target)}
+  wanted = {_path_name(p): tuple(w.shape)
+            for p, w in jax.tree_util.tree_leaves_with_path(target)}
   extra = sorted(k for k in saved if k not in wanted and not partial)
   if extra:
-    raise CheckpointError(f"the {item} saved at step {step} does not match the experiment: "
-                          f"it has {extra[0]}, which the model does not; use the experiment "
-                          "the run was trained with")
-  for path, want in jax.tree_util.tree_leaves_with_path(target):
-    key = _path_name(path)
+    raise _mismatch(item, step, extra[0], f"it has {extra[0]}, which the model does not")
+  for key, want in wanted.items():
     if key not in saved:
-      raise CheckpointError(f"the {item} saved at step {step} does not match the experiment: "
-                            f"it has no {key}; use the experiment the run was trained with")
-    if saved[key] != tuple(want.shape):
-      raise CheckpointError(
-          f"the {item} saved at step {step} does not match the experiment: {key} has shape "
-          f"{saved[key]} in the checkpoint but {tuple(want.shape)} in the model; "
-          "use the experiment the run was trained with")
+      raise _mismatch(item, step, key, f"it has no {key}")
+    if saved[key] != want:
+      raise _mismatch(item, step, key, f"{key} has shape {saved[key]} in the checkpoint but "
+                      f"{want} in the model")
+
+
+def _mismatch(item: str, step: int, key: str, detail: str) -> CheckpointError:
+  """The one line for a checkpoint whose `key` does not fit the experiment. An
+  optimizer state's inner path names no setting: that case names the settings
+  that shape it instead."""
+  parts = key.split("/")
+  if "opt_state" in parts[1:]:
+    network = parts[parts.index("opt_state") - 1]
+    return CheckpointError(
+        f"the {item} saved at step {step} holds the {network}'s optimizer state in another "
+        "layout than these settings make: one that shapes it (optimizer.NETWORK.name, "
+        "optimizer.NETWORK.schedule, clip, techniques.historical_averaging) differs from the "
+        "run's; resume with the settings it was trained with, or pass another --workdir")
+  return CheckpointError(f"the {item} saved at step {step} does not match the experiment: "
+                         f"{detail}; use the experiment the run was trained with")
 
 
 def _keeping(keep: int, best_metric: str | None) -> dict[str, Any]:
   """Orbax's options for which checkpoints stay: the `keep` newest, and with
   `best_metric` the lowest-scoring one besides (checkpoints saved without the
-  score are ranked by age alone)."""
+  score are ranked by age alone). The others are moved to REMOVED_DIR, not deleted."""
   if best_metric is None:
-    return {"max_to_keep": keep}
+    return {"max_to_keep": keep, "todelete_subdir": REMOVED_DIR}
   policies = ocp.checkpoint_managers
   score = lambda metrics: metrics[best_metric]
   # BestN sorts by score and keeps the last n: reversed, the lowest.
-  return {"best_fn": score, "best_mode": "min",
+  return {"best_fn": score, "best_mode": "min", "todelete_subdir": REMOVED_DIR,
           "preservation_policy": policies.AnyPreservationPolicy([
               policies.LatestN(n=keep),
               policies.BestN(get_metric_fn=score, reverse=True, n=1,
@@ -151,6 +172,7 @@ class Checkpointer:
         self.directory, item_names=ITEMS, item_handlers=_handlers(ITEMS),
         options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=True,
                                              **_keeping(keep, best_metric)))
+    _sweep_removed(self.directory)  # What a run killed before it could delete it left.
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -182,6 +204,8 @@ class Checkpointer:
           state=ocp.args.PyTreeSave(tree), metadata=ocp.args.JsonSave(metadata)), force=True,
           metrics=self._ranked(scores))
     self._pending = step
+    # The save before this one has finished (Orbax waits for it): so has its clean-up.
+    _sweep_removed(self.directory)
     return saved
 
   def _ranked(self, scores: dict[str, float] | None) -> dict[str, float] | None:
@@ -279,11 +303,7 @@ class Checkpointer:
 
   def _set_aside(self, step: int, error: Exception) -> None:
     path = os.path.join(self.directory, str(step))
-    damaged = path + DAMAGED_SUFFIX
-    n = 1
-    while os.path.exists(damaged):
-      n += 1
-      damaged = f"{path}{DAMAGED_SUFFIX}{n}"
+    damaged = _unused(path + DAMAGED_SUFFIX)
     if jax.process_index() == 0:
       os.rename(path, damaged)
     if jax.process_count() > 1:  # Nobody lists the steps again before the rename.
@@ -297,9 +317,51 @@ class Checkpointer:
     with self._writing(self._pending or 0):
       self._manager.wait_until_finished()
     self._pending = None
+    _sweep_removed(self.directory)
 
   def close(self) -> None:
     self._manager.close()
+    _sweep_removed(self.directory)
+
+
+def _unused(path: str) -> str:
+  """`path`, or with 2, 3, ... appended: the first that does not exist."""
+  candidate, n = path, 1
+  while os.path.lexists(candidate):
+    n += 1
+    candidate = f"{path}{n}"
+  return candidate
+
+
+def _sweep_removed(directory: str) -> None:
+  """Deletes the checkpoints Orbax no longer keeps (moved to REMOVED_DIR): what the
+  run wrote in them. Anything else in a step folder (a user's notes) is moved to
+  `<step>.kept` beside the checkpoints first, with a warning."""
+  removed = os.path.join(directory, REMOVED_DIR)
+  if jax.process_index() or not os.path.isdir(removed):
+    return
+  for name in sorted(os.listdir(removed)):
+    folder = os.path.join(removed, name)
+    if not name.isdigit() or not os.path.isdir(folder):
+      continue  # Not a step Orbax moved here: not ours to delete.
+    try:
+      theirs = sorted(n for n in os.listdir(folder) if n not in _WRITTEN)
+      if theirs:
+        kept = _unused(os.path.join(directory, name + KEPT_SUFFIX))
+        os.makedirs(kept)
+        for entry in theirs:
+          os.rename(os.path.join(folder, entry), os.path.join(kept, entry))
+        logging.warning("checkpoint %s is no longer kept (keep_checkpoints), but its folder held "
+                        "files the run did not write (%s); moved them to %s",
+                        os.path.join(directory, name), ", ".join(theirs[:3])
+                        + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else ""), kept)
+    except OSError as e:  # Nothing is deleted that might hold a file of the user's.
+      logging.warning("could not clear %s (%s); it is left there, and the next run tries again",
+                      folder, e)
+      continue
+    shutil.rmtree(folder, ignore_errors=True)
+  with contextlib.suppress(OSError):  # Kept if something else is in it.
+    os.rmdir(removed)
 
 
 def _checksum(x: jax.Array) -> jax.Array:

@@ -11,6 +11,7 @@ and evaluates on schedule, and stops on a signal.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -139,16 +140,25 @@ def _train(config: ml_collections.ConfigDict, run: _Loop, iterate: iteration.Ite
   """Generator iterations until the last one or a stop signal; returns the signal's name."""
   total = config.num_generator_steps
   report_progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer)
+  first = run.step
   for step in range(run.step, total):
     n_critic = n_critic_at(step, config)
+    started = time.perf_counter()
     run.state, metrics = iterate(run.state, n_critic, run.stream.next(n_critic))
+    if step == first:  # The call compiled the program: long for a big one, so said.
+      logging.info("compiled the generator iteration in %.1f s", time.perf_counter() - started)
     done = run.step = step + 1
     run.inflight.push(done, metrics)  # Waits for the iteration `inflight.DEPTH` back.
-    report_progress(done)
-    if done % config.log_every == 0 or done == total:
-      run.inflight.drain()
-      run.scalars = run.inflight.means()
-      writer.write_scalars(done, {f"train/{k}": v for k, v in run.scalars.items()})
+    try:
+      report_progress(done)
+      if done % config.log_every == 0 or done == total:
+        run.inflight.drain()
+        run.scalars = run.inflight.means()
+        writer.write_scalars(done, {f"train/{k}": v for k, v in run.scalars.items()})
+    except OSError as e:  # E.g. metrics.jsonl on a full disk.
+      _save_due(checkpointer, run, config)
+      raise _write_error(e.filename or f"the logs of step {done} in {workdir}", e,
+                         checkpointer) from e
     # A stop (agreed by every process) comes first: the caller saves this step,
     # and no evaluation delays that.
     reason = stop.requested(done)
@@ -158,22 +168,24 @@ def _train(config: ml_collections.ConfigDict, run: _Loop, iterate: iteration.Ite
     if evaluate and checkpointer.best_metric:
       # The checkpoint carries the score (orbax keeps the best one): score, then save.
       _save(checkpointer, run, config, force=True,
-            scores=_evaluate_step(evaluator, run, workdir, done, writer, checkpointer))
+            scores=_evaluate_step(evaluator, run, workdir, done, writer, checkpointer, config))
     else:
       if checkpointer.due(done):
         _save(checkpointer, run, config)
       if evaluate:
-        _evaluate_step(evaluator, run, workdir, done, writer, checkpointer)
+        _evaluate_step(evaluator, run, workdir, done, writer, checkpointer, config)
   return None
 
 
 def _evaluate_step(evaluator: evaluators.Evaluator, run: _Loop, workdir: str, done: int,
                    writer: metric_writers.MetricWriter,
-                   checkpointer: checkpointing.Checkpointer) -> dict[str, Any]:
+                   checkpointer: checkpointing.Checkpointer,
+                   config: ml_collections.ConfigDict) -> dict[str, Any]:
   run.inflight.drain()  # A non-finite generator is never scored.
   try:
     return _eval_and_report(evaluator, run.gathered(), workdir, f"{done:06d}", writer)
   except OSError as e:
+    _save_due(checkpointer, run, config)  # With best_metric, the save comes after the scores.
     raise _write_error(f"the evaluation files of step {done} in {workdir}", e,
                        checkpointer) from e
 
@@ -225,15 +237,42 @@ def _summary_of(path: str, step: int) -> dict[str, Any] | None:
   return summary if isinstance(summary, dict) and summary.get("generator_steps") == step else None
 
 
+def _save_due(checkpointer: checkpointing.Checkpointer, run: _Loop,
+              config: ml_collections.ConfigDict) -> None:
+  """Before a failed write of the logs ends the run: the checkpoint due at this
+  step (the final one at the last step), so nothing computed then is lost."""
+  if checkpointer.due(run.step) or run.step == config.num_generator_steps:
+    _save(checkpointer, run, config, force=True)
+
+
+def _in_the_way(path: str, saved: str = "") -> files.WorkdirFileError:
+  return files.WorkdirFileError(f"{path} is a folder, where the run writes a file: move it "
+                                f"away, then run the same command{saved}")
+
+
+def _check_workdir_files(workdir: str) -> None:
+  """Bad input in the workdir, found before the run writes anything: a folder where
+  it writes a file, a metrics file that is not ours (a cut last line is repaired)."""
+  for name in ("config.json", "summary.json"):
+    if os.path.isdir(os.path.join(workdir, name)):
+      raise _in_the_way(os.path.join(workdir, name))
+  writers.metric_lines(os.path.join(workdir, writers.METRICS_FILE))
+
+
 def _write_error(what: str, error: OSError, checkpointer: checkpointing.Checkpointer
-                 ) -> OutputWriteError:
-  reason = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+                 ) -> OutputWriteError | files.WorkdirFileError:
+  """The one line for a file of the run that could not be written. A folder
+  where the file goes is bad input (exit 2), not a full disk."""
   checkpointer.wait()  # The save in flight, of a good state, is part of what is kept.
   newest = checkpointer.latest_step()
+  saved = (f": checkpoint {newest} is saved and a rerun resumes from it" if newest is not None
+           else "")
+  if error.errno == errno.EISDIR and error.filename:
+    return _in_the_way(error.filename, saved)
+  reason = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
   return OutputWriteError(
       f"could not write {what} ({reason}); free disk space or make the workdir writable, then "
-      "run the same command" + (f": checkpoint {newest} is saved and a rerun resumes from it"
-                                if newest is not None else ""))
+      f"run the same command{saved}")
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals
@@ -243,6 +282,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   parts = run_lib.build(config)
   devices, sweep, evaluator = parts.devices, parts.sweep, parts.evaluator
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    _check_workdir_files(workdir)
   if sweep is None:
     logging.info("%d devices (%s), %d processes; %d examples a batch on each device",
                  devices.count, config.parallelism, jax.process_count(),
@@ -279,15 +320,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   # --- Logging.
   writer = writers.make_writer(config, workdir, sweep)
   if jax.process_index() == 0:
+    config_path = os.path.join(workdir, "config.json")
     try:
-      files.write_text_atomically(os.path.join(workdir, "config.json"), config.to_json(indent=2))
+      files.write_text_atomically(config_path, config.to_json(indent=2))
     except OSError as e:
-      raise _write_error(f"{workdir}/config.json", e, checkpointer) from e
+      raise _write_error(config_path, e, checkpointer) from e
 
   # --- Loop; a non-finite value stops it, or restarts from the last good checkpoint.
   start = time.perf_counter()
-  logging.info("training %s for %d generator iterations in %s", config.experiment,
-               config.num_generator_steps, workdir)
+  logging.info("training %s from generator iteration %d to %d in %s (the first compiles the "
+               "program)", config.experiment, run.step, config.num_generator_steps, workdir)
   restarts = 0
   try:
     with stop.deferred(), _finishing_saves_on_error(checkpointer):

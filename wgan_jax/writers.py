@@ -4,13 +4,22 @@ studies), and for a sweep one TensorBoard run per model (workdir/models/NN).
 
 `make_writer(config, workdir)` builds the run's writer. Process 0 writes the
 files; the others only log.
+
+`metrics.jsonl` is read back before a run appends to it: a cut last line (what
+a crash or a full disk leaves) is dropped with a warning; a file that is not
+ours (a line that is not UTF-8, not JSON or has no step; a folder at that path)
+is a `files.WorkdirFileError` naming it, and nothing is appended. A write that
+fails raises an OSError naming the file.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any, Mapping
+import stat
+from typing import Any, Iterator, Mapping
 
+from absl import logging
 from clu import metric_writers
 import jax
 import ml_collections
@@ -38,24 +47,42 @@ def _json_value(v: Any) -> Any:
   return float(v) if np.isfinite(v) else None
 
 
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+  """An OSError of a write names no file: this one names `path`, for the one-line report."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename:
+      raise
+    raise OSError(e.errno, e.strerror, path) from e
+
+
 class JsonLines(metric_writers.MetricWriter):
   """Scalars appended to a file as {"step": s, name: value, ...} lines (a
   sweep's values as lists, one per model). A resumed run appends: a reader
   keeps the last line written for a step."""
 
   def __init__(self, path: str):
+    metric_lines(path)  # Refuses a file that is not ours; drops a cut last line.
+    self._path = path
     # Line-buffered: every line is on disk when written, also before a crash.
     self._file = open(path, "a", encoding="utf-8", buffering=1)  # pylint: disable=consider-using-with
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     line = {"step": int(step), **{k: _json_value(v) for k, v in scalars.items()}}
-    self._file.write(json.dumps(line, allow_nan=False) + "\n")
+    with _naming(self._path):
+      self._file.write(json.dumps(line, allow_nan=False) + "\n")
 
   def flush(self) -> None:
-    self._file.flush()
+    with _naming(self._path):
+      self._file.flush()
 
   def close(self) -> None:
-    self._file.close()
+    try:
+      self._file.close()
+    except OSError:
+      pass  # What did not reach the file was reported when it was written.
 
   # Only scalars go to the file.
   def write_summaries(self, step, values, metadata=None): pass
@@ -133,23 +160,85 @@ def make_writer(config: ml_collections.ConfigDict, workdir: str,
   """The run's writer: TensorBoard (one run per model of a `sweep`) and, on
   process 0, `metrics.jsonl`. Writes the config as hyperparameters."""
   just_logging = jax.process_index() > 0
+  # First: a metrics file that is not ours stops the run before any other file is made.
+  lines = None if just_logging else JsonLines(os.path.join(workdir, METRICS_FILE))
   writer = metric_writers.create_default_writer(workdir, just_logging=just_logging)
   if sweep is not None:
     writer = ModelWriters(writer, sweep, workdir, just_logging)
-  if not just_logging:
-    writer = metric_writers.MultiWriter([writer, JsonLines(os.path.join(workdir, METRICS_FILE))])
+  if lines is not None:
+    writer = metric_writers.MultiWriter([writer, lines])
   writer.write_hparams(configs.flatten(config.to_dict()))
   return writer
+
+
+def _line_problem(raw: bytes) -> str | None:
+  """What keeps `raw` (one line, no newline) from being a line `JsonLines` wrote, or None."""
+  try:
+    line = json.loads(raw.decode("utf-8"))
+  except UnicodeDecodeError as e:
+    return f"is not UTF-8 text (byte 0x{raw[e.start]:02x} at {e.start})"
+  except ValueError as e:
+    return f"is not JSON ({str(e).split(':')[0]}: {raw[:40]!r})"
+  if not isinstance(line, dict) or not isinstance(line.get("step"), int):
+    return f"has no step ({raw[:40]!r})"
+  return None
+
+
+def _to_a_device(path: str) -> bool:
+  try:
+    return stat.S_ISCHR(os.stat(path).st_mode)
+  except OSError:
+    return False
+
+
+def metric_lines(path: str) -> list[str]:
+  """The lines of the metrics file at `path`, each checked, with their newlines;
+  [] where there is no file (or a device, e.g. /dev/null). A cut last line is
+  dropped from the file, with a warning; a file that is not ours, or a folder,
+  is a WorkdirFileError."""
+  if os.path.islink(path) and not _to_a_device(path):
+    # Appending through it would write to a file outside the workdir.
+    raise files.WorkdirFileError(
+        f"{path} is a symbolic link to {os.readlink(path)}; the run writes its own files and "
+        "follows no link to a file (one to a device such as /dev/null is kept): remove the "
+        "link, then run the same command")
+  if os.path.isdir(path):
+    raise files.WorkdirFileError(
+        f"{path} is a folder, where the run keeps its metrics: move it away or pass another "
+        "--workdir")
+  if not os.path.isfile(path):
+    return []
+  lines, cut = [], b""
+  with open(path, "rb") as f:
+    for number, raw in enumerate(f, 1):
+      if not raw.endswith(b"\n"):  # The last line, unfinished.
+        cut = raw
+        break
+      if not raw.strip():
+        continue
+      problem = _line_problem(raw.rstrip(b"\n"))
+      if problem:
+        raise files.WorkdirFileError(
+            f"{path} is not a metrics file of wgan_jax: line {number} {problem}; move it away "
+            "(or delete that line), then run the same command")
+      lines.append(raw.decode("utf-8"))
+  if cut.strip():
+    if _line_problem(cut) is None:  # Whole, but with no newline: appending would join it.
+      lines.append(cut.decode("utf-8") + "\n")
+    else:
+      logging.warning("%s ended in a cut line (%d bytes, as a crash or a full disk leaves "
+                      "it); dropped it", path, len(cut))
+    files.write_text_atomically(path, "".join(lines))
+  return lines
 
 
 def forget_after(workdir: str, step: int) -> None:
   """Drops the lines of `metrics.jsonl` past `step`: what a run logged after
   the checkpoint it resumes from, which it will log again."""
   path = os.path.join(workdir, METRICS_FILE)
-  if jax.process_index() or not os.path.isfile(path):
+  if jax.process_index():
     return
-  with open(path, encoding="utf-8") as f:
-    lines = [text for text in f if text.strip()]
+  lines = metric_lines(path)
   kept = [text for text in lines if json.loads(text)["step"] <= step]
   if len(kept) != len(lines):
     files.write_text_atomically(path, "".join(kept))
@@ -159,9 +248,7 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
   """The lines of `workdir/metrics.jsonl`, the last one written for each
   (step, names) kept, in step order."""
   latest: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
-  with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
-    for text in f:
-      if text.strip():
-        line = json.loads(text)
-        latest[(line["step"], tuple(sorted(line)))] = line
+  for text in metric_lines(os.path.join(workdir, METRICS_FILE)):  # A cut last line dropped.
+    line = json.loads(text)
+    latest[(line["step"], tuple(sorted(line)))] = line
   return [latest[k] for k in sorted(latest, key=lambda k: k[0])]

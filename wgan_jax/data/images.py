@@ -30,6 +30,7 @@ import itertools
 import os
 import time
 from typing import Callable, Iterator
+import warnings
 
 import ml_collections
 import numpy as np
@@ -52,6 +53,11 @@ _TF_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 DEFAULT_LSUN_DIR = "~/data/lsun"
 # Images a source tries to decode when opened before it declares none decodable.
 PROBE_LIMIT = 100
+# An image folder's images above this many pixels (e.g. 6000 x 6000) are resized
+# and cropped once, when the folder is opened, rather than decoded at full size at
+# every draw; at most SHRINK_LIMIT of them, so that opening stays bounded too.
+LARGE_PIXELS = 1 << 25
+SHRINK_LIMIT = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,16 +194,33 @@ def lsun_source(cfg, seed, process_index, process_count, labels=False) -> ImageS
                      may_fail=True)
 
 
-def _scan_one(path: str) -> bool:
+def _scan_one(path: str) -> tuple[int, int] | None:
+  """(width, height) of the image at `path` if PIL's verify passes and TF decodes
+  its format, else None."""
   try:
     with open(path, "rb") as f:
       from PIL import Image  # pylint: disable=import-outside-toplevel
       with Image.open(f) as image:
-        fmt = image.format
+        fmt, size = image.format, image.size
         image.verify()
-    return fmt in _TF_FORMATS
+    return size if fmt in _TF_FORMATS else None
   except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def _utf8(path: str) -> bool:
+  """Whether `path` is valid UTF-8 (TF's strings are; os.walk gives other bytes as
+  surrogates, which TF cannot take)."""
+  try:
+    path.encode("utf-8")
+    return True
+  except UnicodeEncodeError:
     return False
+
+
+def _shown(path: str) -> str:
+  """`path` printable whatever its bytes (b"\\xff" for a byte that is not UTF-8)."""
+  return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _image_paths(root: str) -> list[str]:
@@ -222,14 +245,27 @@ def _image_paths(root: str) -> list[str]:
   return paths
 
 
+def _scan(root: str) -> tuple[list[str], list[str], dict[str, tuple[int, int]]]:
+  """(readable, skipped, each readable image's (width, height)) under `root`.
+  Skipped: names that are not UTF-8 (not opened), and files that fail PIL's verify."""
+  paths = _image_paths(root)
+  named = [p for p in paths if _utf8(p)]
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  # Large images are this module's to handle (`LARGE_PIXELS`): no warning from PIL.
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+      sizes = list(pool.map(_scan_one, named))
+  readable = [p for p, size in zip(named, sizes) if size]
+  skipped = sorted(set(paths) - set(readable))
+  return readable, skipped, {p: size for p, size in zip(named, sizes) if size}
+
+
 def scan_image_folder(root: str) -> tuple[list[str], list[str]]:
   """(readable, skipped) image paths under `root`, each sorted; skipped ones fail PIL's
-  verify. Symbolic links are followed, each folder and file once."""
-  paths = _image_paths(root)
-  with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-    ok = list(pool.map(_scan_one, paths))
-  readable = [p for p, good in zip(paths, ok) if good]
-  skipped = [p for p, good in zip(paths, ok) if not good]
+  verify, or have names that are not UTF-8. Symbolic links are followed, each folder
+  and file once."""
+  readable, skipped, _ = _scan(root)
   return readable, skipped
 
 
@@ -246,9 +282,9 @@ def _classes(paths: list[str], root: str) -> list[str]:
 
 def folder_classes(root: str) -> list[str]:
   """The class names of an image folder, sorted (label i is the i-th): its
-  immediate subdirectories holding files named like images (at any depth),
-  when there are at least two; [] otherwise. Files are not opened."""
-  return _classes(_image_paths(root), root)
+  immediate subdirectories holding files named like images (at any depth, with
+  UTF-8 names), when there are at least two; [] otherwise. Files are not opened."""
+  return _classes([p for p in _image_paths(root) if _utf8(p)], root)
 
 
 def folder_root(cfg) -> str:
@@ -271,16 +307,20 @@ def folder_source(cfg, seed, process_index, process_count, labels=False) -> Imag
   del seed
   accepted = "/".join(e[1:] for e in FOLDER_EXTENSIONS)
   root = folder_root(cfg)
-  readable, skipped = scan_image_folder(root)
-  if skipped:
+  readable, skipped, sizes = _scan(root)
+  unnamed = [p for p in skipped if not _utf8(p)]
+  if unnamed:
+    logging.warning("image_folder: skipped %d files whose names are not UTF-8 (e.g. %s); "
+                    "rename them to train on them", len(unnamed), _shown(unnamed[0]))
+  if len(skipped) > len(unnamed):
     logging.warning("image_folder: skipped %d unreadable files of %d under %s",
-                    len(skipped), len(readable) + len(skipped), root)
+                    len(skipped) - len(unnamed), len(readable) + len(skipped), root)
   if not readable:
     raise DataError(f"no readable images under {root} ({len(skipped)} unreadable): put "
                     f"{accepted} files there (any nesting, any case) or point "
                     "--experiment.data.dir elsewhere")
   if labels:  # Classes from every file named like an image, as `folder_classes` counts them.
-    classes = _classes(sorted(readable + skipped), root)
+    classes = _classes(sorted(p for p in readable + skipped if _utf8(p)), root)
     if not classes:
       raise data.no_labels_error(f"image folder {root}", "its images are not in two or "
                                  "more class subdirectories")
@@ -293,7 +333,8 @@ def folder_source(cfg, seed, process_index, process_count, labels=False) -> Imag
   _first_decodable(paths, lambda p: tf.io.read_file(str(p)), root)
   decode = _decoder(3)
   # PIL's verify does not catch every broken file (a truncated JPEG passes it).
-  read = lambda p: decode(tf.io.read_file(p))
+  read = _shrinking_large(lambda p: decode(tf.io.read_file(p)), [str(p) for p in paths], sizes,
+                          cfg.image_size)
   if labels:
     index = {name: i for i, name in enumerate(classes)}
     targets = np.array([index[_class_of(p, root)] for p in paths], np.int32)
@@ -302,6 +343,46 @@ def folder_source(cfg, seed, process_index, process_count, labels=False) -> Imag
                        num_classes=len(classes))
   ds = tf.data.Dataset.from_tensor_slices(paths)
   return ImageSource(ds, read, len(paths), may_fail=True)
+
+
+def _shrinking_large(read: Callable[[tf.Tensor], tf.Tensor], paths: list[str],
+                     sizes: dict[str, tuple[int, int]], size: int
+                     ) -> Callable[[tf.Tensor], tf.Tensor]:
+  """`read` (path -> pixels), but for images of more than LARGE_PIXELS (the first
+  SHRINK_LIMIT of them) the pixels `resize_and_crop(read(path), size)` computed
+  now, once: the pipeline's resize of those is then exact and cheap, so the result
+  is the same, without decoding e.g. 10000 x 10000 pixels at every draw."""
+  large = [p for p in paths if sizes[p][0] * sizes[p][1] > LARGE_PIXELS]
+  if not large:
+    return read
+  shrunk, done = [], []
+  for path in large[:SHRINK_LIMIT]:
+    try:
+      shrunk.append(resize_and_crop(read(tf.constant(path)), size).numpy())
+      done.append(path)
+    except tf.errors.OpError:
+      pass  # Decoded (and skipped) at each draw, as a broken file is.
+  width, height = sizes[large[0]]
+  what = (f"are resized to {size}x{size} once, now, rather than decoded at full size at "
+          "every draw" if len(large) <= SHRINK_LIMIT else
+          f"; the first {SHRINK_LIMIT} are resized to {size}x{size} once, now, the other "
+          f"{len(large) - SHRINK_LIMIT} decoded at full size at every draw: shrink them on disk "
+          "for a faster input pipeline")
+  logging.warning("image_folder: %d images of more than %.1f megapixels (e.g. %s, %dx%d)%s%s",
+                  len(large), LARGE_PIXELS / 1e6, large[0], width, height,
+                  "" if what.startswith(";") else " ", what)
+  if not done:
+    return read
+  table = tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(tf.constant(done), tf.range(len(done), dtype=tf.int64)),
+      default_value=-1)
+  pixels = tf.constant(np.stack(shrunk))
+
+  def read_or_look_up(path: tf.Tensor) -> tf.Tensor:
+    index = table.lookup(path)
+    return tf.cond(index >= 0, lambda: tf.gather(pixels, tf.maximum(index, 0)),
+                   lambda: read(path))
+  return read_or_look_up
 
 
 def digits_source(cfg, seed, process_index, process_count, labels=False) -> ImageSource:
