@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 # Google's PCI vendor id: a Cloud TPU VM has its chips attached through PCI.
 _GOOGLE_PCI_VENDOR = "0x1ae0"
@@ -51,3 +51,12 @@ def cluster_environment(environ: Mapping[str, str] | None = None) -> str | None:
   if "OMPI_MCA_orte_hnp_uri" in env and _count(env.get("OMPI_COMM_WORLD_SIZE", "2")) > 1:
     return "openmpi"
   return None
+
+
+def lost_said(lost: Sequence[int] | None) -> str:
+  """The words for the processes of a run found lost (None: which is unknown)."""
+  if lost is None or not lost:
+    return "another process of the run was lost"
+  if 0 in lost:
+    return "process 0, the coordinator, is gone"
+  return f"process {', '.join(map(str, sorted(lost)))} stopped sending heartbeats (it died, or hangs)"

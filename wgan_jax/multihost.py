@@ -152,3 +152,26 @@ def exchange(name: str, value: str, timeout_s: int = 300) -> list[str]:
           f"process {i} of {jax.process_count()} did not post its {name} within {timeout_s} s "
           f"({type(e).__name__}); start every process with the same command") from e
   return values
+
+
+def lost_processes(margin_s: float = 10.0) -> list[int] | None:
+  """The processes of the run the coordination service no longer counts as
+  alive, asked after a collective failed: it answers once every process still
+  alive has asked too, or once it has taken a dead one for lost (at most the
+  heartbeat timeout). [0] when the coordinator itself does not answer; None
+  when no answer comes in time (then which one is unknown)."""
+  from jax._src import distributed  # pylint: disable=import-outside-toplevel
+  everyone = list(range(jax.process_count()))
+  answer: list[list[int]] = []
+
+  def ask():
+    try:
+      live = distributed.global_state.client.get_live_nodes(everyone)
+      answer.append([p for p in everyone if p not in live])
+    except Exception:  # pylint: disable=broad-except  # the client's own error types
+      answer.append([0])  # The coordination service, on process 0, is gone.
+
+  thread = threading.Thread(target=ask, name="jax-live-processes", daemon=True)
+  thread.start()
+  thread.join(HEARTBEAT_TIMEOUT_S + margin_s)
+  return answer[0] if answer else None

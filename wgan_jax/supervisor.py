@@ -19,6 +19,8 @@ import subprocess
 import sys
 from typing import Callable, Sequence
 
+from wgan_jax.cluster import lost_said
+
 # In the child's environment: it is the training, not a parent again.
 CHILD = "WGAN_JAX_SUPERVISED"
 # JAX's distributed client ending the process (a glog fatal line).
@@ -44,11 +46,9 @@ def _lost(fatal: str, held: Sequence[str]) -> str:
   text = fatal + "".join(held)
   heartbeat = _HEARTBEAT.search(text)
   if heartbeat:
-    lost = ", ".join((heartbeat.group(1) or heartbeat.group(2)).replace(",", " ").split())
-    return f"process {lost} stopped sending heartbeats (it died, or hangs)"
-  if _COORDINATOR_GONE.search(text):
-    return "process 0, the coordinator, is gone"
-  return "another process of the run was lost"
+    return lost_said([int(p) for p in
+                      (heartbeat.group(1) or heartbeat.group(2)).replace(",", " ").split()])
+  return lost_said([0] if _COORDINATOR_GONE.search(text) else None)
 
 
 def supervise(args: Sequence[str], process: str, describe: Callable[[], str]) -> int:

@@ -220,6 +220,8 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
     _fail(str(e), 2)
   except (loop.NonFiniteError, checkpointing.CheckpointWriteError,
           loop.OutputWriteError) as e:
+    # A save's collective (Orbax's barriers) also fails when a peer is gone.
+    _end_if_a_peer_is_lost(str(e), workdir, known_lost_only=True)
     _fail(str(e), 1)
   except jax.errors.JaxRuntimeError as e:
     said = " ".join(str(e).split())
@@ -227,13 +229,27 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
       _fail(f"out of memory on the devices ({said[:200]}); lower batch_size, set "
             "accumulation_steps (README: the objective), or use more devices; "
             f"{_newest_checkpoint_said(workdir)}", 1)
-    if jax.process_count() > 1 and _LOST_PEER.search(said):
-      # Leaving at once: JAX's shutdown barrier would wait for the lost process, then abort.
-      _fail(f"process {jax.process_index()} of {jax.process_count()}: another process of the "
-            f"run was lost ({said[:160]}); {_newest_checkpoint_said(workdir)}: restart every "
-            "process with the same command", 1)
+    _end_if_a_peer_is_lost(said, workdir, known_lost_only=False)
     raise
 
+
+def _end_if_a_peer_is_lost(said: str, workdir: str, known_lost_only: bool) -> None:
+  """Ends the process with one line when `said` (a failure) is a collective
+  that failed because another process of the run is gone: which one, the
+  coordination service tells (waiting at most the heartbeat timeout). At once:
+  JAX's shutdown barrier would wait for the lost process, then abort. With
+  `known_lost_only`, a failure whose lost process is not found is left to the caller."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from wgan_jax import multihost  # pylint: disable=import-outside-toplevel
+  if jax.process_count() == 1 or not _LOST_PEER.search(said):
+    return
+  lost = multihost.lost_processes()
+  if not lost and known_lost_only:
+    return
+  cause = "" if lost else f" ({said[:160]})"
+  _fail(f"process {jax.process_index()} of {jax.process_count()}: {cluster.lost_said(lost)}"
+        f"{cause}; {_newest_checkpoint_said(workdir)}: restart every process with the same "
+        "command", 1)
 
 if __name__ == "__main__":
   app.run(main, flags_parser=flags_parser(default=None))
