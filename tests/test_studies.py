@@ -16,7 +16,8 @@ from wgan_jax.studies import report
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
 
-NAMES = ("parallel_lines", "xy_game", "critic_vs_discriminator", "vanishing_gradients")
+NAMES = ("parallel_lines", "xy_game", "critic_vs_discriminator", "vanishing_gradients",
+         "divergences")
 
 
 def _strict(token):
@@ -146,6 +147,38 @@ def _cli(*args, cwd):
   env = dict(os.environ, PYTHONPATH=ROOT)
   return subprocess.run([sys.executable, "-m", "wgan_jax.studies", *args], check=False,
                         capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def test_divergences_optimal_discriminator_kl_asymmetry_and_earth_mover(tmp_path):
+  r = _written(tmp_path, "divergences", studies.get("divergences").run(str(tmp_path), tiny=True))
+  opt = r["optimal_discriminator"]
+  # V(D*) = 2 JS - 2 log 2, by quadrature, to the quadrature's precision.
+  assert opt["value_at_d_star"] == pytest.approx(opt["two_js_minus_two_log_two"], abs=1e-9)
+  assert 0.3 < opt["js"] < math.log(2)  # Overlapping, different: between 0 and log 2.
+  # D* beats the undecided D = 1/2 (whose V is -2 log 2, the value at p_r = p_g).
+  assert opt["value_at_half"] == pytest.approx(-2 * math.log(2))
+  assert opt["value_at_d_star"] > opt["value_at_half"] + 0.5
+  # A discriminator trained on samples comes out as D* where the data are, and its
+  # V reaches V(D*) from below (on the same held-out samples).
+  assert opt["d_trained_max_abs_error"] < 0.05
+  assert opt["value_d_star_samples"] - 0.005 < opt["value_trained_samples"] <= \
+      opt["value_d_star_samples"]
+  kl = r["kl_against_js"]
+  kl_pq, kl_qp = np.array(kl["kl_pq"]), np.array(kl["kl_qp"])
+  js_pq, js_qp = np.array(kl["js_pq"]), np.array(kl["js_qp"])
+  assert np.all(np.abs(kl_pq - kl_qp) > 0.4)  # Asymmetric at every mu (unequal widths).
+  np.testing.assert_allclose(js_pq, js_qp, rtol=1e-9)  # Symmetric.
+  assert np.all(js_pq < math.log(2)) and js_pq[-1] > 0.95 * math.log(2)  # Bounded, saturating.
+  assert kl_pq[-1] > 10 * js_pq[-1] and np.all(np.diff(kl_pq) > 0)  # Unbounded, growing.
+  emd = r["earth_mover"]
+  assert emd["p"] == [3, 2, 1, 4] and emd["q"] == [1, 2, 4, 3]
+  assert emd["carried"] == [2, 2, -1]  # The post's plan: 2, then 2, then 1 back.
+  assert emd["w_running_plan"] == 5 and emd["w_exact_ot"] == pytest.approx(5.0, abs=1e-9)
+
+
+def test_earth_mover_refuses_unequal_mass():
+  with pytest.raises(ValueError, match="the piles hold 10 and 9 shovelfuls"):
+    studies.get("divergences").earth_mover((3, 2, 1, 4), (1, 2, 3, 3))
 
 
 def test_cli_lists_the_studies(tmp_path):

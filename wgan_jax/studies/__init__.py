@@ -21,6 +21,7 @@ STUDIES: dict[str, str] = {
     "xy_game": "wgan_jax.studies.xy_game",
     "critic_vs_discriminator": "wgan_jax.studies.critic_vs_discriminator",
     "vanishing_gradients": "wgan_jax.studies.vanishing_gradients",
+    "divergences": "wgan_jax.studies.divergences",
     "mode_collapse": "wgan_jax.studies.mode_collapse",
     "clip_sweep": "wgan_jax.studies.clip_sweep",
     "n_critic_sweep": "wgan_jax.studies.n_critic_sweep",
