@@ -17,7 +17,7 @@ from wgan_jax.studies import report
 pytestmark = pytest.mark.slow
 
 NAMES = ("parallel_lines", "xy_game", "critic_vs_discriminator", "vanishing_gradients",
-         "divergences")
+         "divergences", "weight_clipping")
 
 
 def _strict(token):
@@ -174,6 +174,33 @@ def test_divergences_optimal_discriminator_kl_asymmetry_and_earth_mover(tmp_path
   assert emd["p"] == [3, 2, 1, 4] and emd["q"] == [1, 2, 4, 3]
   assert emd["carried"] == [2, 2, -1]  # The post's plan: 2, then 2, then 1 back.
   assert emd["w_running_plan"] == 5 and emd["w_exact_ot"] == pytest.approx(5.0, abs=1e-9)
+
+
+def test_weight_clipping_explodes_or_vanishes_where_the_penalty_does_not(tmp_path):
+  r = _written(tmp_path, "weight_clipping",
+               studies.get("weight_clipping").run(str(tmp_path), tiny=True))
+  summary, critics = r["summary"], r["critics"]
+  assert [len(c["weight_grad_norm"]) for c in critics.values()] == [13] * 4
+  penalty = summary["gradient penalty"]
+  # The penalty's critic: signal about constant through the 12 layers, no weight at a bound.
+  assert 0.7 < penalty["signal_ratio_per_layer"] < 1.4 and penalty["signal_span"] < 10
+  assert penalty["share_at_extremes"] < 0.01
+  assert all(0.05 < g < 20 for g in critics["gradient penalty"]["weight_grad_norm"][1:])
+  # c = 0.1 explodes: the weights' gradients 100x the penalty's and more, the
+  # backpropagated signal growing geometrically towards the input.
+  big = summary["clip c=0.1"]
+  assert big["median_weight_grad_vs_penalty"] > 100
+  assert big["signal_ratio_per_layer"] < 0.7 and big["signal_span"] > 100
+  # c = 0.01 and 0.001 vanish: a millionth of the penalty's or less, shrinking towards the input.
+  for c in ("clip c=0.01", "clip c=0.001"):
+    assert summary[c]["median_weight_grad_vs_penalty"] < 1e-6, c
+    assert summary[c]["signal_ratio_per_layer"] > 5 and summary[c]["signal_span"] > 1e6, c
+  # Clipping piles the weights at +-c; the trainer's clipped_fraction says so.
+  for c in ("clip c=0.1", "clip c=0.01", "clip c=0.001"):
+    assert summary[c]["clipped_fraction"] > 0.15, c
+    assert summary[c]["share_at_extremes"] > 30 * penalty["share_at_extremes"] + 0.1, c
+  counts = np.array(critics["clip c=0.01"]["histogram"]["counts"])
+  assert counts[0] + counts[-1] > 0.8 * counts.sum()  # Two spikes, at -c and +c.
 
 
 def test_earth_mover_refuses_unequal_mass():

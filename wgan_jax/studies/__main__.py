@@ -4,8 +4,10 @@
   python -m wgan_jax.studies parallel_lines                 # -> studies/parallel_lines.{png,json}
   python -m wgan_jax.studies xy_game --out=docs/studies --tiny
 
-`--tiny` runs a setting small enough for a test (seconds); the default is the
-full setting of the docs' figures (docs/STUDIES.md gives each one's time).
+`--tiny` runs a setting small enough for a test (seconds to a minute); the
+default is the full setting of the docs' figures, which takes from under a
+second (xy_game) to about 27 minutes (modern_training) on a 2-core CPU
+(docs/STUDIES.md gives each one's time).
 A bad command line is one `error:` line and exit code 2; a write that fails,
 one line and exit code 1. SIGINT / SIGTERM / SIGHUP stop it with one line
 (exit 130 / 143 / 129) and nothing written: a run it was training keeps its
