@@ -22,10 +22,13 @@ STUDIES: dict[str, str] = {
     "critic_vs_discriminator": "wgan_jax.studies.critic_vs_discriminator",
     "vanishing_gradients": "wgan_jax.studies.vanishing_gradients",
     "divergences": "wgan_jax.studies.divergences",
+    "weight_clipping": "wgan_jax.studies.weight_clipping",
     "mode_collapse": "wgan_jax.studies.mode_collapse",
     "clip_sweep": "wgan_jax.studies.clip_sweep",
     "n_critic_sweep": "wgan_jax.studies.n_critic_sweep",
     "estimate_vs_quality": "wgan_jax.studies.estimate_vs_quality",
+    "clipped_optimizers": "wgan_jax.studies.clipped_optimizers",
+    "wgan_paper_images": "wgan_jax.studies.wgan_paper_images",
     "improved_techniques": "wgan_jax.studies.improved_techniques",
     "modern_training": "wgan_jax.studies.modern_training",
 }

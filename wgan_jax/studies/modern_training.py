@@ -5,7 +5,10 @@ real data: config `penalty`), a spectrally normalised critic
 (`model.critic.norm=spectral`, beside the default penalty), the generator's
 moving average (`ema.decay`; every evaluation of such a run scores the
 average, not the last generator), bfloat16 compute (`precision=bf16`) and, on
-images, DiffAugment (`augment`), each changed alone on WGAN-GP. On 25
+images, DiffAugment (`augment`), each changed alone on WGAN-GP; then the
+canonical pairings as their papers train them (SNGAN: hinge loss and spectral
+norm without a penalty; R1 with the non-saturating loss) and an average that
+starts after a warm-up (`ema.start`). On 25
 Gaussians, several seeds each (one sweep program per setting): modes covered,
 high-quality share and exact W1 at the end. On digits (one run per setting,
 DCGAN): the digit classifier's FD, classes covered and class KL.
@@ -19,7 +22,8 @@ import numpy as np
 from wgan_jax.studies import report, training
 
 DESCRIPTION = ("each modern technique alone on WGAN-GP (LP, R1, DRAGAN penalties, spectral norm, "
-               "generator EMA, bf16, DiffAugment): modes, high-quality share, W1 and digits FD")
+               "generator EMA, bf16, DiffAugment) and the canonical pairings (SNGAN, R1 with the "
+               "non-saturating loss): modes, high-quality share, W1 and digits FD")
 
 # R1 at gamma 1. Under the Wasserstein loss the critic's scale is set by the penalty
 # alone: the loss is linear in f, R1's gamma/2 E||grad f(real)||^2 quadratic in its
@@ -38,6 +42,15 @@ COMMON: dict[str, dict[str, Any]] = {
     "spectral": {"model.critic.norm": "spectral"},
     "bf16": {"precision": "bf16"},
 }
+# The canonical pairings, each as its paper trains it, beside the one-at-a-time changes
+# on WGAN-GP: SNGAN (Miyato et al. 2018: the hinge loss, a spectrally normalised critic,
+# no penalty) and R1 under the non-saturating loss with one discriminator step per
+# generator step (Mescheder et al. 2018, StyleGAN2).
+PAIRINGS: dict[str, dict[str, Any]] = {
+    "sngan (hinge + spectral)": {"loss": "hinge", "penalty": "none",
+                                 "model.critic.norm": "spectral"},
+    "r1 + non-saturating": {"loss": "non-saturating", **R1, "n_critic": 1},
+}
 TOY_BASE = "toy_25gaussians"
 # The toy settings: the baseline, then each technique alone. The average's horizon
 # is 1 / (1 - decay) generator steps: 100 of the run's 2,000, so it smooths the last
@@ -45,7 +58,10 @@ TOY_BASE = "toy_25gaussians"
 # 0.99^2000, nothing, at the end.
 TOY: dict[str, dict[str, Any]] = {
     "wgan-gp": {}, **{k: v for k, v in COMMON.items() if k != "bf16"},
-    "ema": {"ema.decay": 0.99}, "bf16": COMMON["bf16"]}
+    "ema": {"ema.decay": 0.99},
+    # The average of the trained generator only: copied until step 1,000, averaged after.
+    "ema after warm-up": {"ema.decay": 0.99, "ema.start": 1000},
+    "bf16": COMMON["bf16"], **PAIRINGS}
 # The digits settings (digits_dcgan_gp: DCGAN, layer-norm critic, lambda 10, Adam
 # 2e-4): "spectral" replaces the critic's layer norm. Decay 0.999 (horizon 1,000
 # steps) is longer than the 600-step run: at the end its average still holds 0.999^600
@@ -55,7 +71,9 @@ DIGITS_BASE = "digits_dcgan_gp"
 DIGITS: dict[str, dict[str, Any]] = {
     "wgan-gp": {}, **{k: v for k, v in COMMON.items() if k != "bf16"},
     "ema 0.999": {"ema.decay": 0.999}, "ema 0.99": {"ema.decay": 0.99},
-    "bf16": COMMON["bf16"], "diffaugment": {"augment": "color,translation,cutout"}}
+    "ema 0.999 after warm-up": {"ema.decay": 0.999, "ema.start": 300},
+    "bf16": COMMON["bf16"], "diffaugment": {"augment": "color,translation,cutout"},
+    **PAIRINGS}
 # The tiny setting (a test) runs these; each technique has its own tests
 # (tests/test_modern.py), the study's plumbing is the same for every setting.
 TINY_TOY = ("wgan-gp", "spectral")

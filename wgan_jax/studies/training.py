@@ -101,10 +101,12 @@ def band(values: np.ndarray) -> dict[str, list[float]]:
           "max": np.nanmax(values, axis=1).tolist()}
 
 
-def toy_overrides(tiny: bool, steps: int, every: int) -> dict[str, Any]:
+def toy_overrides(tiny: bool, steps: int, every: int, width: int | None = None,
+                  batch: int | None = None, eval_samples: int | None = None) -> dict[str, Any]:
   """Small MLPs and the evaluation schedule the toy studies share (tiny: a
-  test's seconds)."""
-  width = 32 if tiny else 128
+  test's seconds; width, batch and eval_samples given: those)."""
+  width = width or (32 if tiny else 128)
   return {"model.generator.features": width, "model.critic.features": width,
-          "batch_size": 32 if tiny else 128, "num_generator_steps": steps, "log_every": every,
-          "eval_every": every, "checkpoint_every": 0, "eval_samples": 200 if tiny else 1000}
+          "batch_size": batch or (32 if tiny else 128), "num_generator_steps": steps,
+          "log_every": every, "eval_every": every, "checkpoint_every": 0,
+          "eval_samples": eval_samples or (200 if tiny else 1000)}
