@@ -7,7 +7,8 @@ high learning rates", so it trains with RMSProp. Here the clipped WGAN on
 (the paper's) and with Adam (beta1 = 0.5 and 0.9), each at the paper's rate
 5e-5 and at 10x it, several seeds per setting (one sweep program per
 optimizer): the exact W1 to the data and the critic's estimate over training,
-and how much both vary between consecutive evaluations (instability).
+and each seed's worst W1 after the first quarter of the run (a seed that
+blows up).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ OPTIMIZERS: dict[str, dict[str, Any]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+  optimizers: tuple[str, ...] = tuple(OPTIMIZERS)
   lrs: tuple[float, ...] = (5e-5, 5e-4)
   steps: int = 3000
   every: int = 100
@@ -43,21 +45,17 @@ class Settings:
 
 
 FULL = Settings()
-TINY = Settings(lrs=(5e-5, 5e-4), steps=200, every=50, seeds=2, width=64, batch=64, tiny=True)
-
-
-def _roughness(values: np.ndarray) -> np.ndarray:
-  """Per model: the median |relative change| between consecutive readings of
-  [T, models] values (0: smooth; 1: as large as the values themselves)."""
-  scale = np.maximum(np.abs(values[:-1]), 1e-12)
-  return np.median(np.abs(np.diff(values, axis=0)) / scale, axis=0)
+# A test's setting that still holds the claim: the full setting's first 1,200 iterations
+# at 10x the paper's rate (the same models: a sweep's seeds do not depend on its grid).
+TINY = Settings(optimizers=("rmsprop", "adam b1=0.9"), lrs=(5e-4,), steps=1200, tiny=True)
 
 
 def run(out_dir: str, tiny: bool = False) -> dict[str, Any]:
   s = TINY if tiny else FULL
   results: dict[str, Any] = {}
   w1_floor = None
-  for name, optimizer in OPTIMIZERS.items():
+  for name in s.optimizers:
+    optimizer = OPTIMIZERS[name]
     config = training.make_config(EXPERIMENT, {
         **training.toy_overrides(tiny, s.steps, s.every, s.width, s.batch),
         **optimizer, "optimizer.schedule": "constant",
@@ -73,13 +71,14 @@ def run(out_dir: str, tiny: bool = False) -> dict[str, Any]:
           "optimizer": name, "lr": lr, "eval_step": at.tolist(), "log_step": logged.tolist(),
           "w1": training.band(w1[:, models]), "estimate": training.band(estimate[:, models]),
           "final_w1": history.final("w1")[models].tolist(),
-          "w1_roughness": _roughness(w1[:, models]).tolist(),
-          "estimate_roughness": _roughness(estimate[:, models]).tolist()}
+          # The worst W1 of each seed after the first quarter of the run.
+          "w1_peak": np.max(w1[len(at) // 4:, models], axis=0).tolist()}
 
-  fig, axes = plt.subplots(1, 2 * len(s.lrs), figsize=(5.5 * 2 * len(s.lrs), 4))
+  fig, axes = plt.subplots(1, 2 * len(s.lrs), figsize=(5.5 * 2 * len(s.lrs), 4), squeeze=False)
+  axes = axes[0]
   for i, lr in enumerate(s.lrs):
     ax_w1, ax_est = axes[2 * i], axes[2 * i + 1]
-    for name in OPTIMIZERS:
+    for name in s.optimizers:
       r = results[f"{name}, lr {lr:g}"]
       line, = ax_w1.plot(r["eval_step"], r["w1"]["mean"], label=name)
       ax_w1.fill_between(r["eval_step"], r["w1"]["min"], r["w1"]["max"], alpha=0.2,
@@ -97,6 +96,6 @@ def run(out_dir: str, tiny: bool = False) -> dict[str, Any]:
                                              "optimizers": OPTIMIZERS},
       "w1_floor": w1_floor, "runs": results,
       "summary": {k: {"final_w1_mean": float(np.mean(r["final_w1"])),
-                      "w1_roughness_mean": float(np.mean(r["w1_roughness"])),
-                      "estimate_roughness_mean": float(np.mean(r["estimate_roughness"]))}
+                      "final_w1_worst": float(np.max(r["final_w1"])),
+                      "w1_peak_worst": float(np.max(r["w1_peak"]))}
                   for k, r in results.items()}})

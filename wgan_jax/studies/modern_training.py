@@ -76,7 +76,7 @@ DIGITS: dict[str, dict[str, Any]] = {
     **PAIRINGS}
 # The tiny setting (a test) runs these; each technique has its own tests
 # (tests/test_modern.py), the study's plumbing is the same for every setting.
-TINY_TOY = ("wgan-gp", "spectral")
+TINY_TOY = ("wgan-gp", "spectral", "sngan (hinge + spectral)")
 TINY_DIGITS = ()
 TOY_KEYS = ("modes_covered", "high_quality_share", "w1")
 DIGIT_KEYS = ("domain_fd", "domain_classes_covered", "domain_kl")
