@@ -68,3 +68,30 @@ def lsun_root(tmp_path_factory) -> str:
       txn.put(key, encode(picture(h, w, i), "WEBP" if i == 5 else "JPEG"))
   env.close()
   return str(root)
+
+
+# Processes a test started (its module appends them): killed when the test ends,
+# however it ends, so a test that fails half-way leaves nothing running.
+STARTED: list = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+  yield
+  while STARTED:
+    proc = STARTED.pop()
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def weights_path(tmp_path_factory) -> str:
+  """A PyTorch file of the FID Inception's state dict with random weights."""
+  # pylint: disable=import-outside-toplevel
+  from tests import torch_references as refs
+  from wgan_jax.metrics import inception
+  torch = refs.import_torch()
+  path = str(tmp_path_factory.mktemp("weights") / "random_inception.pth")
+  torch.save(refs.to_torch_state_dict(inception.random_variables(0)), path)
+  return path

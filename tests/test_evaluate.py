@@ -7,24 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from tests import torch_references as refs
 from tests.runs import IMAGE, finished_steps, run_module
 from wgan_jax import configs
-from wgan_jax.metrics import inception
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
 
 TINY_EVAL = ["--experiment.eval.num_samples=16", "--experiment.eval.reference_samples=24",
              "--experiment.eval.batch_size=8"]
-
-
-@pytest.fixture(scope="module")
-def weights_path(tmp_path_factory) -> str:
-  torch = refs.import_torch()
-  path = str(tmp_path_factory.mktemp("weights") / "random_inception.pth")
-  torch.save(refs.to_torch_state_dict(inception.random_variables(0)), path)
-  return path
 
 
 @pytest.fixture(scope="module")

@@ -18,39 +18,17 @@ import zlib
 import numpy as np
 import pytest
 
-from tests import torch_references as refs
-from tests.conftest import ROOT
-from wgan_jax.metrics import image_metrics, inception, inception_weights, torch_state
+from tests.conftest import ROOT, STARTED
+from wgan_jax.metrics import image_metrics, inception_weights, torch_state
 from wgan_jax.metrics.features import Features
 
 # Real processes: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
 
-STARTED = []
-
-
-@pytest.fixture(autouse=True)
-def no_process_left_behind():
-  yield
-  while STARTED:
-    proc = STARTED.pop()
-    if proc.poll() is None:
-      proc.kill()
-      proc.communicate()
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> str:
   """The processes' cache (converted weights), one for the module: converted once."""
   return str(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def weights_path(tmp_path_factory) -> str:
-  torch = refs.import_torch()
-  path = str(tmp_path_factory.mktemp("weights") / "random_inception.pth")
-  torch.save(refs.to_torch_state_dict(inception.random_variables(0)), path)
-  return path
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, encode, picture
+from tests.conftest import ROOT, STARTED, encode, picture
 from tests.runs import finished_steps, run_module
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
@@ -24,20 +24,6 @@ TINY = ["--experiment=toy_8gaussians", "--experiment.batch_size=32", "--experime
         "--experiment.num_generator_steps=6", "--experiment.log_every=2",
         "--experiment.eval_every=0", "--experiment.eval_samples=100",
         "--experiment.checkpoint_every=2"]
-
-
-STARTED = []
-
-
-@pytest.fixture(autouse=True)
-def no_process_left_behind():
-  """A test that fails half-way leaves no training process running."""
-  yield
-  while STARTED:
-    proc = STARTED.pop()
-    if proc.poll() is None:
-      proc.kill()
-      proc.communicate()
 
 
 def start(fault, workdir, *args):
