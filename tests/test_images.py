@@ -254,6 +254,33 @@ def test_digits_processes_read_disjoint_shares():
   assert len(seen[0] | seen[1]) == len({x.tobytes() for x in ref})
 
 
+def test_data_limit_trains_on_the_first_images_of_the_set_across_processes():
+  ref = load_digits().images.astype(np.int64)
+  cfg = data_config("digits", 8)
+  cfg.limit = 7
+  seen = set()
+  for i, n in enumerate([4, 3]):  # the first 7 split two ways, whatever the shares
+    (b,) = take(cfg, 1, n, process_index=i, process_count=2)
+    share = {np.round(x[..., 0] * (16 / 255)).astype(np.int64).tobytes() for x in b}
+    assert share == {x.tobytes() for x in ref[:7][i::2]}
+    seen |= share
+  assert seen == {x.tobytes() for x in ref[:7]}
+  # The stream repeats those 7 only.
+  many = first_batch(cfg, batch_size=70)
+  assert {np.round(x[..., 0] * (16 / 255)).astype(np.int64).tobytes() for x in many} == seen
+
+
+def test_data_limit_on_a_sliced_tfds_split_is_one_line(tmp_path):
+  cfg = data_config("mnist", 32, root=tmp_path, split="train[:50%]")
+  cfg.limit = 10
+  with tfds.testing.mock_data(num_examples=12):
+    with pytest.raises(images.DataError, match=r"^data.split='train\[:50%\]' is already a slice "
+                       r"and data.limit=10 cuts it again: give one of them$"):
+      images.build_image_dataset(cfg, 4, 0)
+  # tfds cuts the split itself (its mock data ignores slices, so the string is checked).
+  assert images._first("train", 10) == "train[:10]" and images._first("test", 0) == "test"
+
+
 def test_unknown_name():
   with pytest.raises(images.DataError, match="unknown image data set 'svhn'; use one of "
                      "lsun_bedroom, cifar10, mnist, celeb_a, image_folder, digits"):

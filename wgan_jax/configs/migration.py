@@ -50,6 +50,7 @@ ADDED_KEYS = (
     ("", None, "augment", ""),
     ("data", "image", "labels", False),
     ("", None, "accumulation_steps", 1),
+    ("data", "image", "limit", 0),
 )
 RENAMED = {"critic_schedule": "n_critic_schedule", "gp_weight": "penalty_weight"}
 

@@ -67,6 +67,8 @@ IMAGE_RULES: dict[str, Rule] = {
     "dequantize": any_value,
     # Each real image comes with its class (int32), for class-conditional models.
     "labels": choice(False, True),
+    # Train on the first `limit` images only (small-data experiments); 0: all of them.
+    "limit": at_least(0),
 }
 
 

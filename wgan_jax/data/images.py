@@ -112,7 +112,7 @@ def tfds_source(cfg, seed, process_index, process_count, labels=False) -> ImageS
                     f"{' '.join(str(e).split())[:160]}); its dataset_info.json or files are "
                     f"damaged: rebuild it with `tfds build {name} --data_dir=...` on a machine "
                     "with internet and copy it here again") from e
-  split = tfds.even_splits(cfg.split, n=process_count)[process_index]
+  split = tfds.even_splits(_first(cfg.split, cfg.get("limit", 0)), n=process_count)[process_index]
   try:
     ds = builder.as_dataset(
         split=split, shuffle_files=True,
@@ -134,8 +134,19 @@ def tfds_source(cfg, seed, process_index, process_count, labels=False) -> ImageS
   return ImageSource(ds, decode, buffer)
 
 
+def _first(split: str, limit: int) -> str:
+  """tfds split `split` cut to its first `limit` examples (all of them at 0)."""
+  if not limit:
+    return split
+  if "[" in split:
+    raise DataError(f"data.split={split!r} is already a slice and data.limit={limit} cuts "
+                    "it again: give one of them")
+  return f"{split}[:{limit}]"
+
+
 def _shard(items: np.ndarray, cfg, process_index: int, process_count: int, where: str):
-  share = items[process_index::process_count]
+  """This process's share of the first `data.limit` items (all of them at 0)."""
+  share = items[:cfg.get("limit", 0) or None][process_index::process_count]
   if len(share) == 0:
     raise DataError(f"{cfg.name}: {len(items)} images under {where} leave none for process "
                     f"{process_index} of {process_count}; use more data or fewer processes")
@@ -392,7 +403,8 @@ def digits_source(cfg, seed, process_index, process_count, labels=False) -> Imag
   images = digits.images.astype(np.float32)[..., None] * (255.0 / 16.0)
   images = _shard(images, cfg, process_index, process_count, "sklearn's load_digits")
   if labels:
-    targets = digits.target.astype(np.int32)[process_index::process_count]
+    targets = _shard(digits.target.astype(np.int32), cfg, process_index, process_count,
+                     "sklearn's load_digits")
     return ImageSource(tf.data.Dataset.from_tensor_slices((images, targets)), lambda x: x,
                        len(images), labels=True, num_classes=10)
   return ImageSource(tf.data.Dataset.from_tensor_slices(images), lambda x: x, len(images))

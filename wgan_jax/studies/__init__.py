@@ -21,6 +21,7 @@ STUDIES: dict[str, str] = {
     "xy_game": "wgan_jax.studies.xy_game",
     "critic_vs_discriminator": "wgan_jax.studies.critic_vs_discriminator",
     "vanishing_gradients": "wgan_jax.studies.vanishing_gradients",
+    "trained_generators": "wgan_jax.studies.trained_generators",
     "divergences": "wgan_jax.studies.divergences",
     "weight_clipping": "wgan_jax.studies.weight_clipping",
     "mode_collapse": "wgan_jax.studies.mode_collapse",
@@ -29,6 +30,7 @@ STUDIES: dict[str, str] = {
     "estimate_vs_quality": "wgan_jax.studies.estimate_vs_quality",
     "clipped_optimizers": "wgan_jax.studies.clipped_optimizers",
     "wgan_paper_images": "wgan_jax.studies.wgan_paper_images",
+    "small_data": "wgan_jax.studies.small_data",
     "improved_techniques": "wgan_jax.studies.improved_techniques",
     "modern_training": "wgan_jax.studies.modern_training",
 }

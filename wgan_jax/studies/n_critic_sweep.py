@@ -16,7 +16,12 @@ from wgan_jax.studies import open_questions
 DESCRIPTION = "WGAN's n_critic in {1, 2, 5, 10, 25}: exact W1 and the critic's estimate over training"
 
 
+FULL = open_questions.Sweep(grid=(1, 2, 5, 10, 25), seeds=2, steps=1000, every=50)
+# A test's: the untrained critic of n_critic 1 against a trained one.
+TINY = open_questions.Sweep(grid=(1, 5), seeds=2, steps=300, every=50, width=128)
+
+
 def run(out_dir: str, tiny: bool = False) -> dict[str, Any]:
-  return open_questions.run_sweep(
-      out_dir, "n_critic_sweep", "n_critic", grid=(1, 2, 5, 10, 25), tiny_grid=(1, 3), tiny=tiny,
-      seeds=2, steps=1000, every=50, question="How important is n_critic?")
+  return open_questions.run_sweep(out_dir, "n_critic_sweep", "n_critic",
+                                  TINY if tiny else FULL, tiny,
+                                  question="How important is n_critic?")

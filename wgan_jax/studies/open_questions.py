@@ -7,7 +7,8 @@ with their key and values.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,12 +18,22 @@ from wgan_jax.studies import report, training
 EXPERIMENT = "toy_8gaussians_clip"  # WGAN: RMSProp 5e-5, c = 0.01, n_critic 5, MLPs
 
 
-def run_sweep(out_dir: str, name: str, key: str, grid: Sequence[float], tiny_grid: Sequence[float],
-              tiny: bool, seeds: int, steps: int, every: int, question: str) -> dict[str, Any]:
-  grid = tuple(tiny_grid if tiny else grid)
-  steps, every, seeds = (4, 2, 1) if tiny else (steps, every, seeds)
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  """The values of the key, the seeds of each, and how long every model trains."""
+  grid: tuple[float, ...]
+  seeds: int
+  steps: int   # generator iterations
+  every: int   # evaluations (exact W1) and logs of the estimate
+  width: int | None = None  # the MLPs' width and the batch (None: `training.toy_overrides`')
+
+
+def run_sweep(out_dir: str, name: str, key: str, sweep: Sweep, tiny: bool,
+              question: str) -> dict[str, Any]:
+  grid, seeds, steps, every = sweep.grid, sweep.seeds, sweep.steps, sweep.every
   config = training.make_config(EXPERIMENT, {
-      **training.toy_overrides(tiny, steps, every), "optimizer.schedule": "constant",
+      **training.toy_overrides(tiny, steps, every, width=sweep.width, batch=sweep.width),
+      "optimizer.schedule": "constant",
       "sweep.key": key, "sweep.grid": grid, "sweep.seeds": seeds})
   history = training.train(config, training.run_dir(out_dir, name, "sweep"))
   at, w1 = history.series("eval/w1")
