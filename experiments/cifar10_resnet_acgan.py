@@ -16,7 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
   c = cifar10_resnet_gp.get_config()
   c.data.labels = True
   c.model.generator = ml_collections.ConfigDict(
-      dict(name="cond_resnet", dim=128, multipliers=(1, 1, 1, 1), num_classes=10))
+      dict(name="cond_resnet", dim=128, multipliers=(1, 1, 1, 1), num_classes=10,
+           conditioning="table"))
   c.model.critic = ml_collections.ConfigDict(
       dict(name="cond_resnet", dim=128, multipliers=(1, 1, 1, 1), norm="none", num_classes=10,
            head="acgan"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 from typing import Any
 
@@ -130,6 +131,23 @@ def compare(held: dict[str, Any], now: dict[str, Any], rtol: float) -> list[str]
   return sorted(problems)
 
 
+def machine() -> str:
+  """What a case's numbers depend on besides the code: jaxlib's version and the
+  CPU's vector extensions, by which XLA:CPU and its kernels pick their code. Three
+  iterations of a clipped, bf16 or batch-normed case carry the rounding
+  differences between two CPU kinds far past any tolerance that would still
+  catch a change (BUILD.md, "Numbers held")."""
+  import jaxlib  # pylint: disable=import-outside-toplevel
+  extensions: set[str] = set()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      line = next((l for l in f if l.startswith("flags")), "")
+    extensions = {x for x in line.partition(":")[2].split() if x.startswith(("avx", "amx", "fma"))}
+  except OSError:
+    pass
+  return f"jaxlib {jaxlib.__version__}, {platform.machine()}: {' '.join(sorted(extensions))}"
+
+
 def load() -> dict[str, Any]:
   """The recorded cases ({} before the first recording)."""
   if not os.path.exists(RECORD):
@@ -148,7 +166,7 @@ def main(argv: list[str]) -> int:
       continue
     now = run_case(experiment, overrides)
     if write:
-      results[name] = now
+      results[name] = {**now, "machine": machine()}
       print(f"{name}: recorded {len(now['state'])} arrays")
     else:
       problems = compare(held[name], now, 1e-5) if name in held else ["not recorded"]

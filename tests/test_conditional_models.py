@@ -142,6 +142,51 @@ def test_one_class_offset_changes_only_that_class(generator):
   assert float(jnp.abs(before[~is_3] - after[~is_3]).max()) > 1e-6
 
 
+def test_embedding_conditioning_starts_as_the_table_one_and_parts_the_classes_faster():
+  tables = conditional.ConditionalResNetGenerator(32, dim=8)
+  shared = conditional.ConditionalResNetGenerator(32, dim=8, conditioning="embedding")
+  v = shared.init(jax.random.PRNGKey(2), Z, LABELS)
+  flat = flax.traverse_util.flatten_dict(v["params"])
+  # One embedding of 128 numbers a class, and per norm two [128, C] maps, zero at init.
+  assert flat[("class_embedding", "embedding")].shape == (10, conditional.EMBEDDING_DIM)
+  maps = {p: a for p, a in flat.items() if len(p) > 2 and "EmbeddedConditionalBatchNorm" in p[-3]}
+  assert len(maps) == 3 * 2 * 2 and all(a.shape == (128, 8) and not a.any()
+                                        for a in maps.values())
+  # At init: the same images as the table generator's with the same other weights.
+  body = {p: a for p, a in flat.items() if p[0] != "class_embedding" and p not in maps}
+  t = tables.init(jax.random.PRNGKey(2), Z, LABELS)
+  t_body = {p: a for p, a in flax.traverse_util.flatten_dict(t["params"]).items()
+            if "ConditionalBatchNorm" not in p[-2]}
+  assert sorted(body) == sorted(t_body)
+  t_params = flax.traverse_util.unflatten_dict(
+      {**flax.traverse_util.flatten_dict(t["params"]), **body})
+  np.testing.assert_allclose(shared.apply(v, Z, LABELS, train=False),
+                             tables.apply({**t, "params": t_params}, Z, LABELS, train=False),
+                             atol=1e-6)
+  # Adam moves every parameter by about lr a step, whatever its gradient (sign steps
+  # here). A table's class scale moves by lr; one fed by the embedding by ~100 lr.
+  def one_sign_step(model, variables):  # on the mean of the second image (class 3)
+    def image(params):
+      return jnp.mean(model.apply({**variables, "params": params}, Z, LABELS, train=False)[1])
+    grads = jax.grad(image)(variables["params"])
+    return jax.tree.map(lambda p, g: p + 1e-3 * jnp.sign(g), variables["params"], grads)
+  moved = flax.traverse_util.flatten_dict(one_sign_step(shared, v))
+  norm = next(p for p in maps if p[-2] == "scale")
+  e = moved[("class_embedding", "embedding")][3]
+  change = float(jnp.abs(e @ moved[norm] - flat[("class_embedding", "embedding")][3]
+                         @ flat[norm]).max())
+  assert change > 30 * 1e-3  # one step of 1e-3 moved a class scale by more than 30 steps'
+  t_moved = flax.traverse_util.flatten_dict(one_sign_step(tables, t))
+  t_norm = next(p for p in t_moved if p[-1] == "scale" and "ConditionalBatchNorm" in p[-2])
+  assert float(jnp.abs(t_moved[t_norm][3] - 1.0).max()) <= 1e-3 + 1e-7
+
+
+def test_conditioning_names_are_checked():
+  with pytest.raises(ValueError, match="conditioning 'x' is unknown; use one of table, embedding"):
+    conditional.ConditionalResNetGenerator(32, dim=8, conditioning="x").init(
+        jax.random.PRNGKey(0), Z, LABELS)
+
+
 def test_batch_stats_update_in_train_mode_only(generator):
   g, v = generator
   stats = v["batch_stats"]
@@ -231,12 +276,20 @@ def test_acgan_head_logits_and_losses():
   out = terms.CriticOutput(jnp.zeros(3), logits)
   view = terms.CriticView(real=None, fake=None, labels=labels, on_real=out, on_fake=out,
                           critic_at=None, params=None, opt_state=None)
-  value, metrics = terms.acgan_critic().loss(view, None)
+  value, metrics = terms.acgan_critic(1.0).loss(view, None)
   assert float(value) == pytest.approx(want, rel=1e-6)
   # Arg-maxes 0, 2, 0 against labels 0, 1, 2.
   assert float(metrics["acgan_real_accuracy"]) == pytest.approx(1 / 3)
   assert float(terms.accuracy(logits, labels)) == pytest.approx(1 / 3)
-  assert (terms.acgan_critic().weight, terms.acgan_generator().weight) == (1.0, 0.1)
+  # The weights as gan_cifar_resnet.py's, from the config (cifar10_resnet_acgan's), and
+  # Odena et al.'s equal ones on the digits.
+  from wgan_jax import configs  # pylint: disable=import-outside-toplevel
+  for experiment, weights in (("cifar10_resnet_acgan", (1.0, 0.1)),
+                              ("digits_resnet_acgan", (1.0, 1.0))):
+    config = configs.load(experiment)
+    built = (terms.CRITIC_TERMS["acgan"](config, {}, None),
+             terms.GENERATOR_TERMS["acgan"](config, {}, None))
+    assert tuple(t.weight for t in built) == weights, experiment
 
 
 def test_cifar_parameter_counts_are_gan_cifar_resnets():

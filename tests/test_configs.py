@@ -19,7 +19,8 @@ TOY_EXPERIMENTS = ["toy_25gaussians", "toy_25gaussians_gan_improved",
 IMAGE_EXPERIMENTS = ["bedrooms_dcgan", "bedrooms_dcgan_gan", "bedrooms_dcgan_gp",
                      "bedrooms_dcgan_nobn", "bedrooms_mlp", "bedrooms_resnet_gp",
                      "cifar10_resnet_acgan", "cifar10_resnet_gp", "digits_dcgan_gan_improved",
-                     "digits_dcgan_gp", "folder_dcgan_diffaugment", "mnist_dcgan_gp"]
+                     "digits_dcgan_gp", "digits_resnet_acgan", "folder_dcgan_diffaugment",
+                     "mnist_dcgan_gp"]
 
 
 def test_known_experiments():

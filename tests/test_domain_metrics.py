@@ -56,6 +56,16 @@ def test_real_against_real_is_near_zero_with_every_class(scorer, halves):
   assert full["domain_fd"] < m["domain_fd"] and full["domain_classes_covered"] == 10
 
 
+def test_class_agreement_counts_the_images_of_the_class_asked_for(scorer, halves):
+  a, labels, b = halves
+  right = scorer(a, b, asked=labels)
+  assert right["domain_class_agreement"] > 0.95  # the classifier's accuracy on real digits
+  wrong = scorer(a, b, asked=(labels + 1) % 10)
+  assert wrong["domain_class_agreement"] < 0.05
+  # The other scores do not depend on what was asked.
+  assert {k: v for k, v in wrong.items() if k != "domain_class_agreement"} == scorer(a, b)
+
+
 def test_one_class_covers_one_and_has_a_large_kl(scorer, halves):
   a, labels, b = halves
   m = scorer(a[labels == 3], b)

@@ -365,8 +365,8 @@ def _conditional(head="acgan"):
       generator=mlp.MLP(features=8, depth=1, output_shape=shape),
       critic=_TinyConditionalCritic(head), generator_tx=optax.adam(1e-3),
       critic_tx=optax.adam(1e-3), noise_dim=4, num_classes=10,
-      critic_terms=WGAN_GP + ((terms.acgan_critic(),) if head == "acgan" else ()),
-      generator_terms=WGAN_G + ((terms.acgan_generator(),) if head == "acgan" else ()))
+      critic_terms=WGAN_GP + ((terms.acgan_critic(1.0),) if head == "acgan" else ()),
+      generator_terms=WGAN_G + ((terms.acgan_generator(0.1),) if head == "acgan" else ()))
   return spec, builders.init_state(spec, shape, 0)
 
 
@@ -442,6 +442,29 @@ def test_conditional_digits_with_diffaugment_trains_and_grids_a_class_a_column(t
   config = configs.from_dict(checkpointing.read_metadata(workdir, 2)[1]["config"])
   z = generators.noise(config, 30, 0)
   assert z.shape == (30, 138) and list(np.argmax(z[:12, 128:], 1)) == [*range(10), 0, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head,least", [("acgan", 0.5), ("projection", 0.4)])
+def test_a_conditional_digits_run_draws_the_class_asked_for(head, least, tmp_path):
+  """digits_resnet_acgan made small (16 channels, batch 32, 400 iterations at a
+  constant lr): the digit classifier puts the samples asked for class k in class k
+  far above chance (0.1): 0.83 (AC-GAN) and 0.69 (projection) here. With the
+  reference's per-class tables instead of the shared embedding: 0.11 and 0.14; with
+  the embedding and the reference's generator class weight 0.1: 0.20 (BUILD.md)."""
+  workdir = str(tmp_path / "run")
+  done = run(["--experiment=digits_resnet_acgan", f"--experiment.model.critic.head={head}",
+              "--experiment.model.generator.dim=16", "--experiment.model.critic.dim=16",
+              "--experiment.batch_size=32", "--experiment.optimizer.schedule=constant",
+              "--experiment.num_generator_steps=400", "--experiment.eval_every=400",
+              "--experiment.checkpoint_every=400", "--experiment.eval.num_samples=1000"],
+             workdir)
+  assert done.returncode == 0, done.stderr[-2000:]
+  summary = __import__("json").load(open(os.path.join(workdir, "summary.json")))
+  assert summary["generator_steps"] == 400
+  assert summary["domain_class_agreement"] > least
+  # The samples are digits of every class, not one class drawn well.
+  assert summary["domain_classes_covered"] == 10
 
 
 def test_the_new_experiments_are_the_papers_settings():

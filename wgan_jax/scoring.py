@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from wgan_jax import files, generators, pixels
+from wgan_jax import files, generators, models, pixels
 from wgan_jax import metrics as metrics_names
 from wgan_jax.configs.rules import ConfigError
 from wgan_jax.metrics import image_metrics
@@ -99,10 +99,12 @@ def _domain_family(names, run: _Generator, **_):
                      f"it is there for {', '.join(domain.SUPPORTED)}")
   samples = generators.generate(run.module, run.generator, run.noise(),
                                 run.config.sampling_batch_norm, run.config.batch_size)
+  classes = models.num_classes(run.config)
+  asked = generators.balanced_labels(run.num_samples, classes) if classes else None
   scores = {}
   for name in names:
     scores.update(metrics_names.REGISTRY[name].score()(run.config.data,
-                                                        pixels.to_uint8(samples)))
+                                                        pixels.to_uint8(samples), asked=asked))
   return scores, {"domain_samples": run.num_samples}
 
 

@@ -33,12 +33,6 @@ from wgan_jax.state import PyTree
 
 Metrics = dict[str, jax.Array]
 
-# AC-GAN's weights of the class losses (gan_cifar_resnet.py): the critic's on real
-# data, the generator's on its samples.
-ACGAN_CRITIC_WEIGHT = 1.0
-ACGAN_GENERATOR_WEIGHT = 0.1
-
-
 class CriticOutput(NamedTuple):
   """The critic on a batch: values f(x) [n], and a conditional critic's class
   logits [n, classes] (None for others)."""
@@ -142,7 +136,7 @@ def penalty(name: str, weight: float | jax.Array) -> Term:
   return Term(name, fn, weight, prepare=spec.points)
 
 
-def acgan_critic() -> Term:
+def acgan_critic(weight: float) -> Term:
   """AC-GAN: the critic learns the classes of real data only (the reference's);
   its accuracy on the samples (generated with the real batch's labels) is logged."""
   def fn(view: CriticView, _):
@@ -150,15 +144,15 @@ def acgan_critic() -> Term:
     return value, {"acgan_critic_loss": value,
                    "acgan_real_accuracy": accuracy(view.on_real.logits, view.labels),
                    "acgan_fake_accuracy": accuracy(view.on_fake.logits, view.labels)}
-  return Term("acgan", fn, ACGAN_CRITIC_WEIGHT)
+  return Term("acgan", fn, weight)
 
 
-def acgan_generator() -> Term:
+def acgan_generator(weight: float) -> Term:
   """AC-GAN: the samples should be classified as the class they were asked for."""
   def fn(view: GeneratorView, _):
     value = _cross_entropy(view.critic(view.fake).logits, view.labels)
     return value, {"acgan_generator_loss": value}
-  return Term("acgan", fn, ACGAN_GENERATOR_WEIGHT)
+  return Term("acgan", fn, weight)
 
 
 def historical_averaging(network: str, weight: float) -> Term:
@@ -195,7 +189,8 @@ def _acgan(config: ml_collections.ConfigDict) -> bool:
 CRITIC_TERMS: dict[str, Builder] = {
     "adversarial": lambda c, swept, axis: adversarial_critic(
         c.loss, float(c.techniques.label_smoothing)),
-    "acgan": lambda c, swept, axis: acgan_critic() if _acgan(c) else None,
+    "acgan": lambda c, swept, axis: (
+        acgan_critic(float(c.acgan.critic_weight)) if _acgan(c) else None),
     "historical_averaging": lambda c, swept, axis: (
         historical_averaging("critic", float(c.techniques.historical_averaging))
         if c.techniques.historical_averaging else None),
@@ -208,7 +203,8 @@ GENERATOR_TERMS: dict[str, Builder] = {
         None if c.techniques.feature_matching else adversarial_generator(c.loss)),
     "feature_matching": lambda c, swept, axis: (
         feature_matching(axis) if c.techniques.feature_matching else None),
-    "acgan": lambda c, swept, axis: acgan_generator() if _acgan(c) else None,
+    "acgan": lambda c, swept, axis: (
+        acgan_generator(float(c.acgan.generator_weight)) if _acgan(c) else None),
     "historical_averaging": lambda c, swept, axis: (
         historical_averaging("generator", float(c.techniques.historical_averaging))
         if c.techniques.historical_averaging else None),

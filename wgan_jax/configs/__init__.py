@@ -187,6 +187,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.eval, schema.EVAL_RULES, "eval.")
   check(config.techniques, schema.TECHNIQUES_RULES, "techniques.")
   check(config.ema, schema.EMA_RULES, "ema.")
+  check(config.acgan, schema.ACGAN_RULES, "acgan.")
   check(config.sweep, schema.SWEEP_RULES, "sweep.")
   data.check_config(config.data)
   data.check_eval_samples(config)

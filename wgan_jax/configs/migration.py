@@ -51,6 +51,8 @@ ADDED_KEYS = (
     ("data", "image", "labels", False),
     ("", None, "accumulation_steps", 1),
     ("data", "image", "limit", 0),
+    ("model.generator", "cond_resnet", "conditioning", "table"),
+    ("", None, "acgan", {"critic_weight": 1.0, "generator_weight": 0.1}),
 )
 RENAMED = {"critic_schedule": "n_critic_schedule", "gp_weight": "penalty_weight"}
 

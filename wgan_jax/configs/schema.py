@@ -138,6 +138,10 @@ def base_config() -> ml_collections.ConfigDict:
   # and evaluation when kept: decay per generator step (0: none; BigGAN: 0.9999),
   # and the step from which it averages (before: a copy).
   c.ema = ml_collections.ConfigDict(dict(decay=0.0, start=0))
+  # An AC-GAN critic's class losses (model.critic.head=acgan): weight on the
+  # critic's, on real data, and on the generator's, on its samples (gan_cifar_resnet.py:
+  # 1 and 0.1; Odena et al.'s AC-GAN: 1 and 1).
+  c.acgan = ml_collections.ConfigDict(dict(critic_weight=1.0, generator_weight=0.1))
   c.precision = "f32"         # f32 | bf16 (see PRECISIONS)
   # DiffAugment (wgan_jax/augment.py) on every image the critic sees, real and
   # generated, in both updates: "" or a comma-separated policy of color,
@@ -281,6 +285,10 @@ def _metrics_in_training(value) -> str | None:
 EMA_RULES: dict[str, Rule] = {
     "decay": in_unit_interval(),
     "start": at_least(0, 1 << 40),
+}
+ACGAN_RULES: dict[str, Rule] = {
+    "critic_weight": at_least(0, 1e6),
+    "generator_weight": at_least(0, 1e6),
 }
 EVAL_RULES: dict[str, Rule] = {
     "metrics": _metrics_in_training,

@@ -274,9 +274,14 @@ class DomainScorer:
   def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features_and_logits(self.params, images)
 
-  def __call__(self, fake: np.ndarray, real: np.ndarray | None = None) -> dict[str, float]:
-    """Domain metrics of generated uint8 images against the full real set (or `real`)."""
+  def __call__(self, fake: np.ndarray, real: np.ndarray | None = None,
+               asked: np.ndarray | None = None) -> dict[str, float]:
+    """Domain metrics of generated uint8 images against the full real set (or `real`);
+    with `asked` (a conditional generator's class of each image), also the share the
+    classifier puts in the class asked for (chance: 0.1)."""
     feats, logits = self.features(self.check(fake, "generated images"))
+    agreement = ({} if asked is None else
+                 {"domain_class_agreement": float(np.mean(logits.argmax(1) == asked))})
     reference = (self.reference if real is None
                  else GaussianStats.of(self.features(self.check(real, "real images"))[0]))
     p = class_histogram(logits)
@@ -287,6 +292,7 @@ class DomainScorer:
         "domain_classes_covered": float(classes_covered(p, self.class_prior)),
         "domain_kl": class_kl(p, self.class_prior),
         "domain_confidence": float(np.max(probs, axis=1).mean()),
+        **agreement,
     }
 
 
@@ -386,7 +392,9 @@ if __name__ == "__main__":
   main()
 
 
-def score(data_cfg: ml_collections.ConfigDict, samples: np.ndarray) -> dict[str, float]:
+def score(data_cfg: ml_collections.ConfigDict, samples: np.ndarray,
+          asked: np.ndarray | None = None) -> dict[str, float]:
   """The registry's entry (metrics/__init__.py): the digit classifier's scores of
-  uint8 `samples` against the real images of `data_cfg`."""
-  return scorer(data_cfg)(samples)
+  uint8 `samples` against the real images of `data_cfg` (and, given the class each
+  sample was asked for, how many it draws)."""
+  return scorer(data_cfg)(samples, asked=asked)

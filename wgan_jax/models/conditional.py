@@ -5,11 +5,20 @@ critic (Miyato & Koyama 2018), built from models/resnet.py's blocks.
 Generator: the unconditional ResNet generator whose residual blocks normalise
 with conditional batch norm (tflib.ops.cond_batchnorm; Dumoulin et al. 2016):
 moments over batch and space as in batch norm, shared by all classes, then a
-scale and an offset picked by label from [num_classes, C] tables that start at
-ones and zeros. The last norm, before the output convolution, is plain batch
-norm: the reference calls Normalize('Generator.OutputN') without labels.
-At init the network is the unconditional one; labels enter only through the
-class affine maps.
+per-class scale and offset (`conditioning`):
+- "table" (gan_cifar_resnet.py): picked by label from [num_classes, C] tables
+  that start at ones and zeros;
+- "embedding" (BigGAN, Brock et al. 2019): one class embedding shared by all
+  layers (128 numbers a class), mapped by each norm's own linear maps,
+  zero at init, to 1 + scale and to offset.
+They differ in how fast the classes can part under Adam, which moves each
+parameter by about its learning rate a step: a table entry moves by at most
+lr a step (0.08 in 800 steps of lr 2e-4 decayed linearly; the reference trains
+100,000), while an embedding-fed scale sums 128 such moves (BUILD.md:
+conditioning). The last norm, before the output convolution, is plain batch
+norm: the reference calls Normalize('Generator.OutputN') without labels. At
+init the network is the unconditional one either way; labels enter only
+through the class affine maps.
 
 Critics: the unconditional critic's body (resnet.ResNetCritic.features) to
 pooled features h, then
@@ -37,6 +46,7 @@ import jax.numpy as jnp
 
 from wgan_jax.models import resnet
 from wgan_jax.models.registry import CONDITIONAL_HEADS as HEADS
+from wgan_jax.models.registry import CONDITIONINGS
 
 
 # Glorot uniform, as chainer's GlorotUniform on sngan_projection's embedding.
@@ -62,15 +72,44 @@ class ConditionalBatchNorm(nn.Module):
     return y * scale[labels].reshape(per_example) + bias[labels].reshape(per_example)
 
 
+class EmbeddedConditionalBatchNorm(nn.Module):
+  """Batch norm as ConditionalBatchNorm's, then scale 1 + A e and offset B e of
+  each example's class embedding e [N, E] (A, B: [E, C], zero at init)."""
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, embedding: jax.Array, train: bool) -> jax.Array:
+    y = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     use_scale=False, use_bias=False, axis_name=self.axis_name)(x)
+    per_example = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+    scale = nn.Dense(x.shape[-1], use_bias=False, kernel_init=nn.initializers.zeros,
+                     name="scale")(embedding)
+    bias = nn.Dense(x.shape[-1], use_bias=False, kernel_init=nn.initializers.zeros,
+                    name="bias")(embedding)
+    return y * (1.0 + scale.reshape(per_example)) + bias.reshape(per_example)
+
+
+EMBEDDING_DIM = 128  # BigGAN's shared class embedding
+
+
 class ConditionalResNetGenerator(resnet.ResNetGenerator):
   """resnet.ResNetGenerator with conditional batch norm in its residual
   blocks: (z [N, noise], labels int [N]) -> images [N, H, W, C] in [-1, 1]."""
   num_classes: int = 10
+  conditioning: str = "table"  # or "embedding" (see the module's docstring)
 
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
-    norm = functools.partial(ConditionalBatchNorm, self.num_classes, self.axis_name)
-    return self.layers(z, train, norm, labels)
+    if self.conditioning == "table":
+      norm = functools.partial(ConditionalBatchNorm, self.num_classes, self.axis_name)
+      return self.layers(z, train, norm, labels)
+    if self.conditioning != "embedding":
+      raise ValueError(f"conditioning {self.conditioning!r} is unknown; use one of "
+                       f"{', '.join(CONDITIONINGS)}")
+    embedding = nn.Embed(self.num_classes, EMBEDDING_DIM,
+                         embedding_init=nn.initializers.normal(1.0), name="class_embedding")
+    norm = functools.partial(EmbeddedConditionalBatchNorm, self.axis_name)
+    return self.layers(z, train, norm, embedding(labels))
 
 
 class OneHotConditioned(nn.Module):
@@ -114,7 +153,8 @@ def generator(cfg, data_shape, *, axis_name=None, convolutions="auto", technique
   height, _, channels = data_shape
   return OneHotConditioned(ConditionalResNetGenerator(
       image_size=height, channels=channels, dim=cfg.dim, multipliers=tuple(cfg.multipliers),
-      axis_name=axis_name, num_classes=cfg.num_classes))
+      axis_name=axis_name, num_classes=cfg.num_classes,
+      conditioning=cfg.conditioning))
 
 
 def critic(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):

@@ -46,6 +46,8 @@ DCGAN_CRITIC_NORMS = (*DCGAN_NORMS, "spectral")
 RESNET_CRITIC_NORMS = ("none", "layer", "spectral")
 # A class-conditional critic's head: AC-GAN's classifier, or a projection.
 CONDITIONAL_HEADS = ("acgan", "projection")
+# How a conditional generator's batch norms get each class's scale and offset.
+CONDITIONINGS = ("table", "embedding")
 
 
 def _multipliers(value) -> str | None:
@@ -66,7 +68,8 @@ DCGAN_CRITIC_RULES = {"ndf": at_least(1, 4096), "n_extra_layers": at_least(0, 16
 RESNET_GENERATOR_RULES = {"dim": at_least(1, 4096), "multipliers": _multipliers}
 RESNET_CRITIC_RULES = {"dim": at_least(1, 4096), "multipliers": _multipliers,
                        "norm": choice(*RESNET_CRITIC_NORMS)}
-CONDITIONAL_GENERATOR_RULES = {**RESNET_GENERATOR_RULES, "num_classes": at_least(1, 1 << 16)}
+CONDITIONAL_GENERATOR_RULES = {**RESNET_GENERATOR_RULES, "num_classes": at_least(1, 1 << 16),
+                               "conditioning": choice(*CONDITIONINGS)}
 CONDITIONAL_CRITIC_RULES = {**RESNET_CRITIC_RULES, "num_classes": at_least(1, 1 << 16),
                             "head": choice(*CONDITIONAL_HEADS)}
 
