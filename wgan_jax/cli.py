@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import sys
 import tempfile
 from typing import Callable, NoReturn, Sequence
@@ -53,6 +54,25 @@ def usage_error(message: str) -> NoReturn:
   sys.exit(2)
 
 
+# absl's words for a flag value of the wrong type (Python's), and ours.
+_WRONG_TYPE = ((re.compile(r"invalid literal for int\(\) with base \d+: (.*)$"), "a whole number"),
+               (re.compile(r"could not convert string to float: (.*)$"), "a number"),
+               (re.compile(r"\('Non-boolean argument to boolean flag', (.*)\)$"),
+                "true or false"))
+
+
+def flag_error(error: flags.Error) -> str:
+  """absl's message for a bad flag, as one line in the project's words: "flag
+  --num=five: 'five' is not a whole number; see --helpfull"."""
+  text = str(error)
+  for pattern, expected in _WRONG_TYPE:
+    found = pattern.search(text)
+    if found:
+      text = f"{text[:found.start()].rstrip(': ')}: {found.group(1)} is not {expected}"
+      break
+  return f"{text}; see --helpfull"
+
+
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-helpshort")
 
 
@@ -92,7 +112,7 @@ def flags_parser(default: str | None = DEFAULT_EXPERIMENT) -> Callable:
     try:
       remaining = flags.FLAGS([argv[0]] + rest)
     except flags.Error as e:
-      usage_error(f"{e}; see --helpfull")
+      usage_error(flag_error(e))
     if len(remaining) > 1:
       usage_error(f"unexpected arguments: {' '.join(remaining[1:])}")
     return name, overrides, remaining

@@ -22,7 +22,7 @@ import time
 from absl import app, flags, logging
 
 from wgan_jax import studies
-from wgan_jax.cli import unwritable, usage_error
+from wgan_jax.cli import flag_error, unwritable, usage_error
 
 _OUT = flags.DEFINE_string("out", "studies", "Folder for NAME.png and NAME.json (created).")
 _TINY = flags.DEFINE_bool("tiny", False, "A setting small enough for a test, not the full one.")
@@ -33,7 +33,7 @@ def _parse(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    usage_error(f"{e}; see --helpfull")
+    usage_error(flag_error(e))
 
 
 def _out_problem(out: str) -> str | None:

@@ -52,8 +52,8 @@ class Settings:
 
 
 FULL = Settings()
-# A test's: 64 images, so that 400 iterations are thousands of epochs.
-TINY = Settings(images=64, steps=400, every=200, width=16, eval_samples=300)
+# A test's: 64 images, so that 200 iterations are hundreds of epochs.
+TINY = Settings(images=64, steps=200, every=100, width=16, batch=32, eval_samples=300)
 
 
 def _overrides(setting: str, s: Settings) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def run(out_dir: str, tiny: bool = False) -> dict[str, Any]:
 
   columns = len(next(iter(grids.values())))
   fig, axes = report.subplots(len(grids), columns, squeeze=False,
-                              figsize=(2.1 * columns, 2.5 * len(grids)))
+                              figsize=(max(2.1 * columns, 6.0), 2.5 * len(grids)))
   for row, (setting, by_step) in enumerate(grids.items()):
     r = results[setting]
     for col, (step, grid) in enumerate(by_step.items()):
