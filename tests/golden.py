@@ -6,6 +6,7 @@ and says why (BUILD.md, "Numbers held").
 
   python -m tests.golden            # compare every case, print the worst leaf of each
   python -m tests.golden --write    # record (after an intended change only)
+  python -m tests.golden --write --here NAME   # add this CPU kind's numbers beside the record
 
 Image experiments run on one fixed random uint8 batch of their data set's
 shape (the benchmark's synthetic data), so no data set is needed and the
@@ -148,6 +149,15 @@ def machine() -> str:
   return f"jaxlib {jaxlib.__version__}, {platform.machine()}: {' '.join(sorted(extensions))}"
 
 
+def record_for(record: dict[str, Any], here: str) -> dict[str, Any] | None:
+  """What a case holds on CPU kind `here`: its numbers recorded there (the record
+  itself, or one kept beside it under "elsewhere"), the record if it names no
+  machine (the older ones, made on CI's kind), else None: not held here."""
+  if here in record.get("elsewhere", {}):
+    return record["elsewhere"][here]
+  return record if record.get("machine") in (None, here) else None
+
+
 def load() -> dict[str, Any]:
   """The recorded cases ({} before the first recording)."""
   if not os.path.exists(RECORD):
@@ -157,7 +167,7 @@ def load() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-  write = "--write" in argv
+  write, here = "--write" in argv, "--here" in argv
   names = [a for a in argv if not a.startswith("--")]
   held = load()
   results = dict(held) if write else {}
@@ -165,11 +175,16 @@ def main(argv: list[str]) -> int:
     if names and name not in names:
       continue
     now = run_case(experiment, overrides)
-    if write:
+    if write and here and name in held:
+      results[name] = {**held[name], "elsewhere": {**held[name].get("elsewhere", {}),
+                                                   machine(): now}}
+      print(f"{name}: recorded {len(now['state'])} arrays beside the record, for this CPU kind")
+    elif write:
       results[name] = {**now, "machine": machine()}
       print(f"{name}: recorded {len(now['state'])} arrays")
     else:
-      problems = compare(held[name], now, 1e-5) if name in held else ["not recorded"]
+      record = record_for(held[name], machine()) if name in held else None
+      problems = compare(record, now, 1e-5) if record else ["not recorded for this CPU kind"]
       print(f"{name}: {'ok' if not problems else problems[0]} ({len(problems)} differ)")
   if write:
     os.makedirs(os.path.dirname(RECORD), exist_ok=True)
