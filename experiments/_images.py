@@ -16,6 +16,7 @@ def image_config(data: str, image_size: int, batch_size: int = 64) -> ml_collect
       dequantize=False,
       labels=False,            # class labels for conditional training (data/__init__.py)
       limit=0,                 # the first N images only (small data); 0: all
+      mirror=False,            # real images flipped left-right at random (data/__init__.py)
   ))
   c.batch_size = batch_size
   c.model.noise_dim = 100

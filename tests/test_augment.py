@@ -273,3 +273,108 @@ def test_parse_policy():
     schema.parse_policy("cutout,color,cutout")
   with pytest.raises(ValueError, match="'flip'"):
     augment.apply(_images((1, 8, 8, 1)), {}, ("flip",))
+
+
+# ----------------------------------------------------------------------------
+# data.mirror: real images flipped left-right at random as they become floats.
+# ----------------------------------------------------------------------------
+
+
+def _pmap_over_8(fn, *args):
+  """`fn(*args)` under pmap over 8 devices, with the pmap BatchAxis; the rows
+  each device returns, put back in order."""
+  from wgan_jax.batch_axis import BatchAxis  # pylint: disable=import-outside-toplevel
+  axis = BatchAxis("data")
+  out = jax.pmap(lambda *a: fn(*a, axis), axis_name="data", in_axes=0)(*args)
+  return np.asarray(out).reshape(-1, *out.shape[2:])
+
+
+def test_mirror_flips_half_the_real_images_and_never_changes_one_otherwise():
+  from wgan_jax import critic_inputs  # pylint: disable=import-outside-toplevel
+  from wgan_jax.batch_axis import BatchAxis  # pylint: disable=import-outside-toplevel
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 6, 5, 3)), jnp.uint8)
+  as_float = lambda key: critic_inputs.real_to_float(images, key, False, BatchAxis(), True)
+  batches = np.asarray(jax.jit(jax.vmap(as_float))(
+      jax.random.split(jax.random.key(0), 50)))  # 50 batches of 64
+  # Back to the pixels (x / 127.5 - 1 is exact to within an ulp): a pixel-exact comparison.
+  pixels = np.rint((batches + 1.0) * 127.5).astype(np.uint8)
+  plain = np.asarray(images)
+  same = (pixels == plain).all(axis=(2, 3, 4))
+  flipped = (pixels == plain[:, :, ::-1]).all(axis=(2, 3, 4))
+  assert (same ^ flipped).all()  # each image exactly itself or its mirror (none symmetric)
+  assert abs(flipped.mean() - 0.5) < 0.03, flipped.mean()  # 3,200 draws: sd 0.009
+  # Every image is flipped in some batches and not in others; the bits differ by batch.
+  assert 0.25 < flipped.mean(axis=0).min() and flipped.mean(axis=0).max() < 0.75
+  assert not (flipped[0] == flipped[1]).all()
+  # Off, or float data (the toy sets): nothing moves.
+  key = jax.random.key(1)
+  off = np.asarray(critic_inputs.real_to_float(images, key, False, BatchAxis()))
+  np.testing.assert_array_equal(np.rint((off + 1.0) * 127.5).astype(np.uint8), plain)
+  points = jnp.ones((4, 2))
+  assert critic_inputs.real_to_float(points, key, False, BatchAxis(), True) is points
+
+
+def test_mirror_is_the_same_on_one_device_and_over_8():
+  from wgan_jax import critic_inputs  # pylint: disable=import-outside-toplevel
+  from wgan_jax.batch_axis import BatchAxis  # pylint: disable=import-outside-toplevel
+  images = jnp.asarray(np.random.default_rng(1).integers(0, 256, (16, 4, 4, 1)), jnp.uint8)
+  key = jax.random.key(3)
+  for dequantize in (False, True):
+    whole = critic_inputs.real_to_float(images, key, dequantize, BatchAxis(), True)
+    shards = images.reshape(8, 2, 4, 4, 1)
+    keys = jnp.broadcast_to(jax.random.key_data(key), (8, *jax.random.key_data(key).shape))
+    split = _pmap_over_8(lambda x, k, axis: critic_inputs.real_to_float(
+        x, jax.random.wrap_key_data(k), dequantize, axis, True), shards, keys)
+    np.testing.assert_array_equal(split, whole)
+    assert not np.array_equal(np.asarray(whole), np.asarray(
+        critic_inputs.real_to_float(images, key, dequantize, BatchAxis())))
+
+
+# ----------------------------------------------------------------------------
+# ADA's gates: each op applied to an image with probability p.
+# ----------------------------------------------------------------------------
+
+
+def test_gates_apply_each_op_to_the_images_they_choose():
+  x = _images((256, 8, 8, 3))
+  key = jax.random.key(4)
+  p = _draw(key, ALL, 256, 8, 8)
+  gates = augment.draw_gates(key, ALL, 256)
+  assert {k: v.shape for k, v in gates.items()} == {op: (256,) for op in ALL}
+  for one, two in itertools.combinations(ALL, 2):  # each op its own draw
+    assert not np.allclose(gates[one], gates[two])
+  on = {op: jnp.ones(256, bool) for op in ALL}
+  off = {op: jnp.zeros(256, bool) for op in ALL}
+  np.testing.assert_array_equal(augment.apply(x, p, ALL, on), augment.apply(x, p, ALL))
+  np.testing.assert_array_equal(augment.apply(x, p, ALL, off), x)
+  # One op on a chosen image: that image is that op's output, the others themselves.
+  for op in ALL:
+    chosen = {**off, op: jnp.arange(256) % 3 == 0}
+    out = np.asarray(augment.apply(x, p, ALL, chosen))
+    alone = np.asarray(augment.apply(x, p, (op,)))
+    np.testing.assert_array_equal(out[::3], alone[::3])
+    keep = np.arange(256) % 3 != 0
+    np.testing.assert_array_equal(out[keep], np.asarray(x)[keep])
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_adaptive_augment_applies_each_op_with_probability_p_on_any_device_count(p):
+  from wgan_jax import critic_inputs  # pylint: disable=import-outside-toplevel
+  from wgan_jax.batch_axis import BatchAxis  # pylint: disable=import-outside-toplevel
+  n = 512
+  transform = critic_inputs.AdaptiveAugment(("translation",), p=jnp.float32(p))
+  x = jnp.zeros((n, 8, 8, 1)).at[:, 4, 4, 0].set(1.0)  # a dot that moves or stays
+  key = jax.random.key(5)
+  drawn = transform.draw(key, x.shape, BatchAxis())
+  out = np.asarray(transform.apply(x, drawn, 0))
+  moved = out[:, 4, 4, 0] != 1.0
+  shifted = (np.asarray(drawn[0]["translation"]) != 0).any(axis=1)
+  gated = np.asarray(drawn[1]["translation"]) < p
+  np.testing.assert_array_equal(moved, gated & shifted)  # moved exactly where gated and shifted
+  assert abs(gated.mean() - p) < 0.07, gated.mean()  # 512 draws: sd at most 0.022
+  assert transform.metrics(0) == {"ada_p": pytest.approx(p)}
+  # Over 8 devices, each drawing for the global batch and taking its rows: the same.
+  bound = lambda pp: critic_inputs.with_probability((transform,), pp)[0]
+  split = _pmap_over_8(lambda xs, pp, axis: bound(pp).apply(xs, bound(pp).draw(
+      key, xs.shape, axis), 0), x.reshape(8, n // 8, 8, 8, 1), jnp.full((8,), p))
+  np.testing.assert_array_equal(split, out)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from wgan_jax.data import images as image_data
-from wgan_jax.metrics import cache, domain
+from wgan_jax.metrics import cache, domain, two_sample
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
@@ -48,9 +48,13 @@ def test_classifier_sees_the_pipeline_images_and_learns_them(scorer):
 def test_real_against_real_is_near_zero_with_every_class(scorer, halves):
   a, _, b = halves
   m = scorer(a, b)
-  assert set(m) == {"domain_fd", "domain_classes_covered", "domain_kl", "domain_confidence"}
+  assert set(m) == {"domain_fd", "domain_classes_covered", "domain_kl", "domain_confidence",
+                    "domain_c2st"}
   assert m["domain_fd"] < 20 and m["domain_classes_covered"] == 10 and m["domain_kl"] < 0.02
   assert m["domain_confidence"] > 0.95
+  # Two halves of the same set: the two-sample classifier is at chance, or below it
+  # (images that occur in both halves are held out under the other half's label).
+  assert 0.4 < m["domain_c2st"] < 0.56
   # Against the full set (the trainer's reference) as well.
   full = scorer(a)
   assert full["domain_fd"] < m["domain_fd"] and full["domain_classes_covered"] == 10
@@ -80,10 +84,24 @@ def test_dropped_modes_and_blur_and_noise_are_far(scorer, halves):
   dropped = scorer(a[labels < 5], b)
   assert dropped["domain_classes_covered"] == 5
   assert dropped["domain_kl"] == pytest.approx(math.log(2), abs=0.05)
-  assert scorer(domain.blur(a), b)["domain_fd"] > 4 * real
+  blurred = scorer(domain.blur(a), b)
+  assert blurred["domain_fd"] > 4 * real and blurred["domain_c2st"] > 0.9
   noise = np.random.RandomState(0).randint(0, 256, a.shape).astype(np.uint8)
   m = scorer(noise, b)
   assert m["domain_fd"] > 100 * real and m["domain_confidence"] < scorer(a, b)["domain_confidence"]
+  assert m["domain_c2st"] > 0.99
+
+
+def test_the_two_sample_test_is_at_chance_for_one_distribution_and_not_for_two():
+  rng = np.random.RandomState(0)
+  same = two_sample.classifier_accuracy(rng.normal(size=(400, 20)), rng.normal(size=(600, 20)))
+  assert abs(same - 0.5) < 0.06
+  shifted = rng.normal(size=(400, 20))
+  shifted[:, 0] += 1.0  # one coordinate shifted by one standard deviation
+  apart = two_sample.classifier_accuracy(shifted, rng.normal(size=(400, 20)))
+  assert 0.62 < apart < 0.8  # the Bayes accuracy of a unit shift: Phi(0.5) = 0.69
+  with pytest.raises(ValueError, match="at least 50 examples of each set, got 49 and 400"):
+    two_sample.classifier_accuracy(shifted[:49], shifted)
 
 
 def test_coverage_and_kl_rules():

@@ -235,7 +235,7 @@ def test_sample_on_a_full_disk_is_one_line_and_leaves_nothing_it_wrote(toy_run, 
   last = result.stderr.strip().splitlines()[-1]
   assert result.returncode == 1 and time.monotonic() - started < 60
   assert last == ("error: could not write the samples ([Errno 28] No space left on device): "
-                  "free disk space or pass another --out / --npz; nothing was written")
+                  "free disk space or pass another --out / --npz / --gif; nothing was written")
   assert_one_line(result.stderr, last)
   if full == "png":
     assert npz.read_bytes() == b"a file of the user's"

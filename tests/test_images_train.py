@@ -44,14 +44,15 @@ def test_digits_training_writes_checkpoints_grids_and_summary(digits_run):
   for step in (150, 300):
     report = json.loads((digits_run / f"eval_{step}.json").read_text())
     assert report["protocol"]["domain_samples"] == 2000
-    assert sorted(report["metrics"]) == ["domain_classes_covered", "domain_confidence",
-                                         "domain_fd", "domain_kl"]
+    assert sorted(report["metrics"]) == ["domain_c2st", "domain_classes_covered",
+                                         "domain_confidence", "domain_fd", "domain_kl"]
   assert summary["domain_fd"] == report["metrics"]["domain_fd"] > 0
   assert 1 <= summary["domain_classes_covered"] <= 10 and summary["domain_kl"] >= 0
   assert sorted(os.listdir(digits_run / "checkpoints")) == ["150", "300"]
   for name in ("samples_000150.png", "samples_final.png"):
     with Image.open(digits_run / name) as im:
-      assert im.size == (8 * 17 + 1, 8 * 17 + 1)  # 8x8 grid of 16x16 images, 1px gaps
+      # 8x8 grid of 16x16 images, 1px gaps, shown 4 times as large
+      assert im.size == (4 * (8 * 17 + 1), 4 * (8 * 17 + 1))
 
 
 def _sample(workdir, *args):
@@ -86,6 +87,67 @@ def test_sample_same_seed_same_images_and_digits_not_noise(digits_run, tmp_path)
   assert ours < 0.7 * theirs, (ours, theirs)
 
 
+def test_interpolation_walks_between_samples_and_truncation_narrows_them(digits_run, tmp_path):
+  rows, steps = 3, 5
+  result = _sample(digits_run, "--interpolate=slerp", f"--num={rows}", f"--steps={steps}",
+                   f"--out={tmp_path / 'walk.png'}", f"--gif={tmp_path / 'walk.gif'}",
+                   f"--npz={tmp_path / 'walk.npz'}", "--seed=4")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stderr.strip().endswith(f"{tmp_path / 'walk.npz'}")
+  walk = np.load(tmp_path / "walk.npz")["samples"].reshape(rows, steps, 16, 16, 1)
+  # The ends of row r are the samples r and rows + r of the same seed.
+  ends = _sample(digits_run, f"--num={2 * rows}", "--seed=4", f"--npz={tmp_path / 'ends.npz'}",
+                 f"--out={tmp_path / 'ends.png'}")
+  assert ends.returncode == 0, ends.stderr[-3000:]
+  samples = np.load(tmp_path / "ends.npz")["samples"].astype(int)
+  # Batch norm sees another batch (the path's points): the same digit, not the same bits.
+  assert np.abs(walk[:, 0].astype(int) - samples[:rows]).mean() < 20
+  assert np.abs(walk[:, -1].astype(int) - samples[rows:]).mean() < 20
+  # Consecutive frames change by less than the path's ends differ.
+  step_change = np.abs(np.diff(walk.astype(int), axis=1)).mean()
+  assert step_change < 0.6 * np.abs(walk[:, -1].astype(int) - walk[:, 0]).mean()
+  with Image.open(tmp_path / "walk.png") as grid:
+    assert grid.size == (4 * (steps * 17 + 1), 4 * (rows * 17 + 1))
+  with Image.open(tmp_path / "walk.gif") as gif:
+    assert gif.n_frames == 2 * steps - 2 and gif.info["loop"] == 0
+
+  spread, said = {}, {}
+  for norm in ("running", "batch"):
+    for psi in ("", "0.3"):
+      path = tmp_path / f"t{norm}{psi}.npz"
+      args = [f"--truncation={psi}"] if psi else []
+      result = _sample(digits_run, "--num=200", f"--npz={path}", f"--out={tmp_path / 't.png'}",
+                       f"--experiment.sampling_batch_norm={norm}", *args)
+      assert result.returncode == 0, result.stderr[-3000:]
+      x = np.load(path)["samples"].reshape(200, -1).astype(np.float32) / 255
+      spread[norm, psi] = float(np.linalg.norm(x - x.mean(0), axis=1).mean())
+      said[norm, psi] = "undoes most of the truncation" in result.stderr
+  # Truncated noise, samples closer to the typical one: less diverse. Batch norm by
+  # each batch's own statistics undoes it (said), by the running averages it does not.
+  assert spread["running", "0.3"] < 0.6 * spread["running", ""], spread
+  assert spread["batch", "0.3"] > 0.9 * spread["batch", ""], spread
+  assert said == {("running", ""): False, ("running", "0.3"): False, ("batch", ""): False,
+                  ("batch", "0.3"): True}
+
+
+def test_evaluate_scores_truncated_noise_in_its_own_report(digits_run):
+  common = ("--metrics=domain", "--num_samples=300", "--experiment.sampling_batch_norm=running")
+  result = run_module("wgan_jax.evaluate", f"--workdir={digits_run}", *common, "--truncation=0.3")
+  assert result.returncode == 0, result.stderr[-3000:]
+  truncated = json.loads((digits_run / "eval_300_psi0.3.json").read_text())
+  assert truncated["protocol"]["truncation"] == 0.3
+  assert json.loads(result.stdout.strip().splitlines()[-1]) == truncated["metrics"]
+  plain = run_module("wgan_jax.evaluate", f"--workdir={digits_run}", *common)
+  assert plain.returncode == 0, plain.stderr[-3000:]
+  untruncated = json.loads(plain.stdout.strip().splitlines()[-1])
+  # This DCGAN's batch norm, fitted to unit-variance noise, fades truncated samples:
+  # farther from the digits, not nearer.
+  assert truncated["metrics"]["domain_fd"] > untruncated["domain_fd"]
+  bad = run_module("wgan_jax.evaluate", f"--workdir={digits_run}", "--truncation=0")
+  assert bad.returncode == 2 and bad.stderr.strip().startswith(
+      "error: --truncation=0.0 must be > 0")
+
+
 def test_sample_errors_are_one_line_with_exit_code_2(digits_run, tmp_path):
   cases = [
       ([f"--workdir={tmp_path}"], f"error: no checkpoint in {tmp_path}"),
@@ -96,6 +158,16 @@ def test_sample_errors_are_one_line_with_exit_code_2(digits_run, tmp_path):
        "generator/batch_stats/BatchNorm_0/mean has shape (64,) in the checkpoint but (32,) "
        "in the model"),
       ([f"--workdir={digits_run}", "--num=0"], "error: --num=0 must be at least 1"),
+      ([f"--workdir={digits_run}", "--truncation=-0.5"], "error: --truncation=-0.5 must be > 0"),
+      ([f"--workdir={digits_run}", "--class=3"],
+       "error: --class=3: this run's generator is unconditional (it draws no class); drop "
+       "--class"),
+      ([f"--workdir={digits_run}", "--steps=4"], "error: --steps is for --interpolate"),
+      ([f"--workdir={digits_run}", "--interpolate=slerp", "--steps=1"],
+       "error: --steps=1 must be from 2 to 64"),
+      ([f"--workdir={digits_run}", "--interpolate=cubic"], "error: flag --interpolate=cubic"),
+      ([f"--workdir={digits_run}", "--interpolate=linear", f"--gif={tmp_path}/a.png"],
+       f"error: --gif={tmp_path}/a.png must end in .gif"),
   ]
   for args, message in cases:
     result = run_module("wgan_jax.sample", *args)

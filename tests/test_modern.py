@@ -21,6 +21,7 @@ from tests.runs import assert_bit_identical, final_state, run, run_module
 from wgan_jax import (augment, builders, checkpointing, configs, critic_inputs, ema, generators,
                       penalties, terms, updates)
 from wgan_jax.data import toy
+from wgan_jax.metrics import domain
 from wgan_jax.models import mlp
 from wgan_jax.configs.rules import ConfigError
 from wgan_jax.batch_axis import BatchAxis
@@ -432,14 +433,14 @@ def test_conditional_digits_with_diffaugment_trains_and_grids_a_class_a_column(t
   assert done.returncode == 0, done.stderr[-2000:]
   summary = __import__("json").load(open(os.path.join(workdir, "summary.json")))
   assert 0 <= summary["train_acgan_real_accuracy"] <= 1 and summary["generator_steps"] == 2
-  width = 10 * (32 + 1) + 1  # ten classes, a column each
+  width = 2 * (10 * (32 + 1) + 1)  # ten classes, a column each; 32x32 shown twice as large
   assert __import__("PIL.Image").Image.open(os.path.join(workdir, "samples_final.png")).size == (
-      width, 2 * (32 + 1) + 1)
+      width, 2 * (2 * (32 + 1) + 1))
   out = str(tmp_path / "grid.png")
   result = run_module("wgan_jax.sample", f"--workdir={workdir}", "--num=30", f"--out={out}",
                       f"--npz={tmp_path / 'grid.npz'}")
   assert result.returncode == 0, result.stderr[-2000:]
-  assert __import__("PIL.Image").Image.open(out).size == (width, 3 * (32 + 1) + 1)
+  assert __import__("PIL.Image").Image.open(out).size == (width, 2 * (3 * (32 + 1) + 1))
   config = configs.from_dict(checkpointing.read_metadata(workdir, 2)[1]["config"])
   z = generators.noise(config, 30, 0)
   assert z.shape == (30, 138) and list(np.argmax(z[:12, 128:], 1)) == [*range(10), 0, 1]
@@ -468,6 +469,23 @@ def test_a_conditional_digits_run_draws_the_class_asked_for(head, least, tmp_pat
   assert summary["domain_class_agreement"] > least
   # The samples are digits of every class, not one class drawn well.
   assert summary["domain_classes_covered"] == 10
+  if head != "acgan":
+    return
+  # `sample --class` draws the class asked for: the classifier agrees on most samples.
+  npz = str(tmp_path / "threes.npz")
+  result = run_module("wgan_jax.sample", f"--workdir={workdir}", "--class=3,8", "--num=200",
+                      f"--npz={npz}", f"--out={tmp_path / 'threes.png'}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  drawn = np.load(npz)["samples"]
+  scorer = domain.scorer(configs.from_dict(checkpointing.read_metadata(workdir)[1]["config"]).data)
+  asked = np.tile([3, 8], 100)
+  assert scorer(drawn, asked=asked)["domain_class_agreement"] > least
+  with __import__("PIL.Image").Image.open(tmp_path / "threes.png") as grid:
+    assert grid.size[0] == 4 * (2 * 17 + 1)  # a column a class asked, 16 -> 64 pixels
+  wrong = run_module("wgan_jax.sample", f"--workdir={workdir}", "--class=10")
+  assert wrong.returncode == 2 and wrong.stderr.strip() == (
+      "error: --class=10: this run's generator draws classes 0..9; pass one or more of them, "
+      "comma-separated")
 
 
 def test_the_new_experiments_are_the_papers_settings():

@@ -195,8 +195,13 @@ def test_n_critic_schedule_reference_rule():
   np.testing.assert_array_equal(n_critic_lib.n_critic_schedule(config), counts)
   np.testing.assert_array_equal(n_critic_lib.n_critic_schedule(config, 499, 502), [5, 100, 5])
   assert n_critic_lib.critic_updates(config) == sum(counts)
+  # Counted without walking the steps: equal to the walk at every boundary.
+  for steps in (0, 1, 24, 25, 26, 500, 501, 1000, 1001, 123_457):
+    config.num_generator_steps = steps
+    assert n_critic_lib.critic_updates(config) == n_critic_lib.n_critic_schedule(config).sum()
   config.n_critic_schedule = "constant"
   assert all(n_critic_lib.n_critic_at(s, config) == 5 for s in range(30))
+  assert n_critic_lib.critic_updates(config) == 5 * 123_457
 
 
 def test_wgan_training_raises_the_critic_separation():

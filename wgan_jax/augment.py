@@ -20,6 +20,10 @@ DiffAugment_pytorch.py), in NHWC instead of NCHW:
 Drawing the random numbers (`draw`) is apart from applying them (`apply`), so a
 data-parallel step can draw for the global batch and give each device its rows:
 an augmentation is then the same whatever the number of devices.
+
+Adaptive augmentation (ADA, wgan_jax/ada.py) applies each op of the policy to
+an image with probability p: `draw_gates` draws a u ~ U[0, 1) per op and image,
+and `apply(..., applied={op: u < p})` leaves an image as it is where an op is off.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ CUTOUT_RATIO = 0.5
 _PARAMS = {"color": ("brightness", "saturation", "contrast"),
            "translation": ("translation",), "cutout": ("cutout",)}
 _STREAMS = {"brightness": 0, "saturation": 1, "contrast": 2, "translation": 3, "cutout": 4}
+# ADA's gates, one stream per op, apart from the ops' own numbers.
+_GATE_STREAMS = {"color": 5, "translation": 6, "cutout": 7}
 
 
 def _check(policy: tuple[str, ...]) -> None:
@@ -79,6 +85,14 @@ def draw(key: jax.Array, policy: tuple[str, ...], n: int, height: int,
     else:
       params[name] = jax.random.uniform(k, (n,), jnp.float32)
   return params
+
+
+def draw_gates(key: jax.Array, policy: tuple[str, ...], n: int) -> dict[str, jax.Array]:
+  """ADA's gates for n images: for each op of `policy`, [n] float32 u ~ U[0, 1);
+  the op applies to an image where its u < p."""
+  _check(policy)
+  return {op: jax.random.uniform(jax.random.fold_in(key, _GATE_STREAMS[op]), (n,), jnp.float32)
+          for op in policy}
 
 
 def _per_example(u: jax.Array, x: jax.Array) -> jax.Array:
@@ -124,17 +138,22 @@ def _cutout(x: jax.Array, offset: jax.Array) -> jax.Array:
   return x * keep[..., None].astype(x.dtype)
 
 
-def apply(x: jax.Array, params: dict[str, jax.Array], policy: tuple[str, ...]) -> jax.Array:
+def apply(x: jax.Array, params: dict[str, jax.Array], policy: tuple[str, ...],
+          applied: dict[str, jax.Array] | None = None) -> jax.Array:
   """The augmented batch: x [n, H, W, C] float with the random numbers `params`
   of `draw`, the policies taken in POLICIES order. Same shape and dtype;
-  differentiable in x (for fixed params it is affine in x)."""
+  differentiable in x (for fixed params it is affine in x). `applied` (ADA):
+  per op a [n] bool, the images it transforms (None: all)."""
   _check(policy)
-  if "color" in policy:
-    x = _color(x, params)
-  if "translation" in policy:
-    x = _translation(x, params["translation"])
-  if "cutout" in policy:
-    x = _cutout(x, params["cutout"])
+  ops = {"color": lambda x: _color(x, params),
+         "translation": lambda x: _translation(x, params["translation"]),
+         "cutout": lambda x: _cutout(x, params["cutout"])}
+  for op in POLICIES:
+    if op not in policy:
+      continue
+    out = ops[op](x)
+    # where, not a blend: an image the op skips is exactly itself, and so is its gradient.
+    x = out if applied is None else jnp.where(applied[op].reshape((-1, 1, 1, 1)), out, x)
   return x
 
 

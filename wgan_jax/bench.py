@@ -21,6 +21,11 @@ import sys
 import time
 from typing import Any, Callable
 
+from wgan_jax import startup
+
+startup.quiet_console()
+
+# pylint: disable=wrong-import-position
 from absl import app, flags
 import jax
 import jax.numpy as jnp
@@ -65,6 +70,12 @@ _MEMORY = flags.DEFINE_bool(
     "memory", False, "Instead, compile one generator iteration for one device at the per-device "
     "batch (batch_size / --devices) without allocating anything, and print its memory: "
     "arguments, outputs, temporaries, generated code (XLA's memory analysis).")
+_EXPORT = flags.DEFINE_string(
+    "export", None, "Instead, export every experiment's programs (generator iteration, sampling, "
+    "the Inception feature pass) for cuda and tpu with jax.export, at the export test's tiny "
+    "sizes (run from the repository root), and write them with an index.json to this folder.")
+_EXPORT_FULL = flags.DEFINE_bool(
+    "export_full", False, "With --export: the experiments at their own sizes instead.")
 _SWEEP_MODELS = flags.DEFINE_integer(
     "sweep_models", 0, "Instead, time K models of a toy experiment trained as one sweep program "
     "(sweep.seeds=K, over --devices) against K runs of one model each, one after another.")
@@ -265,6 +276,25 @@ def sweep_figures(config, models: int, device_count: int, iters: int, repeats: i
           "sweep_wall_speedup": round(sequential_s / sweep_s, 2)}
 
 
+def export_programs(out_dir: str, full: bool) -> dict[str, Any]:
+  """Every case's programs exported for cuda and tpu and written to `out_dir`
+  (`wgan_jax.export`); an export that fails is one line, exit 1."""
+  # pylint: disable=import-outside-toplevel
+  from wgan_jax import export
+  make_config = export.full_size
+  if not full:
+    try:
+      from tests import golden  # The export test's sizes.
+    except ImportError:
+      usage_error("--export at the tests' sizes reads tests/golden.py: run it from the "
+                  "repository root, or add --export_full")
+    make_config = golden.tiny_config
+  try:
+    return export.write_all(out_dir, make_config)
+  except export.ExportError as e:
+    sys.exit(str(e))
+
+
 def main(parsed) -> None:
   name, overrides, _ = parsed
   try:
@@ -278,6 +308,9 @@ def main(parsed) -> None:
   n_critic, batch = config.n_critic, config.batch_size
   if not 1 <= _DEVICES.value <= jax.device_count():
     usage_error(f"--devices={_DEVICES.value}: this machine has {jax.device_count()} devices")
+  if _EXPORT.value:
+    _report(export_programs(_EXPORT.value, _EXPORT_FULL.value))
+    return
   if _MEMORY.value:
     if config.batch_size % _DEVICES.value:
       usage_error(f"batch_size={config.batch_size} does not split over --devices={_DEVICES.value}")

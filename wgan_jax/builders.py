@@ -10,8 +10,10 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
-from wgan_jax import critic_inputs, ema, models, optim, techniques, terms, updates
+from wgan_jax import (ada, critic_inputs, ema, models, optim, techniques, terms, transfer,
+                      updates)
 from wgan_jax.batch_axis import BatchAxis
 from wgan_jax import sweeps
 from wgan_jax.configs import schema
@@ -53,11 +55,13 @@ def model_loop(config: ml_collections.ConfigDict) -> str:
 
 
 def transforms(config: ml_collections.ConfigDict) -> tuple[critic_inputs.Transform, ...]:
-  """What every critic input goes through, in order: DiffAugment, instance noise."""
+  """What every critic input goes through, in order: DiffAugment (or ADA's
+  adaptive version of it), instance noise."""
   out = []
   policy = schema.parse_policy(config.augment)
   if policy:
-    out.append(critic_inputs.DiffAugment(policy))
+    out.append(critic_inputs.AdaptiveAugment(policy) if config.ada.enabled
+               else critic_inputs.DiffAugment(policy))
   t = config.techniques
   if t.instance_noise:
     steps = t.instance_noise_steps or config.num_generator_steps
@@ -76,11 +80,18 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
   tech = techniques.from_config(config)
   axis = BatchAxis(axis_name)
   layout = dict(axis_name=axis_name, convolutions=convolutions(config), techniques=tech)
+  critic = models.build_critic(config.model.critic, data_shape, **layout)
+  critic_tx = optim.network_optimizer(config, "critic", swept, clip=clip)
+  if config.freeze_critic_layers:  # FreezeD: the first layers keep what init_from loaded.
+    classes = models.num_classes(config)
+    inputs = (jnp.zeros((2, *data_shape)),) + ((jnp.zeros((2,), jnp.int32),) if classes else ())
+    critic_tx = optax.chain(critic_tx, transfer.freeze(
+        transfer.frozen_critic_layers(config, critic, *inputs)))
   return updates.GanSpec(
       generator=models.build_generator(config.model.generator, data_shape, **layout),
-      critic=models.build_critic(config.model.critic, data_shape, **layout),
+      critic=critic,
       generator_tx=optim.network_optimizer(config, "generator", swept),
-      critic_tx=optim.network_optimizer(config, "critic", swept, clip=clip),
+      critic_tx=critic_tx,
       critic_terms=terms.build(terms.CRITIC_TERMS, config, swept, axis),
       generator_terms=terms.build(terms.GENERATOR_TERMS, config, swept, axis),
       noise_dim=config.model.noise_dim,
@@ -91,11 +102,21 @@ def make_spec(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
       generator_batch_multiple=config.generator_batch_multiple,
       accumulation_steps=config.accumulation_steps,
       dequantize=bool(config.data.get("dequantize", False)),
+      mirror=bool(config.data.get("mirror", False)),
       batch_dependent_critic=bool(tech.minibatch_kernels),
       n_critic=swept.get("n_critic"),
       clip=clip,
       ema_decay=float(config.ema.decay),
-      ema_start=int(config.ema.start))
+      ema_start=int(config.ema.start),
+      ada=ada_controller(config))
+
+
+def ada_controller(config: ml_collections.ConfigDict) -> ada.Controller | None:
+  """The config's adaptive augmentation controller, or None without ADA."""
+  if not config.ada.enabled:
+    return None
+  return ada.Controller(float(config.ada.target), int(config.ada.interval),
+                        float(config.ada.speed_images))
 
 
 def init_state(spec: updates.GanSpec, data_shape: tuple[int, ...], seed: int) -> TrainState:
@@ -109,7 +130,8 @@ def init_state(spec: updates.GanSpec, data_shape: tuple[int, ...], seed: int) ->
       step=jnp.zeros((), jnp.int32), rng=k_train, generator=generator,
       critic=updates.init_net(spec.critic, spec.critic_tx, k_critic, x, spec.clip,
                       jnp.zeros((2,), jnp.int32) if spec.num_classes else None),
-      generator_ema=ema.initial(generator) if spec.ema_decay else {})
+      generator_ema=ema.initial(generator) if spec.ema_decay else {},
+      ada=ada.initial() if spec.ada is not None else {})
 
 
 def sweep_state(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],

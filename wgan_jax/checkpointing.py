@@ -54,6 +54,15 @@ class CheckpointError(RuntimeError):
   """No usable checkpoint where one was asked for: reported as one line."""
 
 
+class MismatchError(CheckpointError):
+  """A checkpoint that holds other shapes than the model: `mismatch` says
+  which array, without the advice that fits a resume."""
+
+  def __init__(self, message: str, mismatch: str):
+    super().__init__(message)
+    self.mismatch = mismatch
+
+
 class DamagedCheckpointError(CheckpointError):
   """A checkpoint whose files cannot be read back (an older one may serve)."""
 
@@ -136,8 +145,8 @@ def _mismatch(item: str, step: int, key: str, detail: str) -> CheckpointError:
         "layout than these settings make: one that shapes it (optimizer.NETWORK.name, "
         "optimizer.NETWORK.schedule, clip, techniques.historical_averaging) differs from the "
         "run's; resume with the settings it was trained with, or pass another --workdir")
-  return CheckpointError(f"the {item} saved at step {step} does not match the experiment: "
-                         f"{detail}; use the experiment the run was trained with")
+  found = f"the {item} saved at step {step} does not match the experiment: {detail}"
+  return MismatchError(f"{found}; use the experiment the run was trained with", found)
 
 
 def _keeping(keep: int, best_metric: str | None) -> dict[str, Any]:
@@ -184,13 +193,14 @@ class Checkpointer:
   def save(self, state: TrainState, config: ml_collections.ConfigDict,
            data_position: list[int] | None = None, force: bool = False,
            train_scalars: dict[str, float] | None = None,
-           scores: dict[str, float] | None = None) -> bool:
+           scores: dict[str, float] | None = None, train_seconds: float | None = None) -> bool:
     """Saves at multiples of `every` (or any step with `force`); returns whether it did.
 
     `data_position` holds each process's position in its data stream (None
     where the data is a function of the step, as for the toy sets);
     `train_scalars` the last logged training means (for a summary written later);
-    `scores` the evaluation of this state, by which the best checkpoint is kept."""
+    `scores` the evaluation of this state, by which the best checkpoint is kept;
+    `train_seconds` the training time of the iterations the state holds."""
     step = generator_steps(state)
     if not force and not self.due(step):
       return False
@@ -198,7 +208,8 @@ class Checkpointer:
       return False
     tree = serialization.to_state_dict(state)
     metadata = {"step": step, "data_position": data_position, "config": config.to_dict(),
-                "train_scalars": train_scalars or {}, "checksums": checksums(tree)}
+                "train_scalars": train_scalars or {}, "train_seconds": train_seconds,
+                "checksums": checksums(tree)}
     with self._writing(step):
       saved = self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.PyTreeSave(tree), metadata=ocp.args.JsonSave(metadata)), force=True,
@@ -537,27 +548,56 @@ def restore_generator(workdir: str, step: int, like: NetState, field: str = "gen
   """The generator's params and batch stats at `step`, shaped like `like`
   (its `opt_state` is ignored and comes back as None); `field`: the TrainState
   field to read them from ("generator_ema": the moving average)."""
-  nets = _abstract({"params": like.params, "batch_stats": like.batch_stats})
+  tree = restore_networks(workdir, step, {field: {"params": like.params,
+                                                  "batch_stats": like.batch_stats}})[field]
+  return NetState(params=tree["params"], batch_stats=tree["batch_stats"], opt_state=None)
+
+
+def _networks_target(workdir: str, step: int, like: dict[str, PyTree]) -> tuple[str, PyTree]:
+  """(item, restore target) of the TrainState parts `like` in checkpoint `step`."""
   legacy = _is_legacy(checkpoint_dir(workdir), step)
-  if legacy and field != "generator":
-    raise CheckpointError(f"checkpoint {step} in {checkpoint_dir(workdir)} predates {field}")
-  item = "generator" if legacy else "state"
-  target = nets if legacy else {field: nets}
+  if legacy and set(like) != {"generator"}:
+    raise CheckpointError(f"checkpoint {step} in {checkpoint_dir(workdir)} predates "
+                          f"{', '.join(sorted(set(like) - {'generator'}))}")
+  nets = _abstract(like)
+  return ("generator", nets["generator"]) if legacy else ("state", nets)
+
+
+def check_networks(workdir: str, step: int, like: dict[str, PyTree]) -> None:
+  """`restore_networks`' shape check alone: a CheckpointError naming the first
+  array of `like` that the checkpoint holds in another shape, or lacks."""
+  item, target = _networks_target(workdir, step, like)
+  with _read_only_manager(workdir, (item, "metadata")) as manager:
+    try:
+      check_shapes(manager, step, item, target, partial=True)
+    except FileNotFoundError as e:
+      raise DamagedCheckpointError(f"checkpoint {step} in {checkpoint_dir(workdir)} is "
+                                   f"damaged ({e})") from None
+
+
+def restore_networks(workdir: str, step: int, like: dict[str, PyTree]) -> dict[str, PyTree]:
+  """Parts of the TrainState fields at `step`, shaped like `like` ({field:
+  {part: tree}}, e.g. {"critic": {"params": ..., "spectral": ...}}); nothing
+  else is read. A checkpoint from before the whole-state layout holds the
+  generator alone."""
+  item, target = _networks_target(workdir, step, like)
+  legacy = item == "generator"
   with _read_only_manager(workdir, (item, "metadata")) as manager:
     try:
       check_shapes(manager, step, item, target, partial=True)
       restored = manager.restore(step, args=ocp.args.Composite(
           **{item: _restore_args(target, partial=True)}, metadata=ocp.args.JsonRestore()))
-      tree = restored[item] if legacy else restored[item][field]
+      tree = {"generator": restored[item]} if legacy else restored[item]
       if not legacy:
-        _verify(tree, restored.metadata.get("checksums"), prefix=f"{field}/")
+        for field in like:
+          _verify(tree[field], restored.metadata.get("checksums"), prefix=f"{field}/")
     except CheckpointError:
       raise
     except Exception as e:  # pylint: disable=broad-except
       others = [s for s in manager.all_steps() if s != step]
       raise DamagedCheckpointError(
-          f"the generator of checkpoint {step} in {checkpoint_dir(workdir)} cannot be read "
-          f"({type(e).__name__}): it is damaged"
+          f"the {' and '.join(like)} of checkpoint {step} in {checkpoint_dir(workdir)} cannot "
+          f"be read ({type(e).__name__}): it is damaged"
           + (f"; pass --step= one of {', '.join(map(str, sorted(others)))}" if others else "")
       ) from e
-  return NetState(params=tree["params"], batch_stats=tree["batch_stats"], opt_state=None)
+  return {field: tree[field] for field in like}

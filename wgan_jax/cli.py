@@ -145,3 +145,21 @@ def unwritable(folder: str) -> str | None:
   except OSError as e:
     return errno.errorcode.get(e.errno, "") or e.strerror or type(e).__name__
   return None
+
+
+def output_problem(flag: str, path: str, extension: str) -> str | None:
+  """Why `path` cannot take the output of `flag`, or None; checked before anything is written."""
+  if not path.lower().endswith(extension):
+    return f"{flag}={path} must end in {extension}"
+  absolute = os.path.abspath(path)
+  folder = os.path.dirname(absolute)
+  if os.path.isdir(absolute):
+    return f"{flag}={path} is a directory; pass a file name ending in {extension}"
+  if len(os.path.basename(absolute).encode()) > 255:
+    return f"{flag}={path}: the file name is longer than 255 bytes; pass a shorter one"
+  if not os.path.isdir(folder):
+    return f"{flag}={path}: the folder {folder} does not exist; create it or pass another path"
+  reason = unwritable(folder)
+  if reason:
+    return f"{flag}={path} cannot be written ({reason} in {folder}); pass another path"
+  return None

@@ -1,6 +1,6 @@
-"""What the critic sees: real batches scaled to floats, and every input, real
-or generated, passed through the run's transforms (DiffAugment, instance
-noise) in both updates.
+"""What the critic sees: real batches scaled to floats (and mirrored at
+random, `data.mirror`), and every input, real or generated, passed through the
+run's transforms (DiffAugment or ADA, instance noise) in both updates.
 
 A transform's random numbers are drawn for the global batch apart from their
 use (`draw`, then `apply`), so a device under pmap takes its rows, and a batch
@@ -17,23 +17,37 @@ from typing import Protocol
 import jax
 import jax.numpy as jnp
 
-from wgan_jax import augment
+from wgan_jax import ada, augment
 from wgan_jax.batch_axis import BatchAxis
 from wgan_jax.state import PyTree
 
 Metrics = dict[str, jax.Array]
-# Folded into a critic update's key for the noise that dequantises its real batch.
+# Folded into a critic update's key for the noise that dequantises its real batch,
+# and for the bits that mirror its images.
 _DEQUANTIZE_STREAM = 0x64657175
+_MIRROR_STREAM = 0x6d697272
 
 
-def real_to_float(real: jax.Array, key: jax.Array, dequantize: bool, axis: BatchAxis
-                  ) -> jax.Array:
+def mirrored(real: jax.Array, key: jax.Array, axis: BatchAxis) -> jax.Array:
+  """Each image of `real` [n, H, W, C] flipped left-right with probability 1/2
+  (StyleGAN2-ADA's --mirror): the bits drawn for the global batch, this
+  device's rows taken, so they do not depend on the device count."""
+  flip = axis.local(jax.random.bernoulli(jax.random.fold_in(key, _MIRROR_STREAM), 0.5,
+                                         (axis.size(real.shape[0]),)))
+  return jnp.where(flip.reshape((-1, 1, 1, 1)), jnp.flip(real, axis=2), real)
+
+
+def real_to_float(real: jax.Array, key: jax.Array, dequantize: bool, axis: BatchAxis,
+                  mirror: bool = False) -> jax.Array:
   """A real batch as the critic takes it: uint8 pixels (as they cross to the
   device) scaled to [-1, 1], or dequantised as gan_cifar_resnet.py does
   (2 (x / 256 - 0.5) + U(0, 1/128)); float data (the toy sets) unchanged.
-  `key` is the critic update's."""
+  `mirror`: the images first flipped at random (`mirrored`). `key` is the
+  critic update's."""
   if real.dtype != jnp.uint8:
     return real
+  if mirror:
+    real = mirrored(real, key, axis)
   x = real.astype(jnp.float32)
   if not dequantize:
     return x / 127.5 - 1.0
@@ -73,6 +87,39 @@ class DiffAugment:
   def metrics(self, step):
     del step
     return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveAugment:
+  """ADA (Karras et al. 2020; ada.py): each op of `policy` (augment.py)
+  applied to an image with probability `p`, which the iteration reads from
+  the state (`with_probability`) before the updates run."""
+  policy: tuple[str, ...]
+  p: jax.Array | float = 0.0
+  stream: int = 0x61646170
+
+  def draw(self, key, shape, axis):
+    n = axis.size(shape[0])
+    drawn = (augment.draw(key, self.policy, n, shape[1], shape[2]),
+             augment.draw_gates(key, self.policy, n))
+    return jax.tree.map(axis.local, drawn)
+
+  def apply(self, x, drawn, step):
+    del step
+    params, gates = drawn
+    applied = {op: u < self.p for op, u in gates.items()}
+    return augment.apply(x, params, self.policy, applied)
+
+  def metrics(self, step):
+    del step
+    return {ada.P_METRIC: jnp.asarray(self.p, jnp.float32)}
+
+
+def with_probability(transforms: tuple[Transform, ...], p: jax.Array
+                     ) -> tuple[Transform, ...]:
+  """`transforms` with ADA's probability set to `p` (the state's)."""
+  return tuple(dataclasses.replace(t, p=p) if isinstance(t, AdaptiveAugment) else t
+               for t in transforms)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from wgan_jax import startup
 
+startup.quiet_console()
 startup.stop_quietly_while_loading("nothing was written")
 
 # pylint: disable=wrong-import-position
@@ -40,8 +41,8 @@ from wgan_jax.preemption import StopRequested, StopSignals, raise_on_signals, wa
 # The critic yardstick's metric (a study over a run's checkpoints).
 (CRITIC,) = (n for n, m in metrics.REGISTRY.items() if m.family == "critic")
 
-# Precision/recall is asked for by name: at 50,000 x 50,000 its distances take
-# about an hour of a 2-core CPU (BUILD.md).
+# Precision/recall and density/coverage are asked for by name: at 50,000 x 50,000
+# their distances take about half an hour of a 2-core CPU (BUILD.md).
 DEFAULT_METRICS = "fid,kid,is"
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
@@ -64,6 +65,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the generator's noise (as wgan_
 _RAW = flags.DEFINE_bool("raw_generator", False, "Score the generator itself, not the "
                         "moving average of its weights that a run with ema.decay > 0 keeps "
                         "and is scored with by default.")
+_TRUNCATION = flags.DEFINE_float("truncation", None, "Score samples of truncated noise "
+                                 "(the truncation trick, as wgan_jax.sample's): the "
+                                 "quality/diversity trade-off, one psi a call; written to "
+                                 "eval_<step>_psi<psi>.json.")
 _MODEL = flags.DEFINE_integer("model", None, "Which model of a sweep (its index, as in "
                               "WORKDIR/models/NN and summary.json's `models`).")
 _CRITIC = flags.DEFINE_enum("critic", "auto", ("auto", "mlp", "dcgan"),
@@ -211,7 +216,7 @@ def _inception_scorer(batch: int):
 
 def evaluate_files(names: tuple[str, ...]) -> dict[str, float]:
   from wgan_jax.metrics import image_metrics  # pylint: disable=import-outside-toplevel
-  other = [n for n in names if n not in metrics.INCEPTION]
+  other = [n for n in names if n not in metrics.INCEPTION or n in metrics.conditional(names)]
   if other:
     raise ValueError(f"--metrics={','.join(other)} needs a run (--workdir); with --samples/"
                      f"--reference use some of {', '.join(metrics.INCEPTION)}")
@@ -254,12 +259,17 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
   if data.get(config.data.name).kind == data.TOY:
     raise ValueError(f"{config.data.name} is a toy set of points: use --metrics=critic_w "
                      "(its exact W1 is in the run's summary.json)")
+  if _TRUNCATION.value is not None and generators.normalises_each_batch(config):
+    print("warning: --truncation with sampling_batch_norm=batch: the generator's batch norm "
+          "normalises each batch by its own statistics, which undoes most of the truncation; "
+          "add --experiment.sampling_batch_norm=running", file=sys.stderr)
   report = scoring.evaluate(
       names, config=config, workdir=workdir, step=found, module=module, generator=generator,
       num_samples=_NUM_SAMPLES.value, reference_samples=_REFERENCE_SAMPLES.value, seed=_SEED.value,
       scorer=(lambda: _inception_scorer(
-          min(_BATCH.value, max(_NUM_SAMPLES.value, _REFERENCE_SAMPLES.value)))))
-  _write_whole(scoring.report_path(workdir, found),
+          min(_BATCH.value, max(_NUM_SAMPLES.value, _REFERENCE_SAMPLES.value)))),
+      truncation=_TRUNCATION.value)
+  _write_whole(scoring.report_path(workdir, found, _TRUNCATION.value),
                lambda: scoring.write_report(workdir, found, report))
   protocol = ", ".join(f"{k} {v}" for k, v in report["protocol"].items())
   _print_metrics(report["metrics"], f"step {found}, {protocol}")
@@ -326,6 +336,11 @@ def _main(parsed) -> None:
                 f"[2, {MAX_REFERENCE_SAMPLES:,}]")
   if _BATCH.value < 1:
     usage_error(f"--batch_size={_BATCH.value} must be at least 1")
+  if _TRUNCATION.value is not None and not _TRUNCATION.value > 0:
+    usage_error(f"--truncation={_TRUNCATION.value} must be > 0: the threshold psi beyond which "
+                "noise is drawn again (leave it out for none)")
+  if _TRUNCATION.value is not None and two_sets:
+    usage_error("--truncation draws a run's noise: it goes with --workdir, not --samples")
 
   from wgan_jax import checkpointing  # pylint: disable=import-outside-toplevel
   from wgan_jax.data import DataError  # pylint: disable=import-outside-toplevel

@@ -89,8 +89,8 @@ class ToyEvaluator:
 
 
 class RunScores:
-  """The scores `config.eval.metrics` names (FID, KID, IS, PR, domain), of the
-  generator at a step, written to `eval_<step>.json`. The Inception weights are
+  """The scores `config.eval.metrics` names (FID, KID, IS, PR, DC, intra-FID,
+  domain), of the generator at a step, written to `eval_<step>.json`. The Inception weights are
   loaded (and checked) at construction; without any configured, the Inception
   metrics are left out with one message."""
 
@@ -113,6 +113,7 @@ class RunScores:
       else:
         scoring.check_counts(names, config.eval.num_samples, config.eval.reference_samples,
                              "eval.")
+        scoring.check_classes(names, config, config.eval.num_samples, "eval.metrics")
         weights = inception_weights.load(config.eval.inception_weights or None)
         self._scorer = image_metrics.InceptionScorer(weights, config.eval.fid_resize,
                                                      config.eval.batch_size)
@@ -159,7 +160,7 @@ class ImageEvaluator:
     return None if self.scores is None else metric_names.best_metric(self.scores.names)
 
   def __call__(self, state: TrainState, workdir: str, tag: str) -> tuple[dict[str, Any], np.ndarray]:
-    grid = plots.image_grid(_finite(generators.generate(
+    grid = plots.readable_grid(_finite(generators.generate(
         self.spec.generator, ema.sampling_generator(state), self.noise, self.batch_norm,
         self.batch_size), state), self.columns)
     if jax.process_index() == 0:

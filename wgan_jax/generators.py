@@ -18,8 +18,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import (builders, checkpointing, configs, data, models, plots, sweeps, techniques,
-                      updates)
+from wgan_jax import (builders, checkpointing, configs, data, latents, models, plots, sweeps,
+                      techniques, updates)
 from wgan_jax.configs.rules import ConfigError
 from wgan_jax.state import NetState
 
@@ -84,15 +84,68 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int,
   return module, generator
 
 
-def noise(config: ml_collections.ConfigDict, num: int, seed: int) -> np.ndarray:
+def normalises_each_batch(config: ml_collections.ConfigDict) -> bool:
+  """Whether the generator's samples are normalised by their own batch's
+  statistics (batch norm under `sampling_batch_norm="batch"`), which undoes
+  most of a truncation of the noise."""
+  if config.sampling_batch_norm != "batch":
+    return False
+  module = models.build_generator(config.model.generator, data.data_shape(config.data),
+                                  convolutions=builders.convolutions(config),
+                                  techniques=techniques.from_config(config))
+  z = jax.ShapeDtypeStruct((2, config.model.noise_dim + models.num_classes(config)), np.float32)
+  return bool(jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False),
+                             z).get("batch_stats"))
+
+
+def noise(config: ml_collections.ConfigDict, num: int, seed: int,
+          truncation: float | None = None, classes: Sequence[int] | None = None) -> np.ndarray:
   """The generator's input for `num` samples drawn with `seed`: one stream,
-  whatever the batching. A conditional generator's sample i is of class
-  i mod K (balanced classes; in a grid of K columns, a class a column)."""
-  z = jax.random.normal(jax.random.PRNGKey(seed), (num, config.model.noise_dim))
-  classes = models.num_classes(config)
-  if not classes:
+  whatever the batching (`truncation`: `latents.draw`'s). A conditional
+  generator's sample i is of class `classes[i mod len(classes)]` (default: all
+  its classes, balanced; in a grid of a column a class, a class a column)."""
+  z = latents.draw(jax.random.PRNGKey(seed), num, config.model.noise_dim, truncation)
+  return _conditioned(config, z, class_labels(config, num, classes))
+
+
+def interpolation_noise(config: ml_collections.ConfigDict, rows: int, steps: int, seed: int,
+                        kind: str = "slerp", truncation: float | None = None,
+                        classes: Sequence[int] | None = None) -> np.ndarray:
+  """[rows * steps, input]: `rows` paths of `steps` points (`latents.path`)
+  between two noise points each (those `noise` draws for 2 x `rows` samples
+  with `seed`: row r from point r to point rows + r); a conditional path keeps
+  one class, row r's as sample r's in `noise`. Row-major: a row's points are
+  consecutive, so a grid of `steps` columns shows a path a row."""
+  z = latents.draw(jax.random.PRNGKey(seed), 2 * rows, config.model.noise_dim, truncation)
+  walked = latents.path(z[:rows], z[rows:], steps, kind).reshape(rows * steps, -1)
+  labels = class_labels(config, rows, classes)
+  return _conditioned(config, walked, None if labels is None else np.repeat(labels, steps))
+
+
+def class_labels(config: ml_collections.ConfigDict, num: int,
+                 classes: Sequence[int] | None = None) -> np.ndarray | None:
+  """The classes of `num` samples of `config`'s generator (None: unconditional):
+  `classes` in turn (default: all, `balanced_labels`); a ConfigError of one
+  line for a class the generator does not draw, or for classes asked of an
+  unconditional generator."""
+  count = models.num_classes(config)
+  if classes is None:
+    return balanced_labels(num, count) if count else None
+  if not count:
+    raise ConfigError(f"--class={','.join(map(str, classes))}: this run's generator is "
+                      "unconditional (it draws no class); drop --class")
+  wrong = [k for k in classes if not 0 <= k < count]
+  if wrong or not classes:
+    raise ConfigError(f"--class={wrong[0] if wrong else ''}: this run's generator draws classes "
+                      f"0..{count - 1}; pass one or more of them, comma-separated")
+  return np.asarray(classes)[np.arange(num) % len(classes)]
+
+
+def _conditioned(config: ml_collections.ConfigDict, z: np.ndarray,
+                 labels: np.ndarray | None) -> np.ndarray:
+  if labels is None:
     return np.asarray(z)
-  return np.asarray(updates.conditioned_input(z, balanced_labels(num, classes), classes))
+  return np.asarray(updates.conditioned_input(z, labels, models.num_classes(config)))
 
 
 def balanced_labels(num: int, classes: int) -> np.ndarray:
@@ -100,25 +153,30 @@ def balanced_labels(num: int, classes: int) -> np.ndarray:
   return np.arange(num) % classes
 
 
-def grid_columns(config: ml_collections.ConfigDict) -> int | None:
-  """A sample grid's columns: one per class for a conditional generator (its
-  samples from `noise`), else square."""
-  return models.num_classes(config) or None
+def grid_columns(config: ml_collections.ConfigDict,
+                 classes: Sequence[int] | None = None) -> int | None:
+  """A sample grid's columns: one per class drawn by a conditional generator
+  (its samples from `noise`), else square (so also for one class asked)."""
+  count = len(classes) if classes is not None else models.num_classes(config)
+  return count if count > 1 else None
 
 
 def from_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int, num: int,
-                    seed: int, model: int | None = None, raw: bool = False) -> np.ndarray:
+                    seed: int, model: int | None = None, raw: bool = False,
+                    inputs: np.ndarray | None = None) -> np.ndarray:
   """`num` samples of the generator saved at `step` (model `model` of a
-  sweep; its moving average if kept, unless `raw`), noise seeded by `seed`."""
+  sweep; its moving average if kept, unless `raw`): of `inputs` if given
+  (from `noise` or `interpolation_noise`), else of `noise` seeded by `seed`."""
+  inputs = noise(config, num, seed) if inputs is None else inputs
   module, generator = restore(config, workdir, step, model, raw)
-  return generate(module, generator, noise(config, num, seed), config.sampling_batch_norm,
-                  config.batch_size)
+  return generate(module, generator, inputs, config.sampling_batch_norm, config.batch_size)
 
 
-def save_figure(path: str, samples: np.ndarray, title: str, columns: int | None = None) -> None:
-  """An image grid (`columns` wide; None: square), or for a toy set a scatter
-  of the points, as PNG."""
+def save_figure(path: str, samples: np.ndarray, title: str, columns: int | None = None,
+                scale: int | None = None) -> None:
+  """An image grid (`columns` wide, None: square; enlarged `scale` times,
+  None: to a readable size), or for a toy set a scatter of the points, as PNG."""
   if samples.ndim == 2:
     plots.points_figure(path, samples, title=title)
   else:
-    plots.save_png(path, plots.image_grid(samples, columns))
+    plots.save_png(path, plots.readable_grid(samples, columns, scale))

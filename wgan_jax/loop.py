@@ -24,7 +24,8 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
-from wgan_jax import (builders, checkpointing, evaluators, files, inputs, iteration, writers)
+from wgan_jax import (builders, checkpointing, evaluators, files, inputs, iteration, transfer,
+                      writers)
 from wgan_jax import run as run_lib
 from wgan_jax.configs.n_critic import n_critic_at
 from wgan_jax.devices import Devices
@@ -46,11 +47,18 @@ class _Loop:
   """What the loop carries: the state (laid out on the devices), the stream
   that feeds it, the iterations in flight, the last logged means."""
 
-  def __init__(self, devices: Devices, state: TrainState, stream: inputs.Stream):
+  def __init__(self, devices: Devices, state: TrainState, stream: inputs.Stream,
+               metadata: dict[str, Any] | None = None):
     self.devices, self.state, self.stream = devices, devices.put_state(state), stream
     self.step = generator_steps(state)
     self.inflight = InFlight()
-    self.scalars: dict[str, float] = {}
+    self.scalars: dict[str, float] = dict((metadata or {}).get("train_scalars") or {})
+    # The training time of the iterations the state holds, over every segment of the run.
+    self._seconds_before = float((metadata or {}).get("train_seconds") or 0.0)
+    self._segment_start = time.perf_counter()
+
+  def train_seconds(self) -> float:
+    return self._seconds_before + time.perf_counter() - self._segment_start
 
   def global_view(self) -> TrainState:
     """The global view of the state, for checkpoints."""
@@ -95,7 +103,7 @@ def _save(checkpointer: checkpointing.Checkpointer, run: _Loop,
   finiteness of the parameters each left, are checked first."""
   run.inflight.drain()
   checkpointer.save(run.global_view(), config, _data_positions(run.stream), force=force,
-                    train_scalars=run.scalars, scores=scores)
+                    train_scalars=run.scalars, scores=scores, train_seconds=run.train_seconds())
 
 
 @contextlib.contextmanager
@@ -120,11 +128,8 @@ def _eval_and_report(evaluator: evaluators.Evaluator, state: TrainState, workdir
                      writer: metric_writers.MetricWriter) -> dict[str, Any]:
   step = generator_steps(state)
   metrics, image = evaluator(state, workdir, tag)
-  if metrics:
+  if metrics:  # The console writer logs them, once.
     writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
-    logging.info("eval step %d: %s", step,
-                 ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in metrics.items()))
   writer.write_images(step, {"samples": image if image.ndim == 4 else image[None]})
   return metrics
 
@@ -139,7 +144,9 @@ def _train(config: ml_collections.ConfigDict, run: _Loop, iterate: iteration.Ite
            workdir: str, writer: metric_writers.MetricWriter, stop: StopSignals) -> str | None:
   """Generator iterations until the last one or a stop signal; returns the signal's name."""
   total = config.num_generator_steps
-  report_progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer)
+  # Rate and ETA with every log, so the first comes early in a short run.
+  report_progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
+                                                    every_steps=config.log_every)
   first = run.step
   for step in range(run.step, total):
     n_critic = n_critic_at(step, config)
@@ -204,7 +211,7 @@ def _restart_after_nonfinite(error: NonFiniteError, checkpointer: checkpointing.
   logging.warning("%s: restart %d from the checkpoint of step %d with a new RNG stream",
                   error, attempt, generator_steps(state))
   return _Loop(parts.devices, state, parts.stream(generator_steps(state),
-                                                 _own_position(metadata)))
+                                                 _own_position(metadata)), metadata)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -281,6 +288,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   # First: missing data or unusable settings must not leave a workdir behind.
   parts = run_lib.build(config)
   devices, sweep, evaluator = parts.devices, parts.sweep, parts.evaluator
+  starts_fresh = not (os.path.isdir(workdir) and checkpointing.finished_steps(workdir))
+  if config.init_from and starts_fresh:  # Once it has its own checkpoints, a run resumes them.
+    transfer.check(config, parts.abstract_state)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     _check_workdir_files(workdir)
@@ -302,18 +312,25 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   restored = checkpointer.restore_intact(abstract)
   if restored is None:
     state, metadata = parts.create_state(), None
+    if config.init_from:
+      state = transfer.initial_state(config, state)
+      logging.info("the generator and critic start from %s (their optimizer states fresh)%s",
+                   config.init_from, f"; the critic's first {config.freeze_critic_layers} "
+                   "layers frozen" if config.freeze_critic_layers else "")
   else:
     state, metadata = restored
     logging.info("resumed from %s at generator step %d", checkpointer.directory,
                  generator_steps(state))
     writers.forget_after(workdir, generator_steps(state))
-  run = _Loop(devices, state, parts.stream(generator_steps(state), _own_position(metadata)))
-  run.scalars = dict((metadata or {}).get("train_scalars") or {})
+  run = _Loop(devices, state, parts.stream(generator_steps(state), _own_position(metadata)),
+              metadata)
   summary_path = os.path.join(workdir, "summary.json")
   kept = _summary_of(summary_path, run.step)
   if run.step >= config.num_generator_steps and kept is not None:
-    logging.info("%s is already trained to generator step %d; its summary.json is kept",
-                 workdir, run.step)
+    logging.warning("%s is already trained to generator step %d (num_generator_steps=%d): "
+                    "nothing to train, its summary.json is kept; to train on, pass "
+                    "--experiment.num_generator_steps=N above %d", workdir, run.step,
+                    config.num_generator_steps, run.step)
     checkpointer.close()
     return kept
 
@@ -327,7 +344,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
       raise _write_error(config_path, e, checkpointer) from e
 
   # --- Loop; a non-finite value stops it, or restarts from the last good checkpoint.
-  start = time.perf_counter()
   logging.info("training %s from generator iteration %d to %d in %s (the first compiles the "
                "program)", config.experiment, run.step, config.num_generator_steps, workdir)
   restarts = 0
@@ -364,7 +380,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   summary: dict[str, Any] = dict(
       experiment=config.experiment, generator_steps=step,
       **({"models": [sweep.model(m) for m in range(sweep.size)]} if sweep else {}),
-      train_seconds=round(time.perf_counter() - start, 2), nonfinite_restarts=restarts,
+      train_seconds=round(run.train_seconds(), 2), nonfinite_restarts=restarts,
       **{f"train_{k}": v for k, v in run.scalars.items()})
   try:
     if jax.process_count() > 1:  # Replicas that drifted apart would be a silent bug.

@@ -48,17 +48,22 @@ def _discriminator_outputs(f_real: jax.Array, f_fake: jax.Array) -> Metrics:
 @dataclasses.dataclass(frozen=True)
 class Adversarial:
   """A loss's two sides, `critic(f_real, f_fake, label_smoothing)` and
-  `generator(f_fake)`, and what a critic update logs of its outputs besides
-  the Wasserstein estimate (`outputs(f_real, f_fake)`)."""
+  `generator(f_fake)`, what a critic update logs of its outputs besides
+  the Wasserstein estimate (`outputs(f_real, f_fake)`), and the output that
+  parts "real" from "fake" (`boundary(mean f_real, mean f_fake)`; ADA's r_t)."""
   critic: Callable[[jax.Array, jax.Array, float], jax.Array]
   generator: Callable[[jax.Array], jax.Array]
   outputs: Callable[[jax.Array, jax.Array], Metrics] = lambda f_real, f_fake: {}
+  boundary: Callable[[jax.Array, jax.Array], jax.Array | float] = lambda m_real, m_fake: 0.0
 
 
 ADVERSARIAL: dict[str, Adversarial] = {
     "wasserstein": Adversarial(
         critic=lambda f_real, f_fake, s: -wasserstein_estimate(f_real, f_fake),
-        generator=lambda f_fake: -jnp.mean(f_fake)),
+        generator=lambda f_fake: -jnp.mean(f_fake),
+        # The loss ignores an offset of f, so no fixed output parts real from fake: the
+        # midpoint of the two means does.
+        boundary=lambda m_real, m_fake: 0.5 * (m_real + m_fake)),
     "minimax": Adversarial(
         critic=_cross_entropy,
         generator=lambda f_fake: -jnp.mean(jax.nn.softplus(f_fake)),  # log(1 - D(G(z)))
@@ -74,7 +79,8 @@ ADVERSARIAL: dict[str, Adversarial] = {
     "least-squares": Adversarial(
         critic=lambda f_real, f_fake, s: 0.5 * (jnp.mean(jnp.square(f_real - 1.0))
                                                 + jnp.mean(jnp.square(f_fake))),
-        generator=lambda f_fake: 0.5 * jnp.mean(jnp.square(f_fake - 1.0))),
+        generator=lambda f_fake: 0.5 * jnp.mean(jnp.square(f_fake - 1.0)),
+        boundary=lambda m_real, m_fake: 0.5),  # halfway between the targets 0 and 1
 }
 assert tuple(ADVERSARIAL) == LOSSES, "configs.schema.LOSSES names every loss here, in order"
 
@@ -96,3 +102,9 @@ def critic_metrics(loss: str, f_real: jax.Array, f_fake: jax.Array) -> Metrics:
   D(real), D(fake))."""
   return {"wasserstein_estimate": wasserstein_estimate(f_real, f_fake),
           **ADVERSARIAL[loss].outputs(f_real, f_fake)}
+
+
+def boundary(loss: str, mean_real: jax.Array, mean_fake: jax.Array) -> jax.Array | float:
+  """The critic output of `loss` between "real" and "fake", given the mean
+  outputs on a real and a generated batch (only the Wasserstein loss reads them)."""
+  return ADVERSARIAL[loss].boundary(mean_real, mean_fake)

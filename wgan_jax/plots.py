@@ -1,4 +1,5 @@
-"""Figures written to the workdir: the toy figure of the WGAN-GP paper."""
+"""Figures written to the workdir: the toy figure of the WGAN-GP paper, image
+grids and the scatter of 2-D samples."""
 from __future__ import annotations
 
 import matplotlib
@@ -50,9 +51,44 @@ def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
   return grid
 
 
+# Grids of smaller images are enlarged to this side an image (nearest
+# neighbour), so a 16x16 digit is not a smudge on a screen.
+READABLE_SIDE = 64
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+  """[H, W, C] -> [factor*H, factor*W, C], every pixel a factor x factor block."""
+  if factor < 1:
+    raise ValueError(f"an upscale factor is a whole number >= 1, got {factor}")
+  return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def readable_factor(side: int) -> int:
+  """The upscale that brings images of `side` pixels to READABLE_SIDE or more."""
+  return max(1, -(-READABLE_SIDE // side))
+
+
+def readable_grid(images: np.ndarray, columns: int | None = None,
+                  scale: int | None = None) -> np.ndarray:
+  """`image_grid`, enlarged by `scale` (default: `readable_factor` of the images' side)."""
+  return upscale(image_grid(images, columns), scale or readable_factor(min(images.shape[1:3])))
+
+
 def save_png(path: str, image: np.ndarray) -> None:
   from PIL import Image  # pylint: disable=import-outside-toplevel
   Image.fromarray(image).save(path)
+
+
+def there_and_back(steps: int) -> list[int]:
+  """The frames of a loop along a path of `steps` points: 0..steps-1, back to 1."""
+  return list(range(steps)) + list(range(steps - 2, 0, -1))
+
+
+def save_gif(path: str, frames: list[np.ndarray], frame_ms: int = 120) -> None:
+  """Uint8 [H, W, 3] frames as an animated GIF that loops forever."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  first, *rest = [Image.fromarray(f) for f in frames]
+  first.save(path, save_all=True, append_images=rest, duration=frame_ms, loop=0)
 
 
 def points_figure(path: str, points: np.ndarray, title: str) -> None:

@@ -24,7 +24,8 @@ class NetState:
 class TrainState:
   """Generator and critic, the number of generator iterations done, the base
   RNG key (each iteration folds in `step`, so the stream is a function of the
-  step alone and resumes exactly), and the generator's moving average.
+  step alone and resumes exactly), the generator's moving average, and
+  adaptive augmentation's probability.
 
   A field added here with an empty default restores from checkpoints saved
   before it existed (checkpointing restores partially, after checking every
@@ -36,6 +37,9 @@ class TrainState:
   # The exponential moving average of the generator's params and batch stats
   # (`ema.decay` > 0; wgan_jax/ema.py), {"params": ..., "batch_stats": ...}; {} without.
   generator_ema: PyTree = flax.struct.field(default_factory=dict)
+  # Adaptive augmentation's probability p and the critic statistics summed since
+  # its last adjustment (`ada.enabled`; wgan_jax/ada.py); {} without.
+  ada: PyTree = flax.struct.field(default_factory=dict)
 
 
 def generator_steps(state: TrainState) -> int:

@@ -12,7 +12,8 @@ a builder returns None where its term is off. A new loss term or regulariser
 is one builder here (and its config key in configs/schema.py).
 
 Critic: the adversarial loss (losses.py), AC-GAN's class loss on real data,
-historical averaging, the gradient penalty (penalties.py).
+historical averaging, the gradient penalty (penalties.py), and ADA's statistic
+(a zero term that logs what the controller reads of the critic's outputs).
 Generator: the adversarial loss or feature matching, AC-GAN's class loss on its
 samples, historical averaging.
 """
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from wgan_jax import losses, penalties, techniques
+from wgan_jax import ada, losses, penalties, techniques
 from wgan_jax.batch_axis import BatchAxis
 from wgan_jax.models import registry
 from wgan_jax.state import PyTree
@@ -147,6 +148,15 @@ def acgan_critic(weight: float) -> Term:
   return Term("acgan", fn, weight)
 
 
+def ada_statistic(loss: str, axis: BatchAxis) -> Term:
+  """ADA's overfitting statistic r on the critic's outputs (ada.py), logged as
+  `ada.RT_METRIC` for the controller to read; it adds nothing to the loss."""
+  def fn(view: CriticView, _):
+    rt = ada.overfitting(loss, view.on_real.values, view.on_fake.values, axis)
+    return jnp.zeros((), jnp.float32), {ada.RT_METRIC: rt}
+  return Term("ada", fn)
+
+
 def acgan_generator(weight: float) -> Term:
   """AC-GAN: the samples should be classified as the class they were asked for."""
   def fn(view: GeneratorView, _):
@@ -197,6 +207,7 @@ CRITIC_TERMS: dict[str, Builder] = {
     "penalty": lambda c, swept, axis: (
         penalty(c.penalty, swept.get("penalty_weight", float(c.penalty_weight)))
         if c.penalty != "none" else None),
+    "ada": lambda c, swept, axis: ada_statistic(c.loss, axis) if c.ada.enabled else None,
 }
 GENERATOR_TERMS: dict[str, Builder] = {
     "adversarial": lambda c, swept, axis: (

@@ -19,6 +19,7 @@ import sys
 
 from wgan_jax import startup
 
+startup.quiet_console()
 startup.stop_quietly_while_loading("no checkpoint was written")
 
 # pylint: disable=wrong-import-position
@@ -84,8 +85,13 @@ def resolve_config(name: str | None, overrides: list[tuple[str, str]], workdir: 
     config = configs.from_command_line(name or DEFAULT_EXPERIMENT, overrides)
   if saved is not None:
     changed = configs.check_resumable(saved[1], config, workdir, saved[0])
-    if changed:
-      logging.warning("resuming %s with changed settings: %s", workdir, "; ".join(changed))
+    # A new length is how a run is extended: said, not warned about.
+    length = [c for c in changed if c.startswith("num_generator_steps:")]
+    others = [c for c in changed if c not in length]
+    if length:
+      logging.info("resuming %s with a new length, %s", workdir, length[0])
+    if others:
+      logging.warning("resuming %s with changed settings: %s", workdir, "; ".join(others))
   return config
 
 

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wgan_jax import critic_inputs, ema, terms
+from wgan_jax import ada, critic_inputs, ema, terms
 from wgan_jax.batch_axis import BatchAxis
 from wgan_jax.configs.schema import PRECISIONS
 from wgan_jax.models.spectral import COLLECTION as SPECTRAL
@@ -78,6 +78,8 @@ class GanSpec:
   accumulation_steps: int = 1
   # uint8 real images -> 2 (x / 256 - 0.5) + U(0, 1/128) instead of x / 127.5 - 1.
   dequantize: bool = False
+  # Real images flipped left-right at random (`data.mirror`); generated ones never.
+  mirror: bool = False
   # The critic's value of an example depends on its batch (minibatch
   # discrimination): real and generated batches go through it apart, as batch norm's do.
   batch_dependent_critic: bool = False
@@ -91,6 +93,9 @@ class GanSpec:
   # generator step from which it averages (before: it copies).
   ema_decay: float = 0.0
   ema_start: int = 0
+  # Adaptive augmentation's controller (wgan_jax/ada.py); None: no ADA. Its
+  # probability is the state's, read by `transforms` (critic_inputs.AdaptiveAugment).
+  ada: ada.Controller | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -215,7 +220,15 @@ def fake_batch(spec: GanSpec, generator: NetState, noise: jax.Array
 
 def real_to_float(spec: GanSpec, real: jax.Array, key: jax.Array) -> jax.Array:
   """A real batch as the critic takes it (critic_inputs.real_to_float)."""
-  return critic_inputs.real_to_float(real, key, spec.dequantize, spec.batch_axis)
+  return critic_inputs.real_to_float(real, key, spec.dequantize, spec.batch_axis, spec.mirror)
+
+
+def reading_state(spec: GanSpec, state: TrainState) -> GanSpec:
+  """`spec` with its transforms reading what `state` holds for them (ADA's p)."""
+  if not state.ada:
+    return spec
+  return dataclasses.replace(
+      spec, transforms=critic_inputs.with_probability(spec.transforms, state.ada["p"]))
 
 
 # ----------------------------------------------------------------------------
@@ -441,6 +454,7 @@ def train_critic(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.A
   real, labels = split_real(real)
   count, batch = real.shape[:2]
   k_fake, k_critic, _ = iteration_keys(state)
+  spec = reading_state(spec, state)
   axis = spec.batch_axis
   noise = per_update(lambda k: sample_noise(spec, k, axis.size(batch)), k_fake, first, count)
   # A conditional run's fake batches have their real batches' labels.
@@ -472,6 +486,8 @@ def train_critic(spec: GanSpec, state: TrainState, real: jax.Array, first: jax.A
 
     critic, metrics = jax.lax.scan(body, state.critic, (real, fakes, keys, indices, labels),
                                    unroll=unroll)
+  if state.ada:  # Every update's statistic, for the controller (a sweep has no ADA).
+    state = state.replace(ada=ada.accumulate(state.ada, metrics[ada.RT_METRIC]))
   if spec.n_critic is None:
     return state.replace(critic=critic), {k: jnp.mean(v) for k, v in metrics.items()}
   applied = indices < spec.n_critic  # A skipped update's values count for nothing,
@@ -513,6 +529,7 @@ def generator_iteration(spec: GanSpec, state: TrainState, real: jax.Array,
   and batch statistics the iteration left: the host learns from the metrics it
   already reads whether the state is fit to be saved."""
   images = split_real(real)[0]
+  spec = reading_state(spec, state)
   state, metrics = train_critic(spec, state, real, first, unroll)
   _, k_critic, k_gen = iteration_keys(state)
   # The real batch of the iteration's last critic update, as that update saw it.
@@ -530,8 +547,11 @@ def generator_iteration(spec: GanSpec, state: TrainState, real: jax.Array,
   average = state.generator_ema
   if spec.ema_decay:
     average = ema.update(average, generator, state.step, spec.ema_decay, spec.ema_start)
+  adaptive = state.ada
+  if spec.ada is not None:
+    adaptive = ada.adjust(adaptive, spec.ada, state.step, spec.batch_axis.size(images.shape[1]))
   return state.replace(step=state.step + 1, generator=generator, critic=critic,
-                       generator_ema=average), metrics
+                       generator_ema=average, ada=adaptive), metrics
 
 
 def count_nonfinite(tree: PyTree) -> jax.Array:

@@ -94,16 +94,54 @@ class JsonLines(metric_writers.MetricWriter):
   def write_hparams(self, hparams): pass
 
 
+# What clu's progress report writes each time; its own log line ("1.6 steps/s,
+# 50.0% (100/200), ETA: 1m") says it on the console.
+PROGRESS_KEYS = ("steps_per_sec", "uptime")
+
+
+def _console_value(v: Any) -> str:
+  """4 significant digits; a sweep's values as their mean and range."""
+  v = np.asarray(v)
+  if v.ndim == 0:
+    return f"{v.item():.4g}" if v.dtype.kind == "f" else str(v.item())
+  return f"{v.mean():.4g} ({v.min():.4g}..{v.max():.4g} over {v.size} models)"
+
+
+class ConsoleWriter(metric_writers.LoggingWriter):
+  """The run's log lines: one a write of training means ("step 100: critic_loss=
+  -1.052, ...") or of an evaluation ("eval step 100: w1=0.5819, ..."). Images,
+  hyperparameters (config.json holds them) and the progress scalars go to
+  TensorBoard and metrics.jsonl only."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    groups: dict[str, list[str]] = {}
+    for key, value in scalars.items():
+      if key in PROGRESS_KEYS:
+        continue
+      group, _, name = key.rpartition("/")
+      groups.setdefault(group, []).append(f"{name}={_console_value(value)}")
+    for group, values in groups.items():
+      prefix = "eval step" if group == "eval" else "step"
+      logging.info("%s %d: %s", prefix, step, ", ".join(values))
+
+  def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+    del step, images
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    del hparams
+
+
+def _tensorboard(logdir: str) -> metric_writers.MetricWriter:
+  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(logdir))
+
+
 class ModelWriters(metric_writers.MetricWriter):
   """A sweep's writers: values with a model axis go to each model's run,
   entry m to model m; the rest (e.g. steps per second) to the workdir's run."""
 
-  def __init__(self, main: metric_writers.MetricWriter, sweep: sweeps.Sweep, workdir: str,
-               just_logging: bool):
+  def __init__(self, main: metric_writers.MetricWriter, sweep: sweeps.Sweep, workdir: str):
     self._main, self._sweep = main, sweep
-    self._models = [metric_writers.create_default_writer(model_dir(workdir, m, sweep.size),
-                                                         just_logging=just_logging)
-                    for m in range(sweep.size)]
+    self._models = [_tensorboard(model_dir(workdir, m, sweep.size)) for m in range(sweep.size)]
 
   def _split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     shared = {k: v for k, v in values.items() if np.ndim(v) == 0}
@@ -159,14 +197,15 @@ def make_writer(config: ml_collections.ConfigDict, workdir: str,
                 sweep: sweeps.Sweep | None = None) -> metric_writers.MetricWriter:
   """The run's writer: TensorBoard (one run per model of a `sweep`) and, on
   process 0, `metrics.jsonl`. Writes the config as hyperparameters."""
-  just_logging = jax.process_index() > 0
+  console = metric_writers.AsyncWriter(ConsoleWriter())
+  if jax.process_index() > 0:
+    return console
   # First: a metrics file that is not ours stops the run before any other file is made.
-  lines = None if just_logging else JsonLines(os.path.join(workdir, METRICS_FILE))
-  writer = metric_writers.create_default_writer(workdir, just_logging=just_logging)
+  lines = JsonLines(os.path.join(workdir, METRICS_FILE))
+  tensorboard = _tensorboard(workdir)
   if sweep is not None:
-    writer = ModelWriters(writer, sweep, workdir, just_logging)
-  if lines is not None:
-    writer = metric_writers.MultiWriter([writer, lines])
+    tensorboard = ModelWriters(tensorboard, sweep, workdir)
+  writer = metric_writers.MultiWriter([console, tensorboard, lines])
   writer.write_hparams(configs.flatten(config.to_dict()))
   return writer
 

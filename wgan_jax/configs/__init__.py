@@ -188,12 +188,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.techniques, schema.TECHNIQUES_RULES, "techniques.")
   check(config.ema, schema.EMA_RULES, "ema.")
   check(config.acgan, schema.ACGAN_RULES, "acgan.")
+  check(config.ada, schema.ADA_RULES, "ada.")
   check(config.sweep, schema.SWEEP_RULES, "sweep.")
   data.check_config(config.data)
   data.check_eval_samples(config)
   toy = data.get(config.data.name).kind == data.TOY
   for problem in (checks.objective_problem(config), checks.techniques_problem(config),
                   checks.accumulation_problem(config), checks.eval_problem(config, toy),
+                  checks.ada_problem(config, toy),
+                  checks.transfer_problem(config),
                   sweep.problem(config)):
     if problem:
       raise ConfigError(problem)
@@ -207,7 +210,7 @@ _SHAPE_KEYS = ("model", "data.name", "data.image_size", "optimizer.generator.nam
                "techniques.vbn_reference_size")
 # ... and values whose being zero or not does (a moving average, a chained
 # optimizer state).
-_ZERO_SHAPE_KEYS = ("ema.decay", "clip", "techniques.historical_averaging")
+_ZERO_SHAPE_KEYS = ("ema.decay", "clip", "techniques.historical_averaging", "ada.enabled")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -55,6 +55,18 @@ def accumulation_problem(config: ml_collections.ConfigDict) -> str | None:
   return None
 
 
+def transfer_problem(config: ml_collections.ConfigDict) -> str | None:
+  """FreezeD with nothing to freeze, or init_from where it cannot apply."""
+  if config.freeze_critic_layers and not config.init_from:
+    return (f"freeze_critic_layers={config.freeze_critic_layers} freezes layers loaded by "
+            "init_from, but init_from is not set: set init_from=WORKDIR[:STEP] or "
+            "freeze_critic_layers=0")
+  if config.init_from and config.sweep.key or config.init_from and config.sweep.seeds > 1:
+    return ("init_from starts one model from another run's networks; a sweep trains many: "
+            "drop the sweep or init_from")
+  return None
+
+
 def eval_problem(config: ml_collections.ConfigDict, toy: bool) -> str | None:
   """Scores and augmentations that make no sense for the run's data (`toy`: 2-D points)."""
   from wgan_jax import metrics  # pylint: disable=import-outside-toplevel
@@ -64,4 +76,18 @@ def eval_problem(config: ml_collections.ConfigDict, toy: bool) -> str | None:
   if toy and config.augment:
     return (f"augment={config.augment!r} augments images; {config.data.name} is a toy set of "
             "points: set augment=''")
+  return None
+
+
+def ada_problem(config: ml_collections.ConfigDict, toy: bool) -> str | None:
+  """Adaptive augmentation with nothing to adapt: points, or no policy."""
+  if not config.ada.enabled:
+    return None
+  if toy:
+    return (f"ada.enabled=True augments images; {config.data.name} is a toy set of points: "
+            "set ada.enabled=false")
+  if not schema.parse_policy(config.augment):
+    return ("ada.enabled=True sets how often the augment policy's ops apply, but augment='' "
+            "names none: set augment=color,translation,cutout (or some of them) or "
+            "ada.enabled=false")
   return None

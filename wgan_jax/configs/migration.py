@@ -33,6 +33,8 @@ _OLD_CLIP = 0.01
 # key existed: (section, architecture or data set it applies to or None, key, old value).
 ADDED_KEYS = (
     ("", None, "generator_batch_multiple", 1),
+    ("", None, "init_from", ""),
+    ("", None, "freeze_critic_layers", 0),
     ("", None, "sampling_batch_norm", "running"),
     ("", None, "convolutions", "auto"),
     ("", None, "critic_loop", "auto"),
@@ -53,6 +55,8 @@ ADDED_KEYS = (
     ("data", "image", "limit", 0),
     ("model.generator", "cond_resnet", "conditioning", "table"),
     ("", None, "acgan", {"critic_weight": 1.0, "generator_weight": 0.1}),
+    ("data", "image", "mirror", False),
+    ("", None, "ada", schema.ada_section().to_dict()),
 )
 RENAMED = {"critic_schedule": "n_critic_schedule", "gp_weight": "penalty_weight"}
 

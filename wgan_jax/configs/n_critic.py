@@ -37,5 +37,11 @@ def n_critic_schedule(config: ml_collections.ConfigDict, start: int = 0,
 
 
 def critic_updates(config: ml_collections.ConfigDict) -> int:
-  """The critic's optimizer updates over the whole run (its schedules' length)."""
-  return int(n_critic_schedule(config).sum())
+  """The critic's optimizer updates over the whole run (its schedules' length):
+  `n_critic_schedule(config).sum()`, counted without walking every step."""
+  steps, usual = config.num_generator_steps, max_n_critic(config)
+  if config.n_critic_schedule != "wgan_reference":
+    return steps * usual
+  # Long phases: steps 0..24, then every 500th step from 500 on.
+  long = min(steps, 25) + (max(steps - 1, 0) // 500 if steps > 500 else 0)
+  return long * REFERENCE_LONG_PHASE + (steps - long) * usual

@@ -147,12 +147,17 @@ def base_config() -> ml_collections.ConfigDict:
   # generated, in both updates: "" or a comma-separated policy of color,
   # translation, cutout.
   c.augment = ""
+  # Adaptive augmentation (ADA, wgan_jax/ada.py): each op of `augment` applied to an
+  # image with probability p instead of always, p moved every `interval` generator
+  # iterations towards the critic's overfitting statistic r_t = `target`, from 0 to 1
+  # in `speed_images` real images at most (Karras et al. 2020: 0.6, 4, 500k).
+  c.ada = ada_section()
   c.sampling_batch_norm = "batch"  # batch | running (see SAMPLING_BATCH_NORM)
   c.log_every = 100           # generator iterations between scalar logs
   c.eval_every = 1000         # ... between evaluations and figures (0: only at the end)
   c.eval_samples = 2500       # toy: points for exact W1; images: samples in the grid
-  # Scores at each evaluation (image sets; `metrics` names: fid, kid, is, pr,
-  # domain). The Inception metrics need pytorch-fid's weights file (README:
+  # Scores at each evaluation (image sets; `metrics` names: fid, kid, is, pr, dc,
+  # intra_fid, domain). The Inception metrics need pytorch-fid's weights file (README:
   # Evaluation); without it they are skipped with one message. With "fid", the
   # checkpoint of the best FID is kept beside the newest ones.
   c.eval = ml_collections.ConfigDict()
@@ -177,6 +182,13 @@ def base_config() -> ml_collections.ConfigDict:
   # After a non-finite loss or gradient: 0 stops the run (exit 1); N > 0 restores
   # the last good checkpoint with a new RNG stream, up to N times.
   c.nonfinite_restarts = 0
+  # Start from another run's generator and critic ("WORKDIR" or "WORKDIR:STEP";
+  # wgan_jax/transfer.py): fine-tuning, transfer to a small data set. The
+  # optimizer states start fresh. "" : a fresh start.
+  c.init_from = ""
+  # FreezeD (Mo et al. 2020): the critic's first N layers (from the input) keep
+  # the values init_from loaded; 0: all learn.
+  c.freeze_critic_layers = 0
   return c
 
 
@@ -198,6 +210,12 @@ def optimizer_section() -> ml_collections.ConfigDict:
       decay=0.99,          # rmsprop (PyTorch's alpha; TF's decay)
       eps=1e-8,            # rmsprop
   ))
+
+
+def ada_section() -> ml_collections.ConfigDict:
+  """Adaptive augmentation, off: what the code did before the section existed."""
+  return ml_collections.ConfigDict(dict(enabled=False, target=0.6, interval=4,
+                                        speed_images=500_000))
 
 
 def techniques_section() -> ml_collections.ConfigDict:
@@ -241,6 +259,12 @@ def _clip(value) -> str | None:
   return None
 
 
+def _init_from(value) -> str | None:
+  if not isinstance(value, str):
+    return "must be a training run's workdir, optionally with :STEP, or \"\" (a fresh start)"
+  return None
+
+
 # The rule of every key outside the sections.
 RULES: dict[str, Rule] = {
     "experiment": any_value,
@@ -268,6 +292,8 @@ RULES: dict[str, Rule] = {
     "checkpoint_every": at_least(0),
     "keep_checkpoints": at_least(1),
     "nonfinite_restarts": at_least(0, 1000),
+    "init_from": _init_from,
+    "freeze_critic_layers": at_least(0, 1000),
 }
 MODEL_RULES: dict[str, Rule] = {"noise_dim": at_least(1, 1 << 16)}
 
@@ -285,6 +311,13 @@ def _metrics_in_training(value) -> str | None:
 EMA_RULES: dict[str, Rule] = {
     "decay": in_unit_interval(),
     "start": at_least(0, 1 << 40),
+}
+ADA_RULES: dict[str, Rule] = {
+    "enabled": choice(False, True),
+    # r_t lies in [-1, 1]; a target of 1 keeps p at 0.
+    "target": at_least(0, 1, why="r_t, a mean of signs, is at most 1"),
+    "interval": at_least(1, 1 << 20),
+    "speed_images": positive(1e12),
 }
 ACGAN_RULES: dict[str, Rule] = {
     "critic_weight": at_least(0, 1e6),

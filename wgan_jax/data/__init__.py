@@ -69,6 +69,9 @@ IMAGE_RULES: dict[str, Rule] = {
     "labels": choice(False, True),
     # Train on the first `limit` images only (small-data experiments); 0: all of them.
     "limit": at_least(0),
+    # Each real image flipped left-right with probability 1/2 as the critic takes it
+    # (critic_inputs.mirrored); generated images never.
+    "mirror": choice(False, True),
 }
 
 

@@ -29,7 +29,7 @@ import dataclasses
 import itertools
 import os
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 import warnings
 
 import ml_collections
@@ -514,18 +514,21 @@ def decode_throughput(cfg: ml_collections.ConfigDict, batch_size: int, seconds: 
 
 
 def evaluation_batches(cfg: ml_collections.ConfigDict, num: int, batch_size: int,
-                       seed: int = 0) -> tuple[Iterator[np.ndarray], int]:
+                       seed: int = 0, labels: bool = False) -> tuple[Iterator[Any], int]:
   """The real images a metric compares against: up to `num` of the whole data set
   (every process reads the same ones), in batches of uint8 [batch_size, H, W, C],
   as the training pipeline resizes and crops them, and how many there will be
   (`num` where the set's size is not known up front). A set larger than `num`
   is drawn from by a shuffle buffer with a fixed `seed`, the same on every call.
-  Images only, whatever `cfg.labels` says."""
-  source = open_source(cfg, seed, labels=False)
+  Images only, whatever `cfg.labels` says; with `labels`, the same images in the
+  same order as (images, int32 [batch_size] classes) pairs (the seeded shuffle
+  orders (element, label) pairs as it orders the elements alone)."""
+  source = open_source(cfg, seed, labels=labels)
   size = int(source.ds.cardinality())
   total = min(num, size) if size >= 0 else num
   ds = source.ds.shuffle(source.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-  ds = ds.map(lambda x: resize_and_crop(source.decode(x), cfg.image_size),
+  prepare = lambda x: resize_and_crop(source.decode(x), cfg.image_size)
+  ds = ds.map((lambda x, y: (prepare(x), y)) if labels else prepare,
               num_parallel_calls=tf.data.AUTOTUNE)
   if source.may_fail:
     ds = ds.ignore_errors(log_warning=True)

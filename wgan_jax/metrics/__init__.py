@@ -28,6 +28,8 @@ class Metric:
   # first such metric the run names).
   keeps_best: bool = False
   in_training: bool = True  # scored at a run's evaluations (else: on request only)
+  # Needs a class-conditional generator and the real images' classes (per-class scores).
+  conditional: bool = False
 
   def score(self) -> Callable[..., dict[str, Any]]:
     return importlib.import_module(self.module).score
@@ -38,6 +40,8 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
     Metric("kid", "inception", "wgan_jax.metrics.kid"),
     Metric("is", "inception", "wgan_jax.metrics.inception_score"),
     Metric("pr", "inception", "wgan_jax.metrics.precision_recall"),
+    Metric("dc", "inception", "wgan_jax.metrics.density_coverage"),
+    Metric("intra_fid", "inception", "wgan_jax.metrics.intra_fid", conditional=True),
     Metric("domain", "domain", "wgan_jax.metrics.domain"),
     # A fresh critic per checkpoint: a study, not a periodic evaluation.
     Metric("critic_w", "critic", "wgan_jax.checkpoint_critics", in_training=False),
@@ -50,6 +54,11 @@ INCEPTION = tuple(n for n, m in REGISTRY.items() if m.family == "inception")
 def of_family(names: tuple[str, ...], family: str) -> tuple[str, ...]:
   """The metrics of `names` computed from `family`, in order."""
   return tuple(n for n in names if REGISTRY[n].family == family)
+
+
+def conditional(names: tuple[str, ...]) -> tuple[str, ...]:
+  """The metrics of `names` that need a class-conditional generator, in order."""
+  return tuple(n for n in names if REGISTRY[n].conditional)
 
 
 def best_metric(names: tuple[str, ...]) -> str | None:

@@ -9,6 +9,12 @@
   al. 2016; torch-fidelity's shuffle with seed 2020, float64).
 - Precision and recall (Kynkaanniemi et al. 2019): the share of one set inside
   the union of the other's k-nearest-neighbour balls, k = 3.
+- Density and coverage (Naeem et al. 2020, the `prdc` package's formulas, k = 5):
+  how many real k-NN balls hold each generated sample, over k; the share of real
+  balls that hold a generated sample.
+
+The k-NN metrics find their neighbours on the devices (neighbours.py), with
+ball membership decided as float64 decides it.
 
 Every function takes numpy arrays: features [N, D] (Inception pool features,
 or a domain classifier's) or logits [N, classes].
@@ -16,13 +22,17 @@ or a domain classifier's) or logits [N, classes].
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Callable
 
 import numpy as np
+
+from wgan_jax.metrics import neighbours
 
 # torch-fidelity's defaults, so that the numbers compare.
 KID_SUBSETS, KID_SUBSET_SIZE, KID_DEGREE, KID_COEF0 = 100, 1000, 3, 1.0
 IS_SPLITS = 10
 PR_NEIGHBOURHOOD = 3
+DC_NEIGHBOURHOOD = 5  # prdc's and the paper's
 SEED = 2020
 
 
@@ -33,6 +43,8 @@ class Minimum:
   generated: int
   real: int
   why: str
+  # The counts are of each class's samples (intra-class metrics of conditional runs).
+  per_class: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,39 +124,39 @@ def inception_score(logits: np.ndarray, splits: int = IS_SPLITS, seed: int = SEE
   return float(np.mean(scores)), float(np.std(scores))
 
 
-def _kth_neighbour_distances(x: np.ndarray, k: int, batch: int) -> np.ndarray:
-  """Each row's distance to its k-th nearest other row of `x`."""
-  out = []
-  for start in range(0, len(x), batch):
-    d = _distances(x[start:start + batch], x)
-    out.append(np.partition(d, k, axis=1)[:, k])  # column 0 is the row itself
-  return np.concatenate(out)
-
-
-def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T
-  return np.sqrt(np.maximum(squared, 0.0))
-
-
-def _inside_any_ball(points: np.ndarray, centres: np.ndarray, radii: np.ndarray,
-                     batch: int) -> float:
-  inside = [(_distances(points[s:s + batch], centres) <= radii[None]).any(axis=1)
-            for s in range(0, len(points), batch)]
-  return float(np.concatenate(inside).mean())
-
-
 def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = PR_NEIGHBOURHOOD,
-                     batch: int = 2000) -> tuple[float, float]:
+                     batch: int = neighbours.QUERY_BLOCK,
+                     real_radii: np.ndarray | None = None) -> tuple[float, float]:
   """(precision, recall): the share of generated samples inside the union of the
-  real samples' k-NN balls, and of real samples inside the generated ones'."""
-  generated, real = np.asarray(generated, np.float64), np.asarray(real, np.float64)
+  real samples' k-NN balls, and of real samples inside the generated ones'.
+  `batch`: query rows a step on the devices; `real_radii`: the real samples'
+  k-th neighbour distances, if known (`neighbour_radii`)."""
   if min(len(generated), len(real)) <= k:  # Each sample's k-th nearest *other* sample.
     raise ValueError(f"precision and recall with k = {k} need at least {k + 1} samples in "
                      f"each set, got {len(generated)} and {len(real)}")
-  precision = _inside_any_ball(generated, real, _kth_neighbour_distances(real, k, batch), batch)
-  recall = _inside_any_ball(real, generated, _kth_neighbour_distances(generated, k, batch),
-                            batch)
-  return precision, recall
+  if real_radii is None:
+    real_radii = neighbours.kth_distances(real, k, block=batch)
+  generated_radii = neighbours.kth_distances(generated, k, block=batch)
+  inside_real = neighbours.count_within(generated, real, real_radii, block=batch)
+  inside_generated = neighbours.count_within(real, generated, generated_radii, block=batch)
+  return float((inside_real > 0).mean()), float((inside_generated > 0).mean())
+
+
+def density_coverage(generated: np.ndarray, real: np.ndarray, k: int = DC_NEIGHBOURHOOD,
+                     batch: int = neighbours.QUERY_BLOCK,
+                     real_radii: np.ndarray | None = None) -> tuple[float, float]:
+  """(density, coverage) as `prdc` computes them, with its strict inequality:
+  density = sum over generated Y_j of #{real X_i : ||Y_j - X_i|| < r_i} / (k M),
+  coverage = #{X_i : some ||Y_j - X_i|| < r_i} / N, r_i the distance from X_i to
+  its k-th nearest other real sample."""
+  if len(real) <= k or len(generated) < 1:
+    raise ValueError(f"density and coverage with k = {k} need at least {k + 1} real samples "
+                     f"and one generated, got {len(real)} and {len(generated)}")
+  if real_radii is None:
+    real_radii = neighbours.kth_distances(real, k, block=batch)
+  inside = neighbours.count_within(generated, real, real_radii, strict=True, block=batch)
+  nearest_generated = neighbours.nearest(real, generated, 1, block=batch)[0][:, 0]
+  return float(inside.sum() / (k * len(generated))), float((nearest_generated < real_radii).mean())
 
 
 # ----------------------------------------------------------------------------
@@ -154,8 +166,11 @@ def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = PR_NEIGHB
 
 @dataclasses.dataclass(frozen=True)
 class Features:
-  pool: np.ndarray            # float32 [N, 2048]: FID, KID, precision/recall
+  pool: np.ndarray            # float32 [N, 2048]: FID, KID, precision/recall, ...
   logits: np.ndarray | None   # float32 [N, 1008] without the bias: IS
+  # int [N]: each sample's class, where known (a conditional generator's, a
+  # labelled data set's): intra-class metrics.
+  labels: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,8 +179,30 @@ class Reference:
   pool: np.ndarray
   stats: GaussianStats
   description: str
+  labels: np.ndarray | None = None  # int [N], where the data set has classes
+  # What the metrics derive from the real set alone (k-NN radii, per-class
+  # Gaussians), kept for the next evaluation against the same reference.
+  derived: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 def real_stats(real: Reference | Features) -> GaussianStats:
   """The Gaussian of the real features (a reference keeps it cached)."""
   return real.stats if isinstance(real, Reference) else GaussianStats.of(real.pool)
+
+
+def derived(real: Reference | Features, key: tuple, compute: Callable[[], Any]) -> Any:
+  """`compute()`, kept in a reference under `key` for the next call."""
+  if not isinstance(real, Reference):
+    return compute()
+  if key not in real.derived:
+    real.derived[key] = compute()
+  return real.derived[key]
+
+
+def neighbour_radii(real: Reference | Features, k: int) -> np.ndarray:
+  """Each real sample's distance to its k-th nearest other one. A reference
+  keeps its nearest neighbours up to the largest k of PR and DC from one pass."""
+  most = max(k, min(max(PR_NEIGHBOURHOOD, DC_NEIGHBOURHOOD), len(real.pool) - 1))
+  # Column 0: the sample itself (or a duplicate of it, at the same distance 0).
+  return derived(real, ("neighbours", most),
+                 lambda: neighbours.nearest(real.pool, real.pool, most + 1)[0])[:, k]

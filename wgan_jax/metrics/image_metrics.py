@@ -1,4 +1,5 @@
-"""FID, KID, IS and precision/recall of generated images, by the field's protocol.
+"""FID, KID, IS, precision/recall, density/coverage and intra-class FID of
+generated images, by the field's protocol.
 
 - The network: the FID Inception (`inception.py`) with the user's weights
   file, resize convention named in every report (`tf1` by default).
@@ -8,8 +9,9 @@
 - Reference: up to `reference_samples` real images of the run's data set as
   the training pipeline sizes them; their features are computed once per (data
   set, location, split, image size, count, shuffle, resize, weights digest) and
-  cached.
-- Scores in float64 on the host (`features.py`).
+  cached, with their class labels where a metric needs them (intra-class FID).
+- Scores in float64 on the host (`features.py`); the k-NN metrics' distances
+  on the devices, decided as float64 decides them (`neighbours.py`).
 """
 from __future__ import annotations
 
@@ -47,18 +49,38 @@ def few_samples_note(num: int) -> str | None:
 
 
 def too_few_samples(names: Iterable[str], generated: tuple[int, str],
-                    real: tuple[int, str] | None, metrics_key: str) -> str | None:
+                    real: tuple[int, str] | None, metrics_key: str,
+                    classes: int = 0) -> str | None:
   """Why the samples are too few for one of the Inception metrics `names` (each
   module's MINIMUM), or None: what to check before any image is scored.
   `generated` and `real` are (count, what says it: "--num_samples=4"); real is
-  None while unknown; `metrics_key` is the flag or key that names the metrics."""
+  None while unknown; `metrics_key` is the flag or key that names the metrics;
+  `classes` those of a conditional generator (0: unknown or none), whose
+  balanced samples a per-class minimum applies to each of."""
   for name in names:
     need: features.Minimum = importlib.import_module(metrics.REGISTRY[name].module).MINIMUM
-    for which, given, least in (("generated", generated, need.generated),
-                                ("real", real, need.real)):
+    times = classes if need.per_class and classes else 1
+    why = f"{need.why} of each of {classes} classes" if times > 1 else need.why
+    for which, given, least in (("generated", generated, need.generated * times),
+                                ("real", real, need.real * times)):
       if given is not None and given[0] < least:
-        return (f"{name} needs at least {least} {which} images ({need.why}), but {given[1]}: "
+        return (f"{name} needs at least {least} {which} images ({why}), but {given[1]}: "
                 f"score more, or leave {name} out of {metrics_key}")
+  return None
+
+
+def too_few_of_a_class(names: Iterable[str], labels: np.ndarray, classes: int,
+                       what: str, metrics_key: str) -> str | None:
+  """Why a class of the real images (`labels`, described by `what`) is too
+  small for one of the per-class metrics `names`, or None."""
+  counts = np.bincount(labels, minlength=classes)[:classes]
+  for name in names:
+    need: features.Minimum = importlib.import_module(metrics.REGISTRY[name].module).MINIMUM
+    if need.per_class and counts.min() < need.real:
+      label = int(np.argmin(counts))
+      return (f"{name} needs at least {need.real} real images of each class ({need.why}), but "
+              f"class {label} has {counts[label]} in {what}: use more reference images, or "
+              f"leave {name} out of {metrics_key}")
   return None
 
 
@@ -141,28 +163,52 @@ def reference_key(data_cfg: ml_collections.ConfigDict, num: int, scorer: Incepti
   return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionScorer
-              ) -> Reference:
+def reference(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionScorer,
+              labels: bool = False) -> Reference:
   """Features of up to `num` real images of `data_cfg`: computed once and cached
-  on disk (by process 0) and in `scorer` for the next call."""
-  from wgan_jax.data import images  # pylint: disable=import-outside-toplevel  # TensorFlow
+  on disk (by process 0) and in `scorer` for the next call; with `labels`, the
+  class of each image too (the data set must have classes)."""
   key = reference_key(data_cfg, num, scorer)
-  if key in scorer.references:
-    return scorer.references[key]
+  known = scorer.references.get(key)
+  if known is not None and (known.labels is not None or not labels):
+    return known
   path = os.path.join(cache.cache_dir("reference"), f"{key}.npz")
   saved = cache.load_arrays(path)
+  wanted = ("pool", "labels") if labels else ("pool",)
   # Every process skips the (collective) pass, or none does.
-  if multihost.on_every_process(saved is not None and "pool" in saved):
-    pool = saved["pool"]
+  if multihost.on_every_process(saved is not None and all(k in saved for k in wanted)):
+    pool, classes = saved["pool"], saved.get("labels")
   else:
-    batches, total = images.evaluation_batches(data_cfg, num, scorer.batch_size, REFERENCE_SEED)
-    pool = scorer.of_images(batches, total, f"reference {data_cfg.name}").pool
+    pool, classes = _reference_features(data_cfg, num, scorer, labels)
     if jax.process_index() == 0:
-      cache.save_arrays(path, {"pool": pool})
+      cache.save_arrays(path, {"pool": pool} if classes is None else
+                        {"pool": pool, "labels": classes})
   split = f" {data_cfg.split}" if data_cfg.get("split") else ""
   description = f"{data_cfg.name}{split}, {len(pool):,} images at {data_cfg.image_size}px"
-  scorer.references[key] = Reference(pool, features.GaussianStats.of(pool), description)
+  scorer.references[key] = Reference(pool, features.GaussianStats.of(pool), description,
+                                     classes)
   return scorer.references[key]
+
+
+def _reference_features(data_cfg: ml_collections.ConfigDict, num: int, scorer: InceptionScorer,
+                        labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+  """(pool features, labels or None) of the reference images."""
+  from wgan_jax.data import images  # pylint: disable=import-outside-toplevel  # TensorFlow
+  what = f"reference {data_cfg.name}"
+  if not labels:
+    batches, total = images.evaluation_batches(data_cfg, num, scorer.batch_size, REFERENCE_SEED)
+    return scorer.of_images(batches, total, what).pool, None
+  batches, total = images.evaluation_batches(data_cfg, num, scorer.batch_size,
+                                              REFERENCE_SEED, labels=True)
+  seen: list[np.ndarray] = []
+
+  def images_only():
+    for pixels_batch, label_batch in batches:
+      seen.append(label_batch)
+      yield pixels_batch
+
+  pool = scorer.of_images(images_only(), total, what).pool
+  return pool, np.concatenate(seen).astype(np.int64)
 
 
 def score(names: Iterable[str], generated: Features, real: Reference | Features) -> dict[str, float]:
@@ -176,8 +222,11 @@ def score(names: Iterable[str], generated: Features, real: Reference | Features)
 
 def finite(scores: dict[str, Any]) -> dict[str, Any]:
   """`scores`, or a ValueError naming the first that is NaN or infinite: such a
-  number is never printed, stored or compared as a score (nor valid JSON)."""
-  bad = {k: v for k, v in scores.items() if isinstance(v, float) and not math.isfinite(v)}
+  number is never printed, stored or compared as a score (nor valid JSON).
+  A list of scores (per class) is bad if one of them is."""
+  bad = {k: v for k, v in scores.items()
+         if (isinstance(v, float) and not math.isfinite(v))
+         or (isinstance(v, list) and not all(math.isfinite(x) for x in v))}
   if bad:
     raise ValueError(f"the scores {', '.join(f'{k}={v}' for k, v in bad.items())} are not "
                      "finite (non-finite features: check the network's weights and the images)")

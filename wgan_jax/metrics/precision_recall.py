@@ -1,5 +1,6 @@
 """Improved precision and recall (Kynkäänniemi et al. 2019) on Inception pool
-features: k-nearest-neighbour manifolds of each set (features.py)."""
+features: k-nearest-neighbour manifolds of each set (features.py; the neighbours
+on the devices, neighbours.py)."""
 from __future__ import annotations
 
 from wgan_jax.metrics import features
@@ -13,5 +14,7 @@ MINIMUM = features.Minimum(
 
 
 def score(generated: Features, real: Reference | Features) -> dict[str, float]:
-  precision, recall = features.precision_recall(generated.pool, real.pool)
+  k = features.PR_NEIGHBOURHOOD
+  precision, recall = features.precision_recall(generated.pool, real.pool, k,
+                                                real_radii=features.neighbour_radii(real, k))
   return {"precision": precision, "recall": recall}

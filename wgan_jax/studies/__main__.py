@@ -19,6 +19,11 @@ import os
 import sys
 import time
 
+from wgan_jax import startup
+
+startup.quiet_console()
+
+# pylint: disable=wrong-import-position
 from absl import app, flags, logging
 
 from wgan_jax import studies

@@ -22,6 +22,7 @@ from PIL import Image
 
 from wgan_jax import generators, pixels
 from wgan_jax.metrics import domain
+from wgan_jax.metrics.memorisation import memorisation_ratio
 from wgan_jax.studies import report, training
 
 NAME = "small_data"
@@ -62,20 +63,6 @@ def _overrides(setting: str, s: Settings) -> dict[str, Any]:
           "log_every": s.every, "eval_every": s.every, "checkpoint_every": s.every,
           "keep_checkpoints": s.steps // s.every + 1, "eval.metrics": "domain",
           "eval.num_samples": s.eval_samples}
-
-
-def _nearest(samples: np.ndarray, train: np.ndarray) -> np.ndarray:
-  """Each sample's Euclidean pixel distance to its nearest training image."""
-  a = samples.reshape(len(samples), -1).astype(np.float64)
-  b = train.reshape(len(train), -1).astype(np.float64)
-  squared = (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None]
-  return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
-
-
-def memorisation_ratio(samples: np.ndarray, train: np.ndarray, unseen: np.ndarray) -> float:
-  """Mean nearest-training-image distance of `samples` over that of `unseen` real
-  images (uint8, the same shape): 1 for a generator as new as fresh data, 0 for copies."""
-  return float(np.mean(_nearest(samples, train)) / np.mean(_nearest(unseen, train)))
 
 
 def _consumed(config, steps: int) -> int:
