@@ -55,6 +55,15 @@ def saved_config(workdir: str, step: int | None, experiment: str | None = None,
   return found, configs.from_command_line(experiment, overrides)
 
 
+def _module_and_shapes(config: ml_collections.ConfigDict) -> tuple[nn.Module, dict]:
+  """`config`'s generator module and its variables' shapes (nothing allocated)."""
+  module = models.build_generator(config.model.generator, data.data_shape(config.data),
+                                  convolutions=builders.convolutions(config),
+                                  techniques=techniques.from_config(config))
+  z = jax.ShapeDtypeStruct((2, config.model.noise_dim + models.num_classes(config)), np.float32)
+  return module, jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False), z)
+
+
 def restore(config: ml_collections.ConfigDict, workdir: str, step: int,
             model: int | None = None, raw: bool = False) -> tuple[nn.Module, NetState]:
   """The generator module of `config` and its params and batch statistics at
@@ -68,11 +77,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int,
                       f"{workdir} holds one model, not a sweep: drop --model")
   if sweep is not None and not 0 <= model < sweep.size:
     raise ConfigError(f"--model={model}: the sweep in {workdir} has models 0..{sweep.size - 1}")
-  module = models.build_generator(config.model.generator, data.data_shape(config.data),
-                                  convolutions=builders.convolutions(config),
-                                  techniques=techniques.from_config(config))
-  z = jax.ShapeDtypeStruct((2, config.model.noise_dim + models.num_classes(config)), np.float32)
-  like = jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False), z)
+  module, like = _module_and_shapes(config)
   if sweep is not None:  # The checkpoint holds every model: [K, ...] arrays.
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((sweep.size, *x.shape), x.dtype), like)
   field = "generator_ema" if config.ema.decay and not raw else "generator"
@@ -90,12 +95,7 @@ def normalises_each_batch(config: ml_collections.ConfigDict) -> bool:
   most of a truncation of the noise."""
   if config.sampling_batch_norm != "batch":
     return False
-  module = models.build_generator(config.model.generator, data.data_shape(config.data),
-                                  convolutions=builders.convolutions(config),
-                                  techniques=techniques.from_config(config))
-  z = jax.ShapeDtypeStruct((2, config.model.noise_dim + models.num_classes(config)), np.float32)
-  return bool(jax.eval_shape(lambda z: module.init(jax.random.PRNGKey(0), z, train=False),
-                             z).get("batch_stats"))
+  return bool(_module_and_shapes(config)[1].get("batch_stats"))
 
 
 def noise(config: ml_collections.ConfigDict, num: int, seed: int,
