@@ -30,9 +30,10 @@ def command(args, workdir):
   return [sys.executable, "-m", "wgan_jax.train", *args, f"--workdir={workdir}"]
 
 
-def run_module(module, *args, timeout=600):
-  """`python -m module args` from the repository root; its result, output captured."""
-  env = dict(os.environ, PYTHONPATH=ROOT)
+def run_module(module, *args, timeout=600, env=None):
+  """`python -m module args` from the repository root (with `env` added to this
+  process's environment); its result, output captured."""
+  env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
   return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                         env=env, timeout=timeout, cwd=ROOT)
 

@@ -126,7 +126,8 @@ TABLE = [
             "every evaluation reports: set eval.metrics=''"),
     ("train: an unknown metric", "wgan_jax.train",
      ["--experiment=digits_dcgan_gp", "--experiment.eval.metrics=fid,fdi"], "new",
-     "error: eval.metrics='fid,fdi' unknown metric 'fdi'; use some of fid, kid, is, pr, domain"),
+     "error: eval.metrics='fid,fdi' unknown metric 'fdi'; use some of fid, kid, is, pr, dc, "
+     "intra_fid, domain"),
     ("train: an Inception weights file that is not there", "wgan_jax.train",
      ["--experiment=digits_dcgan_gp", "--experiment.eval.metrics=fid",
       "--experiment.eval.inception_weights=/nonexistent/w.pth"], "new",
@@ -138,7 +139,7 @@ TABLE = [
      "the run's summary.json)"),
     ("evaluate: an unknown metric", "wgan_jax.evaluate", ["--metrics=fid,bogus"], "run",
      "error: --metrics=fid,bogus: unknown metric 'bogus'; use some of fid, kid, is, pr, "
-     "domain, critic_w"),
+     "dc, intra_fid, domain, critic_w"),
     ("evaluate with no checkpoint", "wgan_jax.evaluate", [], "new",
      "error: no checkpoint in WORKDIR"),
 ]

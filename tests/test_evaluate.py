@@ -140,7 +140,11 @@ def test_missing_weights_and_mixed_modes_are_one_line_exit_2(tmp_path):
        "--inception_weights=PATH or set $WGAN_JAX_INCEPTION_WEIGHTS (README: Evaluation)"),
       (_evaluate_files(samples, samples, "--metrics=domain"),
        "error: --metrics=domain needs a run (--workdir); with --samples/--reference use some "
-       "of fid, kid, is, pr"),
+       "of fid, kid, is, pr, dc"),
+      # Intra-FID needs the classes a run's generator was asked for; files carry none.
+      (_evaluate_files(samples, samples, "--metrics=fid,intra_fid"),
+       "error: --metrics=intra_fid needs a run (--workdir); with --samples/--reference use "
+       "some of fid, kid, is, pr, dc"),
       (run_module("wgan_jax.evaluate", f"--samples={samples}", timeout=120),
        "error: --samples and --reference go together: the generated and the real images"),
       (run_module("wgan_jax.evaluate", timeout=120),

@@ -378,7 +378,10 @@ iteration.Iteration.__call__ = stuck"""
 def test_a_signal_the_process_cannot_take_still_ends_it_with_one_line(tmp_path):
   workdir = tmp_path / "run"
   proc = _train_with(_STUCK, workdir, env={"WGAN_JAX_SIGNAL_GRACE_S": "3"})
-  wait_for(lambda: os.path.exists(f"{workdir}.stuck"), proc)
+  # Step 2's checkpoint is written in the background: on a loaded machine it may still
+  # be in flight when step 3 gets stuck, and the line would rightly name step 1.
+  wait_for(lambda: os.path.exists(f"{workdir}.stuck") and finished_steps(str(workdir)) == [2],
+           proc)
   proc.send_signal(signal.SIGTERM)
   code, last, err, seconds = finish(proc, timeout=60)
   assert code == 143 and seconds < 15, (code, seconds, err[-3000:])

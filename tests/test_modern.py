@@ -15,7 +15,6 @@ import numpy as np
 import optax
 import pytest
 
-from tests.conftest import xla_flags
 from tests.helpers import tiny_config
 from tests.runs import assert_bit_identical, final_state, run, run_module
 from wgan_jax import (augment, builders, checkpointing, configs, critic_inputs, ema, generators,
@@ -447,16 +446,18 @@ def test_conditional_digits_with_diffaugment_trains_and_grids_a_class_a_column(t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head,least", [("acgan", 0.5), ("projection", 0.4)])
-def test_a_conditional_digits_run_draws_the_class_asked_for(head, least, tmp_path, monkeypatch):
+def test_a_conditional_digits_run_draws_the_class_asked_for(tmp_path, monkeypatch):
   """digits_resnet_acgan made small (16 channels, batch 32, 400 iterations at a
   constant lr): the digit classifier puts the samples asked for class k in class k
-  far above chance (0.1): 0.83 (AC-GAN) and 0.69 (projection) here. With the
-  reference's per-class tables instead of the shared embedding: 0.11 and 0.14; with
-  the embedding and the reference's generator class weight 0.1: 0.20 (BUILD.md)."""
+  far above chance (0.1): 0.83 here (a projection critic: 0.69). With the reference's
+  per-class tables instead of the shared embedding: 0.11 (projection 0.14); with the
+  embedding and the reference's generator class weight 0.1: 0.20 (BUILD.md). The
+  projection head's run is left to BUILD.md's table: 200 s of CI for the same path."""
+  head, least = "acgan", 0.5
   workdir = str(tmp_path / "run")
-  # One device: what is tested is learning, and 8 fake ones of 4 images each double the time.
-  monkeypatch.setenv("XLA_FLAGS", xla_flags(1))
+  # One device, optimised: what is tested is learning, and 8 fake devices of 4 images
+  # each, compiled for the tests, take twice as long.
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
   done = run(["--experiment=digits_resnet_acgan", f"--experiment.model.critic.head={head}",
               "--experiment.model.generator.dim=16", "--experiment.model.critic.dim=16",
               "--experiment.batch_size=32", "--experiment.optimizer.schedule=constant",
@@ -469,8 +470,6 @@ def test_a_conditional_digits_run_draws_the_class_asked_for(head, least, tmp_pat
   assert summary["domain_class_agreement"] > least
   # The samples are digits of every class, not one class drawn well.
   assert summary["domain_classes_covered"] == 10
-  if head != "acgan":
-    return
   # `sample --class` draws the class asked for: the classifier agrees on most samples.
   npz = str(tmp_path / "threes.npz")
   result = run_module("wgan_jax.sample", f"--workdir={workdir}", "--class=3,8", "--num=200",

@@ -221,8 +221,12 @@ def test_wgan_training_raises_the_critic_separation():
 @pytest.mark.parametrize("setup", ["wgan", "wgan-gp"])
 def test_long_critic_phases_run_in_chunks_with_the_same_numbers(setup):
   # The reference schedule's 100 critic updates run as chunks on CPU; update i
-  # draws the same data, noise and keys however the updates are grouped.
-  config, spec, state = _setup(setup)
+  # draws the same data, noise and keys however the updates are grouped. The clipped
+  # critic is clipped at 1, not 0.01: at 0.01 its gradients are rounding noise that
+  # RMSProp scales to whole steps, so a nudge of a millionth to the initial state moves
+  # its weights across the clip range, and two groupings agree only where the CPU
+  # kind happens to round them alike (BUILD.md, "Numbers held").
+  config, spec, state = _setup(setup, **({"clip": 1.0} if setup == "wgan" else {}))
   whole = _toy_iteration(config, chunk=7)
   chunked = _toy_iteration(config, chunk=2)
   assert chunked.unroll  # CPU

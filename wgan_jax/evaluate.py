@@ -216,10 +216,11 @@ def _inception_scorer(batch: int):
 
 def evaluate_files(names: tuple[str, ...]) -> dict[str, float]:
   from wgan_jax.metrics import image_metrics  # pylint: disable=import-outside-toplevel
-  other = [n for n in names if n not in metrics.INCEPTION or n in metrics.conditional(names)]
+  of_files = [n for n in metrics.INCEPTION if n not in metrics.conditional(metrics.INCEPTION)]
+  other = [n for n in names if n not in of_files]
   if other:
     raise ValueError(f"--metrics={','.join(other)} needs a run (--workdir); with --samples/"
-                     f"--reference use some of {', '.join(metrics.INCEPTION)}")
+                     f"--reference use some of {', '.join(of_files)}")
   from wgan_jax.metrics import inception_weights  # pylint: disable=import-outside-toplevel
   generated = load_images("--samples", _SAMPLES.value)
   real = load_images("--reference", _REFERENCE.value)
