@@ -117,13 +117,17 @@ class Devices:
     compiled = {}
 
     def run(state, *args):
-      if not compiled:  # The state keeps the layout it came in with (see `put_state`).
-        layout = jax.tree.map(lambda x: x.sharding, state)
-        compiled["fn"] = jax.jit(fn, out_shardings=(layout, self._everywhere),
-                                 donate_argnums=0)
+      if not compiled:
+        compiled["fn"] = self.jit(fn, state)
       return compiled["fn"](state, *args)
 
     return run
+
+  def jit(self, fn: StepFn, state: PyTree) -> StepFn:
+    """`fn` jitted over the mesh for a state laid out as `state` is: the state keeps
+    that layout (see `put_state`), the metrics are everywhere; it donates the state."""
+    layout = jax.tree.map(lambda x: x.sharding, state)
+    return jax.jit(fn, out_shardings=(layout, self._everywhere), donate_argnums=0)
 
   def shard_in_program(self, real: jax.Array) -> jax.Array:
     """Real data drawn inside the program for the global batch ([k, batch, ...]):

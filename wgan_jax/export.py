@@ -13,7 +13,7 @@ Three programs a run compiles:
   implements as `jit(shard_map)` over a mesh of its devices, wrapped in a
   `jax.jit` whose arguments are sharded along that mesh's device axis as
   pmap's inputs are;
-- sampling: `generators._forward`, the generator alone;
+- sampling: `generators.forward`, the generator alone;
 - the Inception feature pass of the FID family (`image_metrics.InceptionScorer`),
   over a mesh of the devices.
 
@@ -205,10 +205,8 @@ class _Exporting(Devices):
     def run(state, *args):
       nonlocal jitted
       args = tuple(_abstract(a) for a in args)
-      if jitted is None:  # As Devices.compile: out shardings of the state it is given.
-        layout = jax.tree.map(lambda x: x.sharding, state)
-        jitted = jax.jit(fn, out_shardings=(layout, placement.replicated_sharding(self.mesh)),
-                         donate_argnums=0)
+      if jitted is None:  # As Devices.compile does.
+        jitted = self.jit(fn, state)
       return export(f"{self.name}/iteration", jitted, state, *args,
                     platforms=self.platforms), {}
 
@@ -239,12 +237,12 @@ def iteration_program(parts: run_lib.Run) -> Program:
 
 def sampling_program(name: str, parts: run_lib.Run,
                      platforms: Sequence[str] = PLATFORMS) -> Program:
-  """`generators._forward` (what `sample`, grids and scores run) on
+  """`generators.forward` (what `sample`, grids and scores run) on
   `config.batch_size` noise rows, for one model on one device."""
   config, generator = parts.config, parts.abstract_state.generator
   z = jax.ShapeDtypeStruct((config.batch_size, config.model.noise_dim + parts.spec.num_classes),
                            jnp.float32)
-  return export(f"{name}/sampling", generators._forward,  # pylint: disable=protected-access
+  return export(f"{name}/sampling", generators.forward,
                 parts.global_spec.generator, generator.params, generator.batch_stats, z,
                 config.sampling_batch_norm == "batch", platforms=platforms)
 
@@ -259,7 +257,7 @@ def inception_program(name: str, image_shape: tuple[int, ...], batch: int,
   mesh = placement.make_mesh(devices)
   weights = inception_weights.InceptionWeights({}, "abstract", "abstract")
   scorer = image_metrics.InceptionScorer(weights, resize, batch, mesh)
-  fn = scorer._images._fn  # pylint: disable=protected-access  (the scorer's own program)
+  fn = scorer.program
   images = jax.ShapeDtypeStruct((scorer.batch_size, *image_shape), jnp.uint8)
   return export(f"{name}/inception_{resize}", fn, inception.variable_shapes(), images)
 

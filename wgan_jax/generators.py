@@ -25,8 +25,10 @@ from wgan_jax.state import NetState
 
 
 @functools.partial(jax.jit, static_argnames=("module", "batch_statistics"))
-def _forward(module: nn.Module, params, batch_stats, z: jax.Array,
-             batch_statistics: bool) -> jax.Array:
+def forward(module: nn.Module, params, batch_stats, z: jax.Array,
+            batch_statistics: bool) -> jax.Array:
+  """The generator's images for noise `z`: the one program that `sample`, grids,
+  scores and the exported sampling program run."""
   return updates.apply_net(module, params, batch_stats, z, train=batch_statistics)[0]
 
 
@@ -39,8 +41,8 @@ def generate(module: nn.Module, generator: NetState, noise: jax.Array | np.ndarr
   fill = -n % batch_size
   padded = np.concatenate([noise, np.resize(noise, (fill, noise.shape[1]))]) if fill else noise
   batch_statistics = batch_norm == "batch"
-  out = [np.asarray(_forward(module, generator.params, generator.batch_stats,
-                             padded[i:i + batch_size], batch_statistics))
+  out = [np.asarray(forward(module, generator.params, generator.batch_stats,
+                            padded[i:i + batch_size], batch_statistics))
          for i in range(0, len(padded), batch_size)]
   return np.concatenate(out)[:n]
 

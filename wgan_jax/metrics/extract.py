@@ -72,8 +72,8 @@ class FeaturePass:
     self.batch_size = batch_size
     self._batch = placement.batch_sharding(self.mesh)
     self._constants = placement.replicate(constants, self.mesh)
-    self._fn = jax.jit(fn, in_shardings=(placement.replicated_sharding(self.mesh), self._batch),
-                       out_shardings=self._batch)
+    self.program = jax.jit(fn, in_shardings=(placement.replicated_sharding(self.mesh),
+                                             self._batch), out_shardings=self._batch)
 
   def _put(self, batch: np.ndarray) -> jax.Array:
     return jax.make_array_from_callback(batch.shape, self._batch, lambda index: batch[index])
@@ -92,7 +92,7 @@ class FeaturePass:
       if n > self.batch_size:
         raise ValueError(f"a batch of {n} rows is more than batch_size {self.batch_size}")
       full = np.resize(batch, (self.batch_size, *batch.shape[1:])) if n < self.batch_size else batch
-      result = self._fn(self._constants, self._put(np.ascontiguousarray(full)))
+      result = self.program(self._constants, self._put(np.ascontiguousarray(full)))
       # One batch in flight: the device computes the next while the host copies this one.
       if pending is not None:
         outputs.append(self._fetch(*pending, progress))

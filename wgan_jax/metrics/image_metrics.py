@@ -102,6 +102,11 @@ class InceptionScorer:
   def batch_size(self) -> int:
     return self._images.batch_size
 
+  @property
+  def program(self):
+    """The feature pass, jitted: (Inception variables, uint8 images) -> (pool, logits)."""
+    return self._images.program
+
   def describe(self) -> str:
     return f"Inception {self.weights.describe()}, resize {self.resize}"
 
