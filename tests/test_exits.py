@@ -392,6 +392,28 @@ def test_a_signal_the_process_cannot_take_still_ends_it_with_one_line(tmp_path):
   assert finished_steps(str(workdir)) == [2]
 
 
+# A device whose allocator has 1 KiB, as a GPU's or TPU's reports its size (a CPU
+# reports none, so there is no check to make on one).
+_SMALL_DEVICES = """from wgan_jax import devices
+devices.allocator_limit = lambda device: {limit}"""
+
+
+def test_a_batch_too_big_for_the_devices_stops_before_training_with_one_line(tmp_path):
+  workdir = tmp_path / "run"
+  code, last, err, _ = finish(_train_with(_SMALL_DEVICES.format(limit=2**10), workdir))
+  assert code == 2, err[-3000:]
+  assert re.fullmatch(
+      r"error: batch_size=32 does not fit the devices: XLA's estimate of the compiled "
+      r"iteration is [\d.]+ KiB on each device \(state and batch [\d.]+ KiB, temporaries "
+      r"[\d.]+ KiB\), more than the 1\.0 KiB that cpu \d+'s allocator has; lower batch_size, "
+      r"set accumulation_steps \(README: the objective\), or use more devices", last), last
+  assert_one_line(err, last)
+  assert finished_steps(str(workdir)) == [] and "generator step" not in err
+  # With room on the devices the same run trains to its end.
+  code, last, err, _ = finish(_train_with(_SMALL_DEVICES.format(limit=2**34), workdir))
+  assert code == 0 and finished_steps(str(workdir)) == [2, 4, 6], err[-3000:]
+
+
 # XLA's allocator failing at generator step 3, as it does for a batch too big for the
 # devices (this machine would swap or be killed first).
 _OOM = """import jax

@@ -26,6 +26,39 @@ from wgan_jax.state import PyTree
 StepFn = Callable[..., tuple[PyTree, dict[str, jax.Array]]]
 
 
+class DoesNotFit(ValueError):
+  """A compiled program needs more memory on a device than its allocator has."""
+
+
+def allocator_limit(device: jax.Device) -> int | None:
+  """Bytes the device's allocator may hand out, where it says (GPUs, TPUs); None
+  where it does not (CPUs)."""
+  stats = device.memory_stats()
+  return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+
+
+def _size(n: int) -> str:
+  unit = next(u for u in (3, 2, 1, 0) if n >= 2**(10 * u) or u == 0)
+  return f"{n / 2**(10 * unit):.1f} {('bytes', 'KiB', 'MiB', 'GiB')[unit]}"
+
+
+def check_fits(compiled: jax.stages.Compiled, device: jax.Device) -> None:
+  """A one-line DoesNotFit when XLA's estimate of what `compiled` needs on each
+  device (arguments, outputs not aliased to them, temporaries, code) is more than
+  `device`'s allocator has. Nothing where the device reports no limit."""
+  limit, analysis = allocator_limit(device), compiled.memory_analysis()
+  if limit is None or analysis is None:
+    return
+  inputs, temporaries = analysis.argument_size_in_bytes, analysis.temp_size_in_bytes
+  needed = (inputs + analysis.output_size_in_bytes - analysis.alias_size_in_bytes + temporaries
+            + analysis.generated_code_size_in_bytes)
+  if needed > limit:
+    raise DoesNotFit(f"XLA's estimate of the compiled iteration is {_size(needed)} on each "
+                     f"device (state and batch {_size(inputs)}, temporaries "
+                     f"{_size(temporaries)}), more than the {_size(limit)} that "
+                     f"{device.device_kind} {device.id}'s allocator has")
+
+
 class Devices:
   """The devices a run uses and how its state and batches are laid out on them.
 
@@ -119,6 +152,9 @@ class Devices:
     def run(state, *args):
       if not compiled:
         compiled["fn"] = self.jit(fn, state)
+        # Compiled ahead of the call, which then finds it in JAX's cache: a program too
+        # big for the devices stops here, before it allocates anything.
+        check_fits(compiled["fn"].lower(state, *args).compile(), self._local[0])
       return compiled["fn"](state, *args)
 
     return run

@@ -198,6 +198,7 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
   import jax
   from wgan_jax import checkpointing, loop, multihost
   from wgan_jax.data import DataError
+  from wgan_jax.devices import DoesNotFit
   try:  # Before anything else touches JAX's backend.
     multihost.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     timeout_s=_COORDINATOR_TIMEOUT.value)
@@ -221,6 +222,10 @@ def _run(name: str | None, overrides: list[tuple[str, str]], workdir: str) -> di
                overrides)
   try:
     return loop.train_and_evaluate(config, workdir)
+  except DoesNotFit as e:
+    workdirs.abandon(workdir)
+    _fail(f"batch_size={config.batch_size} does not fit the devices: {e}; lower batch_size, "
+          "set accumulation_steps (README: the objective), or use more devices", 2)
   except (DataError, checkpointing.CheckpointError, configs.ConfigError) as e:
     workdirs.abandon(workdir)  # Bad input leaves no trace.
     _fail(str(e), 2)
