@@ -32,20 +32,20 @@ RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "sta
 # Generator iterations per case: the first ones, where the reference schedule's
 # long critic phase and every warm-up (EMA, instance noise, lr decay) act.
 ITERATIONS = 3
-# Relative size of the nudges to the initial state that measure the rounding each
-# array carries, how many nudged runs a recording makes, and how far past what they
-# moved an array another CPU kind may move it (BUILD.md, "Numbers held": the margin
-# against three CPU kinds' records).
-NUDGE = 1e-6
-# A bf16 network casts a millionth away: its nudge is half a bf16 rounding step, as
-# another CPU kind's bf16 kernels (native AVX-512 BF16 or emulated) round differently.
-NUDGE_BF16 = 2.0 ** -9
-# What every other array may move, relative to its sum of |x|: three iterations on
-# the same CPU kind agree to float rounding (XLA:CPU's threads may sum in another
-# order), not bit for bit.
+# What an array may move, relative to its sum of |x|: three iterations on the same
+# CPU kind agree to float rounding (XLA:CPU's threads may sum in another order), not
+# bit for bit; an array that rounding drives may move NOISE_MARGIN times what the
+# nudged runs moved it (BUILD.md, "Numbers held": the margin against three CPU
+# kinds' records).
 RTOL = 3e-4
-NUDGED_RUNS = 2
 NOISE_MARGIN = 100.0
+# The nudged runs a recording makes, and the relative size of their nudges to the
+# initial state. A bf16 network casts a millionth away: its nudge is half a bf16
+# rounding step, as another CPU kind's bf16 kernels (native AVX-512 BF16 or
+# emulated) round differently.
+NUDGED_RUNS = 2
+NUDGE = 1e-6
+NUDGE_BF16 = 2.0 ** -9
 # Overrides that make an experiment tiny; each applies where its key exists.
 TINY = {
     "batch_size": "8",
