@@ -42,12 +42,16 @@ def _size(n: int) -> str:
   return f"{n / 2**(10 * unit):.1f} {('bytes', 'KiB', 'MiB', 'GiB')[unit]}"
 
 
-def check_fits(compiled: jax.stages.Compiled, device: jax.Device) -> None:
-  """A one-line DoesNotFit when XLA's estimate of what `compiled` needs on each
+def check_fits(compile_program: Callable[[], jax.stages.Compiled], device: jax.Device) -> None:
+  """A one-line DoesNotFit when XLA's estimate of what the program needs on each
   device (arguments, outputs not aliased to them, temporaries, code) is more than
-  `device`'s allocator has. Nothing where the device reports no limit."""
-  limit, analysis = allocator_limit(device), compiled.memory_analysis()
-  if limit is None or analysis is None:
+  `device`'s allocator has. Where the device reports no limit (CPUs) the program
+  is not compiled here at all."""
+  limit = allocator_limit(device)
+  if limit is None:
+    return
+  analysis = compile_program().memory_analysis()
+  if analysis is None:
     return
   inputs, temporaries = analysis.argument_size_in_bytes, analysis.temp_size_in_bytes
   needed = (inputs + analysis.output_size_in_bytes - analysis.alias_size_in_bytes + temporaries
@@ -154,7 +158,7 @@ class Devices:
         compiled["fn"] = self.jit(fn, state)
         # Compiled ahead of the call, which then finds it in JAX's cache: a program too
         # big for the devices stops here, before it allocates anything.
-        check_fits(compiled["fn"].lower(state, *args).compile(), self._local[0])
+        check_fits(lambda: compiled["fn"].lower(state, *args).compile(), self._local[0])
       return compiled["fn"](state, *args)
 
     return run
