@@ -15,9 +15,13 @@ def toy_figure(path: str | None, real: np.ndarray, fake: np.ndarray, grid_x: np.
                grid_y: np.ndarray, critic_values: np.ndarray, title: str) -> np.ndarray:
   """Critic contours over the plane with real (orange) and generated (green)
   points, saved as PNG at `path` (if given); returns the RGB image for TensorBoard."""
-  fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+  # Fixed axes instead of tight_layout, and one render for the file and the array:
+  # a sweep draws a figure per model at every evaluation, and this was most of a
+  # toy study's time.
+  fig = plt.figure(figsize=(6, 6), dpi=100)
+  ax = fig.add_axes((0.08, 0.1, 0.76, 0.8))
   contour = ax.contour(grid_x, grid_y, critic_values, levels=20, cmap="viridis")
-  fig.colorbar(contour, ax=ax, fraction=0.046, pad=0.04, label="critic value")
+  fig.colorbar(contour, cax=fig.add_axes((0.86, 0.1, 0.025, 0.8)), label="critic value")
   ax.scatter(real[:, 0], real[:, 1], s=3, c="tab:orange", marker="+", label="real")
   ax.scatter(fake[:, 0], fake[:, 1], s=3, c="tab:green", marker="+", label="generated")
   ax.set_xlim(grid_x.min(), grid_x.max())
@@ -25,12 +29,11 @@ def toy_figure(path: str | None, real: np.ndarray, fake: np.ndarray, grid_x: np.
   ax.set_aspect("equal")
   ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=2, markerscale=4)
   ax.set_title(title)
-  fig.tight_layout()
-  if path:
-    fig.savefig(path)
   fig.canvas.draw()
   image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
   plt.close(fig)
+  if path:
+    save_png(path, image)
   return image
 
 
