@@ -52,3 +52,22 @@ def test_iteration_flops_are_those_of_the_whole_unrolled_iteration(setup):
   whole = jax.jit(lambda s, r: updates.generator_iteration(spec, s, r, 0, unroll=True)).lower(
       state, jnp.zeros((3, 64, 2))).compile()
   assert parts["iteration"] == pytest.approx(bench._flops(whole), rel=0.03)  # pylint: disable=protected-access
+
+
+def test_bench_memory_reports_the_iteration_and_the_largest_batch_each_device_holds(tmp_path):
+  out = tmp_path / "memory.json"
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  env.pop("XLA_FLAGS", None)
+  result = subprocess.run(
+      [sys.executable, "-m", "wgan_jax.bench", "--experiment=toy_8gaussians",
+       "--experiment.batch_size=64", "--experiment.model.generator.features=64",
+       "--experiment.model.critic.features=64", "--memory", f"--json={out}"],
+      capture_output=True, text=True, env=env, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  figures = json.loads(out.read_text())
+  assert figures["per_device_batch"] == 64 and figures["memory_peak_estimate_mib"] > 0
+  v5e, v4, h100 = (figures[f"largest_batch_per_device_{k}"] for k in ("tpu_v5e", "tpu_v4", "h100"))
+  # A toy MLP's iteration is a few KB an example: hundreds of thousands fit 16 GiB, and
+  # twice the memory holds about twice the batch.
+  assert 10**5 < v5e < v4 < h100
+  assert v4 / v5e == pytest.approx(2, rel=0.05) and h100 / v4 == pytest.approx(60e9 / 2**35, rel=0.05)

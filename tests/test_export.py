@@ -9,13 +9,17 @@ program's serialized size is printed (`pytest -s`) and recorded
 (`record_property`, in the JUnit XML). The exports take about 90 s of one
 core, so they are `slow`."""
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
 from tests import golden
-from wgan_jax import export, run
+from tests.conftest import ROOT
+from wgan_jax import builders, export, run
 from wgan_jax.devices import Devices
 from wgan_jax.metrics import inception
 
@@ -108,7 +112,7 @@ def test_an_exported_iteration_is_the_trainers(tmp_path):
   export.write(programs, str(tmp_path))
   exported, entry = export.load(str(tmp_path), f"{name}/iteration")
 
-  config = golden.tiny_config(case.experiment, (*case.overrides, *export.ACCELERATOR_CHOICES))
+  config = golden.tiny_config(case.experiment, (*case.overrides, *builders.ACCELERATOR_CHOICES))
   parts = run.build(config, Devices(config.parallelism, jax.devices()[:1]))
   args = (parts.create_state(), 0)  # The toy sets draw their data in the program.
   assert tuple(i["path"] for i in entry["inputs"]) == export.paths((args, {}))
@@ -117,3 +121,19 @@ def test_an_exported_iteration_is_the_trainers(tmp_path):
   assert len(outputs) == len(want) == len(entry["outputs"])
   for got, expected, path in zip(outputs, want, (o["path"] for o in entry["outputs"])):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(expected), err_msg=path)
+
+
+def test_the_benchmarks_programs_need_no_tensorflow_or_clu():
+  """A GPU image may hold JAX and no TensorFlow (the lent H100s' does): the bench's
+  and the export's runs, on synthetic data, import neither TensorFlow nor clu."""
+  code = ("import sys, jax; from wgan_jax import configs, run; from wgan_jax.devices import Devices\n"
+          "for n in ('toy_8gaussians', 'bedrooms_dcgan', 'cifar10_resnet_acgan'):\n"
+          "  c = configs.load(n); c.batch_size = 8\n"
+          "  run.build(c, Devices('jit', jax.devices()[:1]), synthetic=True)\n"
+          "import wgan_jax.bench, wgan_jax.export, wgan_jax.memory\n"
+          "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', "
+          "'tensorflow_datasets', 'clu', 'torch'}))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"), timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.strip().splitlines()[-1] == "[]"

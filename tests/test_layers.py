@@ -13,7 +13,7 @@ LAYERS = (
     ("config: names, schema, rules; no JAX",
      ("wgan_jax", "wgan_jax.configs", "wgan_jax.metrics.__init__", "wgan_jax.models.__init__",
       "wgan_jax.models.registry", "wgan_jax.data.__init__", "wgan_jax.xla_cpu",
-      "wgan_jax.cluster", "wgan_jax.supervisor", "wgan_jax.startup")),
+      "wgan_jax.accelerators", "wgan_jax.cluster", "wgan_jax.supervisor", "wgan_jax.startup")),
     ("primitives: state, placement, networks, data, losses, optimizers, metrics",
      ("wgan_jax.state", "wgan_jax.batch_axis", "wgan_jax.placement", "wgan_jax.multihost",
       "wgan_jax.files", "wgan_jax.pixels", "wgan_jax.plots", "wgan_jax.models", "wgan_jax.data",

@@ -146,7 +146,7 @@ def test_sweep_trains_logs_evaluates_resumes_and_samples_per_model(tmp_path):
   assert len(summary["w1"]) == 8 and all(w > 0 for w in summary["w1"])
   assert len(set(summary["w1"])) == 8  # Eight different models.
   for m in (0, 7):
-    where = writers.model_dir(workdir, m, 8)
+    where = sweeps.model_dir(workdir, m, 8)
     assert os.path.isfile(os.path.join(where, "toy_final.png"))
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(where))
   lines = writers.read_metrics(workdir)

@@ -57,3 +57,17 @@ def test_configure_appends_once_and_only_for_known_jaxlib(monkeypatch):
   for version in ((0, 4), (0, 9), (0, 12), (1, 0)):  # XLA would abort on an unknown flag
     env = {}
     assert not xla_cpu.configure(env, version) and env == {}
+
+
+def test_code_optimisation_is_turned_off_once_and_a_users_level_wins(monkeypatch):
+  monkeypatch.setattr(xla_cpu, "_backends_started", lambda: False)
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  assert xla_cpu.without_code_optimisation(env)
+  assert env["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=2 "
+                              "--xla_backend_optimization_level=0")
+  assert not xla_cpu.without_code_optimisation(env)  # already there
+  env = {"XLA_FLAGS": "--xla_backend_optimization_level=2"}
+  assert not xla_cpu.without_code_optimisation(env) and env["XLA_FLAGS"].endswith("=2")
+  monkeypatch.setattr(xla_cpu, "_backends_started", lambda: True)
+  env = {}
+  assert not xla_cpu.without_code_optimisation(env) and env == {}

@@ -8,7 +8,9 @@ FLOPs come from XLA's cost analysis. It counts a loop body once, so the scan
 over critic updates is not measured as a whole: one critic update and one
 generator update are compiled on their own and combined as
 n_critic * (critic update + generating its fake batch) + generator update. The peak is the best FLOP/s of
-a chain of square matmuls compiled by the same XLA in the same process.
+a chain of square matmuls compiled by the same XLA in the same process; on a GPU or
+TPU the model FLOPs utilisation against the chip's data-sheet peak is added
+(`accelerators.py`).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wgan_jax import builders, configs, data, memory, updates
+from wgan_jax import accelerators, builders, configs, data, memory, updates, xla_cpu
 from wgan_jax import run as run_lib
 from wgan_jax.cli import flags_parser, usage_error
 from wgan_jax.devices import Devices
@@ -69,7 +71,13 @@ _INCEPTION_WEIGHTS = flags.DEFINE_string(
 _MEMORY = flags.DEFINE_bool(
     "memory", False, "Instead, compile one generator iteration for one device at the per-device "
     "batch (batch_size / --devices) without allocating anything, and print its memory: "
-    "arguments, outputs, temporaries, generated code (XLA's memory analysis).")
+    "arguments, outputs, temporaries, generated code (XLA's memory analysis); then the largest "
+    "batch per device that fits a TPU v5e, a TPU v4 and an H100, as they compile it (about a "
+    "dozen compiles).")
+_MEMORY_TABLE = flags.DEFINE_bool(
+    "memory_table", False, "Instead, every experiment at its own batch: the iteration's memory on "
+    "one device and the largest batch per device that fits each device kind, as a Markdown "
+    "table (BUILD.md's; minutes).")
 _EXPORT = flags.DEFINE_string(
     "export", None, "Instead, export every experiment's programs (generator iteration, sampling, "
     "the Inception feature pass) for cuda and tpu with jax.export, at the export test's tiny "
@@ -297,6 +305,8 @@ def export_programs(out_dir: str, full: bool) -> dict[str, Any]:
 
 def main(parsed) -> None:
   name, overrides, _ = parsed
+  if _MEMORY.value or _MEMORY_TABLE.value:  # Programs compiled to be measured, never run.
+    xla_cpu.without_code_optimisation()
   try:
     config = configs.from_command_line(name, overrides)
   except configs.ConfigError as e:
@@ -315,7 +325,11 @@ def main(parsed) -> None:
     if config.batch_size % _DEVICES.value:
       usage_error(f"batch_size={config.batch_size} does not split over --devices={_DEVICES.value}")
     _report({"experiment": config.experiment, "backend": jax.default_backend(),
-             **memory.iteration_memory(config, _DEVICES.value)})
+             **memory.iteration_memory(config, _DEVICES.value),
+             **{k: v for k, v in memory.fit(config).items() if k.startswith("largest")}})
+    return
+  if _MEMORY_TABLE.value:
+    print(memory_table(configs.known_experiments()))
     return
   if _SWEEP_MODELS.value:
     models = _SWEEP_MODELS.value
@@ -378,6 +392,10 @@ def main(parsed) -> None:
       "matmul_peak_gflop_per_s": round(statistics.median(peaks) / 1e9, 1),
       "share_of_matmul_peak": round(statistics.median(shares), 3),
   }
+  if jax.default_backend() != "cpu":  # A CPU's peak is measured above, not looked up.
+    result["device_kind"] = jax.devices()[0].device_kind
+    result.update(accelerators.mfu(rate * flops, result["device_kind"], jax.default_backend(),
+                                   config.precision, devices.count))
   if torch_rates:
     result["torch_ref_case"] = case
     result["torch_ref_device"] = torch_device()
@@ -389,6 +407,22 @@ def main(parsed) -> None:
   if _FID_SAMPLES.value > 0:
     result.update(fid_figures(config, spec, devices.global_view(state), _FID_SAMPLES.value))
   _report(result)
+
+
+def memory_table(experiments: list[str]) -> str:
+  """`memory.fit` of each experiment at its own settings, as a Markdown table."""
+  kinds = list(memory.DEVICE_MEMORY)
+  lines = ["| experiment | batch | iteration at that batch, one device | "
+           + " | ".join(f"largest batch per device, {memory.DEVICE_NAMES[k]}" for k in kinds)
+           + " |",
+           "|---|---|---|" + "---|" * len(kinds)]
+  for name in experiments:
+    figures = memory.fit(configs.load(name))
+    lines.append(f"| `{name}` | {figures['per_device_batch']} | {figures['iteration_mib']:,} MiB | "
+                 + " | ".join(f"{figures[f'largest_batch_per_device_{k}']:,}" for k in kinds)
+                 + " |")
+    print(lines[-1], file=sys.stderr, flush=True)  # Progress: the table takes minutes.
+  return "\n".join(lines)
 
 
 def _report(result: dict[str, Any]) -> None:

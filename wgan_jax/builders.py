@@ -31,6 +31,12 @@ def convolutions(config: ml_collections.ConfigDict) -> str:
   return layers.backend_impl() if config.convolutions == "auto" else config.convolutions
 
 
+# What the configs' "auto" choices become on a GPU or TPU (`convolutions`,
+# `unroll_critic`, the sweep's `model_loop`), as overrides: the phase-split
+# convolutions and the unrolled critic loop are XLA:CPU's.
+ACCELERATOR_CHOICES = (("convolutions", "xla"), ("critic_loop", "scan"), ("sweep.loop", "vmap"))
+
+
 def unroll_critic(config: ml_collections.ConfigDict) -> bool:
   """Whether the critic updates of one program are written out: "auto" on
   XLA:CPU only, where a strided convolution's weight gradient inside a loop

@@ -13,7 +13,7 @@ the other, `global_view` back).
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 from jax.sharding import SingleDeviceSharding
@@ -53,14 +53,20 @@ def check_fits(compile_program: Callable[[], jax.stages.Compiled], device: jax.D
   analysis = compile_program().memory_analysis()
   if analysis is None:
     return
-  inputs, temporaries = analysis.argument_size_in_bytes, analysis.temp_size_in_bytes
-  needed = (inputs + analysis.output_size_in_bytes - analysis.alias_size_in_bytes + temporaries
-            + analysis.generated_code_size_in_bytes)
+  needed = program_bytes(analysis)
   if needed > limit:
     raise DoesNotFit(f"XLA's estimate of the compiled iteration is {_size(needed)} on each "
-                     f"device (state and batch {_size(inputs)}, temporaries "
-                     f"{_size(temporaries)}), more than the {_size(limit)} that "
-                     f"{device.device_kind} {device.id}'s allocator has")
+                     f"device (state and batch {_size(analysis.argument_size_in_bytes)}, "
+                     f"temporaries {_size(analysis.temp_size_in_bytes)}), more than the "
+                     f"{_size(limit)} that {device.device_kind} {device.id}'s allocator has")
+
+
+def program_bytes(analysis: Any) -> int:
+  """What a compiled program needs on each device, from its `memory_analysis()`:
+  arguments, outputs not aliased to them (a donated state's are), temporaries, code."""
+  return (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+          - analysis.alias_size_in_bytes + analysis.temp_size_in_bytes
+          + analysis.generated_code_size_in_bytes)
 
 
 class Devices:

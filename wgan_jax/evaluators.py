@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import data, ema, generators, plots, sweeps, updates, writers
+from wgan_jax import data, ema, generators, plots, sweeps, updates
 from wgan_jax.configs.rules import ConfigError
 from wgan_jax.inflight import NonFiniteError
 from wgan_jax.data.toy import ToyDataset, get_toy_dataset
@@ -170,7 +170,7 @@ class ImageEvaluator:
 
 class SweepEvaluator:
   """Every model of a sweep evaluated by one evaluator, each in its own
-  folder (`writers.model_dir`); metrics as lists over the models, images
+  folder (`sweeps.model_dir`); metrics as lists over the models, images
   stacked [K, H, W, C]."""
 
   best_metric = None  # Each model has its own best: no checkpoint carries one.
@@ -185,7 +185,7 @@ class SweepEvaluator:
     nets = state.replace(generator=state.generator.replace(opt_state=None),
                          critic=state.critic.replace(opt_state=None))
     for m in range(self.sweep.size):
-      where = writers.model_dir(workdir, m, self.sweep.size)
+      where = sweeps.model_dir(workdir, m, self.sweep.size)
       if jax.process_index() == 0:
         os.makedirs(where, exist_ok=True)
       try:

@@ -18,7 +18,7 @@ Three programs a run compiles:
   over a mesh of the devices.
 
 Where the config says `auto`, the program is built with the choices a GPU or
-TPU makes (`ACCELERATOR_CHOICES`): XLA's own convolutions, the critic updates
+TPU makes (`builders.ACCELERATOR_CHOICES`): XLA's own convolutions, the critic updates
 in a loop, a sweep's models vmapped. The phase-split convolutions and the
 unrolled critic loop are XLA:CPU's.
 
@@ -43,13 +43,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wgan_jax import configs, generators, placement, run as run_lib
+from wgan_jax import builders, configs, generators, placement, run as run_lib
 from wgan_jax.devices import Devices
 from wgan_jax.metrics import image_metrics, inception, inception_weights
 
 PLATFORMS = ("cuda", "tpu")
-# What `auto` resolves to on a GPU or TPU (builders.convolutions, unroll_critic, model_loop).
-ACCELERATOR_CHOICES = (("convolutions", "xla"), ("critic_loop", "scan"), ("sweep.loop", "vmap"))
 # Custom calls that run Python on the host (jax.pure_callback, io_callback,
 # jax.debug.*): a program holding one waits on the host and cannot be served
 # from a serialized module.
@@ -284,7 +282,7 @@ def case_programs(name: str, case: Case,
   """The programs of `case` for `platforms`, its run built by `run.build` from
   `make_config(experiment, overrides)` with the accelerator's choices, on
   every device (`run.devices_for`) or on one."""
-  overrides = (*case.overrides, *ACCELERATOR_CHOICES)
+  overrides = (*case.overrides, *builders.ACCELERATOR_CHOICES)
   guard = functools.partial(guarded, name, platforms=platforms)
   config = guard("config", lambda: make_config(case.experiment, overrides))
 

@@ -19,6 +19,7 @@ divides by, across processes over all of them (K a multiple of their count).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Sequence
 
 import jax
@@ -27,6 +28,12 @@ from wgan_jax.configs.sweep import Sweep, from_config  # noqa: F401  (what a swe
 
 # The TensorBoard runs of the models: workdir/models/00, 01, ...
 MODELS_DIR = "models"
+
+
+def model_dir(workdir: str, m: int, count: int) -> str:
+  """Where model `m` of a sweep of `count` keeps its TensorBoard run and
+  evaluation files (names of one width, so they sort)."""
+  return os.path.join(workdir, MODELS_DIR, f"{m:0{max(2, len(str(count - 1)))}d}")
 
 
 def devices_for(sweep: Sweep, devices: Sequence[jax.Device]) -> list[jax.Device]:

@@ -30,12 +30,6 @@ from wgan_jax import configs, files, sweeps
 METRICS_FILE = "metrics.jsonl"
 
 
-def model_dir(workdir: str, m: int, count: int) -> str:
-  """Where model `m` of a sweep of `count` keeps its TensorBoard run and
-  evaluation files (names of one width, so they sort)."""
-  return os.path.join(workdir, sweeps.MODELS_DIR, f"{m:0{max(2, len(str(count - 1)))}d}")
-
-
 def _json_value(v: Any) -> Any:
   """A number or a list of them; a non-finite value (reported, never trained
   on) as null, so the file stays strict JSON."""
@@ -141,7 +135,7 @@ class ModelWriters(metric_writers.MetricWriter):
 
   def __init__(self, main: metric_writers.MetricWriter, sweep: sweeps.Sweep, workdir: str):
     self._main, self._sweep = main, sweep
-    self._models = [_tensorboard(model_dir(workdir, m, sweep.size)) for m in range(sweep.size)]
+    self._models = [_tensorboard(sweeps.model_dir(workdir, m, sweep.size)) for m in range(sweep.size)]
 
   def _split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     shared = {k: v for k, v in values.items() if np.ndim(v) == 0}
