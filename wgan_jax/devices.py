@@ -190,6 +190,8 @@ class Devices:
     if self.pmap:
       return placement.pmap_shard(placement.split_for_pmap(local, len(self._local), axis=1),
                                  self._local)
+    if self.shard_models:  # Every device trains its models on the whole batch.
+      return jax.make_array_from_process_local_data(self._everywhere, local)
     return placement.global_batch_from_local(local, self.mesh, self._batches)
 
   def slice_updates(self, real: PyTree, start: int, stop: int) -> PyTree:

@@ -246,7 +246,7 @@ def evaluate_files(names: tuple[str, ...]) -> dict[str, float]:
 def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
                  experiment: str | None, overrides) -> dict[str, float]:
   from wgan_jax import checkpointing, data, generators  # pylint: disable=import-outside-toplevel
-  from wgan_jax import scoring  # pylint: disable=import-outside-toplevel
+  from wgan_jax import scoring, sweeps  # pylint: disable=import-outside-toplevel
 
   # Before anything is restored or generated.
   scoring.check_counts(names, _NUM_SAMPLES.value, _REFERENCE_SAMPLES.value, "--")
@@ -270,8 +270,11 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
       scorer=(lambda: _inception_scorer(
           min(_BATCH.value, max(_NUM_SAMPLES.value, _REFERENCE_SAMPLES.value)))),
       truncation=_TRUNCATION.value)
-  _write_whole(scoring.report_path(workdir, found, _TRUNCATION.value),
-               lambda: scoring.write_report(workdir, found, report))
+  # A sweep's model: beside the reports its training wrote (WORKDIR/models/NN).
+  where = (workdir if _MODEL.value is None
+           else sweeps.model_dir(workdir, _MODEL.value, sweeps.from_config(config).size))
+  _write_whole(scoring.report_path(where, found, _TRUNCATION.value),
+               lambda: scoring.write_report(where, found, report))
   protocol = ", ".join(f"{k} {v}" for k, v in report["protocol"].items())
   _print_metrics(report["metrics"], f"step {found}, {protocol}")
   return report["metrics"]

@@ -216,4 +216,5 @@ def make_evaluator(config: ml_collections.ConfigDict, spec: updates.GanSpec,
     scores = RunScores(config, spec) if config.eval.metrics else None
   except inception_weights.WeightsError as e:
     raise ConfigError(f"eval.inception_weights: {e}") from None
-  return ImageEvaluator(spec, config.eval_samples, key, **sampling, scores=scores)
+  images = ImageEvaluator(spec, config.eval_samples, key, **sampling, scores=scores)
+  return images if sweep is None else SweepEvaluator(images, sweep)

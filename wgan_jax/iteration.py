@@ -16,7 +16,8 @@ the chunks reuse the shapes of an ordinary iteration. Logged critic metrics
 then cover the last chunk.
 
 A sweep (`sweeps`) adds a model axis (`ModelAxis`): the same iteration for
-each of K models, each with its own swept values, in the same one program.
+each of K models, each with its own swept values, in the same one program; a
+host batch (image sets) goes whole to every device, and every model trains on it.
 """
 from __future__ import annotations
 
@@ -49,17 +50,19 @@ class ModelAxis:
   spec_of: Callable[[dict[str, jax.Array]], updates.GanSpec]
   loop: str = "vmap"
 
-  def run(self, one: Callable, state: TrainState, mesh: jax.sharding.Mesh):
-    """`one(spec, state_of_one_model)` for every model: each device runs its
-    models (the model axis is split over `mesh`), no data crosses devices."""
-    def local(hparams, state):
-      fn = lambda hparams, state: one(self.spec_of(hparams), state)
+  def run(self, one: Callable, state: TrainState, mesh: jax.sharding.Mesh, *shared):
+    """`one(spec, state_of_one_model, *shared)` for every model: each device runs
+    its models (the model axis is split over `mesh`) on the `shared` arrays, which
+    every device holds whole (a host batch); no data crosses devices."""
+    def local(hparams, state, *shared):
+      fn = lambda hparams, state: one(self.spec_of(hparams), state, *shared)
       if self.loop == "vmap":
         return jax.vmap(fn)(hparams, state)
       return jax.lax.map(lambda args: fn(*args), (hparams, state))
     models = jax.sharding.PartitionSpec(placement.DATA_AXIS)
-    return jax.shard_map(local, mesh=mesh, in_specs=models, out_specs=models)(
-        self.hparams, state)
+    whole = jax.sharding.PartitionSpec()
+    return jax.shard_map(local, mesh=mesh, in_specs=(models, models, *(whole,) * len(shared)),
+                         out_specs=models)(self.hparams, state, *shared)
 
 
 def model_axis(config: ml_collections.ConfigDict, data_shape: tuple[int, ...],
@@ -80,12 +83,10 @@ class Iteration:
                models: ModelAxis | None = None):
     if chunk < 1:
       raise ValueError(f"chunk={chunk} must be at least 1")
-    if models is not None and sampler is None:
-      raise ValueError("a sweep's models draw their data in the program: pass a sampler")
     self.spec, self.devices, self.unroll, self.chunk = spec, devices, unroll, chunk
     self.sampler, self.batch_size, self.models = sampler, batch_size, models
     if sampler is None:  # Shapes come from the real data: one jit each.
-      program = lambda fn: self.devices.compile(functools.partial(fn, spec, unroll=unroll),
+      program = lambda fn: self.devices.compile(functools.partial(self._hosted, fn),
                                                 host_data=True)
       critic_only, whole = program(updates.train_critic), program(updates.generator_iteration)
       self._critic_only, self._iteration = (lambda _: critic_only), (lambda _: whole)
@@ -94,6 +95,13 @@ class Iteration:
           functools.partial(self._drawn, fn, count), host_data=False))
       self._critic_only = program(updates.train_critic)
       self._iteration = program(updates.generator_iteration)
+
+  def _hosted(self, fn, state: TrainState, real: jax.Array, first: jax.Array):
+    """`fn` on real data from the host; a sweep's models each take the whole batch."""
+    if self.models is None:
+      return fn(self.spec, state, real, first, self.unroll)
+    return self.models.run(lambda spec, one, real: fn(spec, one, real, first, self.unroll),
+                           state, self.devices.mesh, real)
 
   def _drawn(self, fn, count: int, state: TrainState, first: jax.Array):
     """`fn` on real data drawn in the program: update i of the iteration draws

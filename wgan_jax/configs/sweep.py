@@ -2,8 +2,10 @@
 
 A sweep trains `seeds` models for each value of one hyperparameter (`key`,
 `grid`), or `seeds` models alone when no key is swept. Model m is value
-`m // seeds` with seed `config.seed + m % seeds`. How the models are trained
-together is `wgan_jax/sweeps.py`'s; what they are is decided here, without JAX.
+`m // seeds` with seed `config.seed + m % seeds`; on an image set every model
+trains on the same batches (the data's order is `config.seed`'s). How the models
+are trained together is `wgan_jax/sweeps.py`'s; what they are is decided here,
+without JAX.
 """
 from __future__ import annotations
 
@@ -70,7 +72,6 @@ def from_config(config: ml_collections.ConfigDict) -> Sweep | None:
 
 def problem(config: ml_collections.ConfigDict) -> str | None:
   """What makes `config.sweep` unusable, or None."""
-  from wgan_jax import data  # pylint: disable=import-outside-toplevel
   s = config.sweep
   if not s.key and s.grid:
     return (f"sweep.grid={tuple(s.grid)} without sweep.key: name the key they are for "
@@ -89,9 +90,6 @@ def problem(config: ml_collections.ConfigDict) -> str | None:
   if config.parallelism != "jit" or config.shard_state:
     return ("a sweep runs under parallelism='jit' with shard_state=False (its model axis is "
             "split over the devices)")
-  if data.get(config.data.name).kind != data.TOY:
-    return ("sweeps train toy-set models (their data is drawn in the program); "
-            f"data.name={config.data.name!r} is an image set")
   if config.seed + s.seeds - 1 > 2**31 - 1:
     return f"seed={config.seed} + sweep.seeds={s.seeds} runs past the largest seed, 2**31 - 1"
   acts, where = _ACTS_WHERE.get(s.key, (lambda c: True, ""))
