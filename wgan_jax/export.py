@@ -88,6 +88,10 @@ VARIANTS: dict[str, Case] = {
     "toy_8gaussians+sweep": Case("toy_8gaussians", (
         ("sweep.key", "penalty_weight"), ("sweep.grid", "(0.1, 1.0)"), ("sweep.seeds", "4")),
                                  sharded=True),
+    # An image sweep: the host batch whole on every device, each device its models.
+    "digits_dcgan_gp+sweep": Case("digits_dcgan_gp", (
+        ("sweep.key", "penalty_weight"), ("sweep.grid", "(1.0, 10.0)"), ("sweep.seeds", "4")),
+                                  sharded=True),
 }
 
 
