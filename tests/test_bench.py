@@ -60,8 +60,9 @@ def test_bench_memory_reports_the_iteration_and_the_largest_batch_each_device_ho
   env.pop("XLA_FLAGS", None)
   result = subprocess.run(
       [sys.executable, "-m", "wgan_jax.bench", "--experiment=toy_8gaussians",
-       "--experiment.batch_size=64", "--experiment.model.generator.features=64",
-       "--experiment.model.critic.features=64", "--memory", f"--json={out}"],
+       "--experiment.batch_size=64", "--experiment.n_critic=2",
+       *(f"--experiment.model.{net}.{key}={value}" for net in ("generator", "critic")
+         for key, value in (("features", 32), ("depth", 2))), "--memory", f"--json={out}"],
       capture_output=True, text=True, env=env, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   figures = json.loads(out.read_text())
