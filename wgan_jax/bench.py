@@ -411,10 +411,10 @@ def main(parsed) -> None:
 
 def memory_table(experiments: list[str]) -> str:
   """`memory.fit` of each experiment at its own settings, as a Markdown table."""
-  kinds = list(memory.DEVICE_MEMORY)
+  kinds = list(memory.DEVICE_KINDS)
   lines = ["| experiment | batch | iteration at that batch, one device | "
-           + " | ".join(f"largest batch per device, {memory.DEVICE_NAMES[k]}" for k in kinds)
-           + " |",
+           + " | ".join(f"largest batch per device, {name}" for name, _ in
+                        memory.DEVICE_KINDS.values()) + " |",
            "|---|---|---|" + "---|" * len(kinds)]
   for name in experiments:
     figures = memory.fit(configs.load(name))

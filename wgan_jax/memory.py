@@ -11,19 +11,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from wgan_jax import builders, configs, data, devices, updates
+from wgan_jax import builders, configs, data, updates
+from wgan_jax.devices import program_bytes
 
-# What a program may allocate on one device of each kind. JAX takes 75% of a GPU's
-# memory by default (XLA_PYTHON_CLIENT_MEM_FRACTION); a TPU's HBM is counted whole.
-DEVICE_MEMORY: dict[str, int] = {
-    "tpu_v5e": 16 * 2**30,
-    "tpu_v4": 32 * 2**30,
-    "h100": int(0.75 * 80e9),
-}
-DEVICE_NAMES: dict[str, str] = {
-    "tpu_v5e": "TPU v5e (16 GiB)",
-    "tpu_v4": "TPU v4 (32 GiB)",
-    "h100": "H100 (80 GB, JAX's 75%)",
+# What a program may allocate on one device of each kind: (name, bytes). JAX takes
+# 75% of a GPU's memory by default (XLA_PYTHON_CLIENT_MEM_FRACTION); a TPU's HBM is
+# counted whole.
+DEVICE_KINDS: dict[str, tuple[str, int]] = {
+    "tpu_v5e": ("TPU v5e (16 GiB)", 16 * 2**30),
+    "tpu_v4": ("TPU v4 (32 GiB)", 32 * 2**30),
+    "h100": ("H100 (80 GB, JAX's 75%)", int(0.75 * 80e9)),
 }
 # The largest batch is found to within this share of itself.
 BATCH_TOLERANCE = 0.02
@@ -83,7 +80,7 @@ def iteration_bytes(config: ml_collections.ConfigDict, per_device: int) -> int:
   `per_device` examples, counted as `devices.check_fits` counts it before a run."""
   spec, state, real = _abstract_inputs(config, per_device)
   compiled = _iteration(config, spec, donate=True).lower(state, real).compile()
-  return devices.program_bytes(compiled.memory_analysis())
+  return program_bytes(compiled.memory_analysis())
 
 
 def largest_batch(needed: Callable[[int], int], capacity: int, start: int,
@@ -126,22 +123,28 @@ def largest_batch(needed: Callable[[int], int], capacity: int, start: int,
   return fits
 
 
-def fit(config: ml_collections.ConfigDict,
-        capacities: dict[str, int] | None = None) -> dict[str, Any]:
-  """The iteration's memory at the config's batch on one device, as a GPU or TPU
-  compiles it (`builders.ACCELERATOR_CHOICES`, not XLA:CPU's unrolled loop), and
-  for each device kind of `capacities` (default `DEVICE_MEMORY`) the largest batch
-  a device can hold."""
+def accelerator_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` with its "auto" choices as a GPU or TPU makes them
+  (`builders.ACCELERATOR_CHOICES`, not XLA:CPU's unrolled loop)."""
   config = copy.deepcopy(config)
   for key, text in builders.ACCELERATOR_CHOICES:
     configs.override(config, key, text)
+  return config
+
+
+def fit(config: ml_collections.ConfigDict,
+        capacities: dict[str, int] | None = None) -> dict[str, Any]:
+  """The iteration's memory at the config's batch on one device, as a GPU or TPU
+  compiles it (`accelerator_config`), and for each device kind of `capacities`
+  (bytes by kind; default `DEVICE_KINDS`'s) the largest batch a device can hold."""
+  config = accelerator_config(config)
+  if capacities is None:
+    capacities = {kind: size for kind, (_, size) in DEVICE_KINDS.items()}
   measured: dict[int, int] = {}
   needed = functools.partial(iteration_bytes, config)
   largest = {kind: largest_batch(needed, capacity, config.batch_size, measured=measured)
-             for kind, capacity in sorted((capacities or DEVICE_MEMORY).items(),
-                                          key=lambda item: item[1])}
+             for kind, capacity in sorted(capacities.items(), key=lambda item: item[1])}
   return {"per_device_batch": config.batch_size,
           "iteration_mib": round(measured[config.batch_size] / 2**20, 1),
-          **{f"largest_batch_per_device_{kind}": largest[kind]
-             for kind in (capacities or DEVICE_MEMORY)},
+          **{f"largest_batch_per_device_{kind}": largest[kind] for kind in capacities},
           "compiles": len(measured)}
