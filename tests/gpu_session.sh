@@ -6,8 +6,9 @@
 #   bash tests/gpu_session.sh run [OUT]    # there: figures to OUT/gpu_figures.json, log to OUT/log
 #
 # The lent machines' image holds JAX (CUDA), flax, optax, orbax and a CUDA PyTorch, and
-# nothing can be fetched there: `prepare` downloads the two packages the benchmark's path
-# needs that the image lacks (ml_collections; POT, for exact W1) as wheels, copies
+# nothing can be fetched there: `prepare` downloads the packages the benchmark's and a toy
+# run's paths need that the image lacks (ml_collections; POT, for exact W1; tensorboard,
+# whose protos and record writer the run's logs use: no TensorFlow) as wheels, copies
 # ../shared/bench/torch_ref.py, and exports every program for cuda/tpu (bench --export),
 # all into .device/ (git-ignored, 7 MiB); the device call carries it: carry [".device"].
 set -uo pipefail
@@ -21,7 +22,7 @@ if [ "$mode" = prepare ]; then
   rm -rf "$DEV" && mkdir -p "$DEV/wheels"
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-      --platform manylinux2014_x86_64 -d "$DEV/wheels" ml_collections POT
+      --platform manylinux2014_x86_64 -d "$DEV/wheels" ml_collections POT tensorboard
   cp ../shared/bench/torch_ref.py "$DEV/torch_ref.py"
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m wgan_jax.bench \
       --export="$DEV/exported" > "$DEV/export.log"
@@ -54,6 +55,11 @@ bench resnet 90 --experiment=cifar10_resnet_gp --iters=30 --repeats=3
 bench resnet_bf16 90 --experiment=cifar10_resnet_gp --experiment.precision=bf16 --iters=30 --repeats=3
 bench sweep 60 --experiment=toy_8gaussians --sweep_models=16 --iters=20 --repeats=3
 bench memory_dcgan_gp 90 --experiment=bedrooms_dcgan_gp --memory
+
+echo "=== a toy run through the trainer on the GPU: checkpoints, logs, exact W1"
+timeout 90 python3 -m wgan_jax.train --experiment=toy_8gaussians \
+    --experiment.num_generator_steps=1000 --experiment.eval_every=500 --workdir=/tmp/toy_run \
+    && cp /tmp/toy_run/summary.json /tmp/figures/train_toy.json || echo "=== train: exit $?"
 
 echo "=== the exported programs, compiled by XLA:GPU and run on zeros"
 timeout 90 python3 - "$DEV/exported" <<'PY' || echo "=== exported: exit $?"

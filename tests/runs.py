@@ -11,9 +11,10 @@ import orbax.checkpoint as ocp
 
 from tests.conftest import ROOT
 
+TOY_STEPS = 120
 TOY = ["--experiment=toy_8gaussians", "--experiment.batch_size=32", "--experiment.n_critic=2",
        "--experiment.model.generator.features=32", "--experiment.model.critic.features=32",
-       "--experiment.num_generator_steps=200", "--experiment.log_every=10",
+       f"--experiment.num_generator_steps={TOY_STEPS}", "--experiment.log_every=10",
        "--experiment.eval_every=0", "--experiment.eval_samples=200",
        "--experiment.checkpoint_every=5"]
 # DCGAN with batch norm on shuffled digits: data order, batch stats and RMSProp all matter.

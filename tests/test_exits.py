@@ -292,7 +292,9 @@ def test_a_second_trainer_on_a_workdir_in_use_is_refused_and_a_dead_holder_block
     tmp_path):
   """The probe's case: the same command with another learning rate, started while
   the first trains, used to overwrite its checkpoints and summary."""
-  first = start("slow_iterations", tmp_path, "--experiment.num_generator_steps=200")
+  # 30 iterations of 2 s: the second trainer's start-up fits well inside them, and the
+  # rerun below has few left to train.
+  first = start("slow_iterations", tmp_path, "--experiment.num_generator_steps=30")
   wait_for(lambda: finished_steps(str(tmp_path)), first)
   second = run_module("wgan_jax.train", *TINY, "--experiment.optimizer.lr=1e-4",
                       f"--workdir={tmp_path}")

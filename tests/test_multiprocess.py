@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, xla_flags
-from tests.runs import TOY, final_state, finished_steps
+from tests.runs import TOY, TOY_STEPS, final_state, finished_steps
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step(tmp_path):
     assert proc.returncode == 0, err[-3000:]
     lines.append(err.strip().splitlines()[-1])
   step = max(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
-  assert 10 <= step < 200
+  assert 10 <= step < TOY_STEPS
   expected = (f"stopped by a preemption notice (SIGTERM to one of the processes) at generator "
               f"step {step}: checkpoint in {tmp_path / 'checkpoints' / str(step)}; run the same "
               "command to resume")

@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from tests.runs import (IMAGE, TOY, assert_bit_identical, final_state, finished_steps,
-                        interrupt, run)
+from tests.runs import (IMAGE, TOY, TOY_STEPS, assert_bit_identical, final_state,
+                        finished_steps, interrupt, run)
 
 # Real processes and whole trainings: CI's tier, not the development one (README).
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def reference(tmp_path_factory):
   """Final states of uninterrupted toy and image runs."""
   out = {}
-  for name, args, total in (("toy", TOY, 200), ("image", IMAGE, 40)):
+  for name, args, total in (("toy", TOY, TOY_STEPS), ("image", IMAGE, 40)):
     workdir = str(tmp_path_factory.mktemp(f"reference_{name}"))
     result = run(args, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -27,7 +27,7 @@ def reference(tmp_path_factory):
   return out
 
 
-@pytest.mark.parametrize("name,args,total,every", [("toy", TOY, 200, 5), ("image", IMAGE, 40, 2)])
+@pytest.mark.parametrize("name,args,total,every", [("toy", TOY, TOY_STEPS, 5), ("image", IMAGE, 40, 2)])
 def test_sigkill_at_a_random_step_then_rerun_is_bit_identical(name, args, total, every,
                                                               reference, tmp_path):
   seed = random.randrange(1 << 30)
@@ -48,7 +48,7 @@ def test_stop_signal_saves_exits_zero_and_resumes_exactly(sig, reference, tmp_pa
   returncode, err = interrupt(TOY, str(tmp_path), sig, 20)
   assert returncode == 0, err[-3000:]
   step = max(finished_steps(str(tmp_path)))
-  assert 20 <= step < 200
+  assert 20 <= step < TOY_STEPS
   line = err.strip().splitlines()[-1]
   assert line == (f"stopped by {sig.name} at generator step {step}: checkpoint in "
                   f"{tmp_path / 'checkpoints' / str(step)}; run the same command to resume")
@@ -58,4 +58,4 @@ def test_stop_signal_saves_exits_zero_and_resumes_exactly(sig, reference, tmp_pa
   result = run([], str(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"at generator step {step}" in result.stderr
-  assert_bit_identical(final_state(str(tmp_path), 200), reference["toy"])
+  assert_bit_identical(final_state(str(tmp_path), TOY_STEPS), reference["toy"])

@@ -18,14 +18,13 @@ import time
 from typing import Any
 
 from absl import logging
-from clu import metric_writers, periodic_actions
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
-from wgan_jax import (builders, checkpointing, evaluators, files, inputs, iteration, transfer,
-                      writers)
+from wgan_jax import (builders, checkpointing, evaluators, files, inputs, iteration, progress,
+                      transfer, writers)
 from wgan_jax import run as run_lib
 from wgan_jax.configs.n_critic import n_critic_at
 from wgan_jax.devices import Devices
@@ -125,7 +124,7 @@ def _finishing_saves_on_error(checkpointer: checkpointing.Checkpointer):
 
 
 def _eval_and_report(evaluator: evaluators.Evaluator, state: TrainState, workdir: str, tag: str,
-                     writer: metric_writers.MetricWriter) -> dict[str, Any]:
+                     writer: writers.MetricWriter) -> dict[str, Any]:
   step = generator_steps(state)
   metrics, image = evaluator(state, workdir, tag)
   if metrics:  # The console writer logs them, once.
@@ -141,12 +140,11 @@ def _eval_and_report(evaluator: evaluators.Evaluator, state: TrainState, workdir
 
 def _train(config: ml_collections.ConfigDict, run: _Loop, iterate: iteration.Iteration,
            checkpointer: checkpointing.Checkpointer, evaluator: evaluators.Evaluator,
-           workdir: str, writer: metric_writers.MetricWriter, stop: StopSignals) -> str | None:
+           workdir: str, writer: writers.MetricWriter, stop: StopSignals) -> str | None:
   """Generator iterations until the last one or a stop signal; returns the signal's name."""
   total = config.num_generator_steps
-  # Rate and ETA with every log, so the first comes early in a short run.
-  report_progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
-                                                    every_steps=config.log_every)
+  # Rate and time left with every log, so the first comes early in a short run.
+  report_progress = progress.Progress(total, config.log_every, writer)
   first = run.step
   for step in range(run.step, total):
     n_critic = n_critic_at(step, config)
@@ -185,7 +183,7 @@ def _train(config: ml_collections.ConfigDict, run: _Loop, iterate: iteration.Ite
 
 
 def _evaluate_step(evaluator: evaluators.Evaluator, run: _Loop, workdir: str, done: int,
-                   writer: metric_writers.MetricWriter,
+                   writer: writers.MetricWriter,
                    checkpointer: checkpointing.Checkpointer,
                    config: ml_collections.ConfigDict) -> dict[str, Any]:
   run.inflight.drain()  # A non-finite generator is never scored.
@@ -394,6 +392,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
     if best is not None:  # Among the evaluations during training; the final one is above.
       name = checkpointer.best_metric
       summary[f"best_{name}_step"], summary[f"best_{name}"] = best
+    writer.close()  # TensorBoard's last writes (the final samples) are on disk after this.
   except StopRequested as e:
     checkpointer.close()
     writer.close()
@@ -401,7 +400,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop: S
   except OSError as e:
     raise _write_error(f"the final evaluation's files in {workdir}", e, checkpointer) from e
   checkpointer.close()
-  writer.close()
   if jax.process_index() == 0:
     try:
       files.write_text_atomically(summary_path, json.dumps(summary, indent=2))

@@ -1,6 +1,7 @@
-"""Where a run's metrics go: TensorBoard through clu, `metrics.jsonl` (every
-logged and evaluated value, one JSON line per write, for scripts and the
-studies), and for a sweep one TensorBoard run per model (workdir/models/NN).
+"""Where a run's metrics go: TensorBoard (`event_files`), `metrics.jsonl`
+(every logged and evaluated value, one JSON line per write, for scripts and the
+studies), the console, and for a sweep one TensorBoard run per model
+(workdir/models/NN).
 
 `make_writer(config, workdir)` builds the run's writer. Process 0 writes the
 files; the others only log.
@@ -17,17 +18,64 @@ import contextlib
 import json
 import os
 import stat
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from absl import logging
-from clu import metric_writers
+from clu import asynclib
 import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import configs, files, sweeps
+from wgan_jax import configs, event_files, files, sweeps
 
 METRICS_FILE = "metrics.jsonl"
+
+
+class MetricWriter:
+  """A place a run's values go: scalars, images ([N, H, W, C] uint8) and the
+  hyperparameters. Each writer keeps what it has a place for; the rest is a no-op."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    del step, scalars
+
+  def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+    del step, images
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    del hparams
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    self.flush()
+
+
+class Writers(MetricWriter):
+  """Every call to each of `writers`, in order."""
+
+  def __init__(self, writers: Sequence[MetricWriter]):
+    self._writers = tuple(writers)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    for writer in self._writers:
+      writer.write_scalars(step, scalars)
+
+  def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+    for writer in self._writers:
+      writer.write_images(step, images)
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    for writer in self._writers:
+      writer.write_hparams(hparams)
+
+  def flush(self) -> None:
+    for writer in self._writers:
+      writer.flush()
+
+  def close(self) -> None:
+    for writer in self._writers:
+      writer.close()
 
 
 def _json_value(v: Any) -> Any:
@@ -52,7 +100,7 @@ def _naming(path: str) -> Iterator[None]:
     raise OSError(e.errno, e.strerror, path) from e
 
 
-class JsonLines(metric_writers.MetricWriter):
+class JsonLines(MetricWriter):
   """Scalars appended to a file as {"step": s, name: value, ...} lines (a
   sweep's values as lists, one per model). A resumed run appends: a reader
   keeps the last line written for a step."""
@@ -78,19 +126,10 @@ class JsonLines(metric_writers.MetricWriter):
     except OSError:
       pass  # What did not reach the file was reported when it was written.
 
-  # Only scalars go to the file.
-  def write_summaries(self, step, values, metadata=None): pass
-  def write_images(self, step, images): pass
-  def write_videos(self, step, videos): pass
-  def write_audios(self, step, audios, *, sample_rate): pass
-  def write_texts(self, step, texts): pass
-  def write_histograms(self, step, arrays, num_buckets=None): pass
-  def write_hparams(self, hparams): pass
 
-
-# What clu's progress report writes each time; its own log line ("1.6 steps/s,
-# 50.0% (100/200), ETA: 1m") says it on the console.
-PROGRESS_KEYS = ("steps_per_sec", "uptime")
+# What the progress line (`progress.Progress`) writes each time: the console
+# says it in that line, not in the training means'.
+PROGRESS_KEYS = ("steps_per_sec",)
 
 
 def _console_value(v: Any) -> str:
@@ -101,7 +140,7 @@ def _console_value(v: Any) -> str:
   return f"{v.mean():.4g} ({v.min():.4g}..{v.max():.4g} over {v.size} models)"
 
 
-class ConsoleWriter(metric_writers.LoggingWriter):
+class ConsoleWriter(MetricWriter):
   """The run's log lines: one a write of training means ("step 100: critic_loss=
   -1.052, ...") or of an evaluation ("eval step 100: w1=0.5819, ..."). Images,
   hyperparameters (config.json holds them) and the progress scalars go to
@@ -118,24 +157,59 @@ class ConsoleWriter(metric_writers.LoggingWriter):
       prefix = "eval step" if group == "eval" else "step"
       logging.info("%s %d: %s", prefix, step, ", ".join(values))
 
+
+class TensorBoard(MetricWriter):
+  """A TensorBoard run in `logdir`, written on a background thread: the loop
+  never waits on a PNG or the disk. A write that failed there raises its own
+  error (an OSError naming the file, for the one-line report) at the next call."""
+
+  def __init__(self, logdir: str):
+    self._events = event_files.EventFile(logdir)
+    self._pool = asynclib.Pool(thread_name_prefix="TensorBoard", max_workers=1)
+
+  @contextlib.contextmanager
+  def _raising_its_own(self) -> Iterator[None]:
+    try:
+      with _naming(self._events.path):
+        yield
+    except asynclib.AsyncError as e:
+      cause = e.__cause__
+      if isinstance(cause, OSError) and not cause.filename:
+        raise OSError(cause.errno, cause.strerror, self._events.path) from cause
+      raise cause if cause is not None else e
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    with self._raising_its_own():
+      self._pool(self._events.scalars)(step, dict(scalars))
+
   def write_images(self, step: int, images: Mapping[str, Any]) -> None:
-    del step, images
+    with self._raising_its_own():
+      self._pool(self._events.images)(step, dict(images))
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
-    del hparams
+    with self._raising_its_own():
+      self._pool(self._events.hparams)(dict(hparams))
+
+  def flush(self) -> None:
+    with self._raising_its_own():
+      self._pool.join()
+      self._events.flush()
+
+  def close(self) -> None:
+    try:
+      self.flush()
+    finally:
+      self._events.close()
 
 
-def _tensorboard(logdir: str) -> metric_writers.MetricWriter:
-  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(logdir))
-
-
-class ModelWriters(metric_writers.MetricWriter):
+class ModelWriters(MetricWriter):
   """A sweep's writers: values with a model axis go to each model's run,
   entry m to model m; the rest (e.g. steps per second) to the workdir's run."""
 
-  def __init__(self, main: metric_writers.MetricWriter, sweep: sweeps.Sweep, workdir: str):
+  def __init__(self, main: MetricWriter, sweep: sweeps.Sweep, workdir: str):
     self._main, self._sweep = main, sweep
-    self._models = [_tensorboard(sweeps.model_dir(workdir, m, sweep.size)) for m in range(sweep.size)]
+    self._models = [TensorBoard(sweeps.model_dir(workdir, m, sweep.size))
+                    for m in range(sweep.size)]
 
   def _split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     shared = {k: v for k, v in values.items() if np.ndim(v) == 0}
@@ -171,35 +245,21 @@ class ModelWriters(metric_writers.MetricWriter):
     for writer in (self._main, *self._models):
       writer.close()
 
-  def write_summaries(self, step, values, metadata=None):
-    self._main.write_summaries(step, values, metadata)
-
-  def write_videos(self, step, videos):
-    self._main.write_videos(step, videos)
-
-  def write_audios(self, step, audios, *, sample_rate):
-    self._main.write_audios(step, audios, sample_rate=sample_rate)
-
-  def write_texts(self, step, texts):
-    self._main.write_texts(step, texts)
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    self._main.write_histograms(step, arrays, num_buckets)
-
 
 def make_writer(config: ml_collections.ConfigDict, workdir: str,
-                sweep: sweeps.Sweep | None = None) -> metric_writers.MetricWriter:
-  """The run's writer: TensorBoard (one run per model of a `sweep`) and, on
-  process 0, `metrics.jsonl`. Writes the config as hyperparameters."""
-  console = metric_writers.AsyncWriter(ConsoleWriter())
+                sweep: sweeps.Sweep | None = None) -> MetricWriter:
+  """The run's writer: the console, TensorBoard (one run per model of a
+  `sweep`) and, on process 0, `metrics.jsonl`. Writes the config as
+  hyperparameters."""
+  console = ConsoleWriter()
   if jax.process_index() > 0:
     return console
   # First: a metrics file that is not ours stops the run before any other file is made.
   lines = JsonLines(os.path.join(workdir, METRICS_FILE))
-  tensorboard = _tensorboard(workdir)
+  tensorboard: MetricWriter = TensorBoard(workdir)
   if sweep is not None:
     tensorboard = ModelWriters(tensorboard, sweep, workdir)
-  writer = metric_writers.MultiWriter([console, tensorboard, lines])
+  writer = Writers([console, tensorboard, lines])
   writer.write_hparams(configs.flatten(config.to_dict()))
   return writer
 
