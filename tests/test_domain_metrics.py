@@ -85,11 +85,24 @@ def test_dropped_modes_and_blur_and_noise_are_far(scorer, halves):
   assert dropped["domain_classes_covered"] == 5
   assert dropped["domain_kl"] == pytest.approx(math.log(2), abs=0.05)
   blurred = scorer(domain.blur(a), b)
-  assert blurred["domain_fd"] > 4 * real and blurred["domain_c2st"] > 0.9
+  assert blurred["domain_fd"] > 4 * real and blurred["domain_c2st"] > 0.8
   noise = np.random.RandomState(0).randint(0, 256, a.shape).astype(np.uint8)
   m = scorer(noise, b)
   assert m["domain_fd"] > 100 * real and m["domain_confidence"] < scorer(a, b)["domain_confidence"]
   assert m["domain_c2st"] > 0.99
+
+
+def test_a_background_no_one_sees_is_no_difference_to_the_two_sample_test(scorer, halves):
+  """Real digits whose blank pixels hold 0 to 2 of 255 instead of 0: standardised
+  per pixel, the nearly constant background weighed as much as a stroke and the
+  test told them from real digits 98% of the time (0.60 now: the background's sum
+  is still a difference a linear classifier finds)."""
+  a, _, b = halves
+  faint = domain.faint_background(a)
+  assert np.abs(faint.astype(int) - a).max() == 2 and np.all(faint[a > 0] == a[a > 0])
+  faint_score = scorer(faint, b)["domain_c2st"]
+  assert faint_score < 0.65
+  assert scorer(domain.blur(a), b)["domain_c2st"] > faint_score + 0.2  # what one sees, it tells
 
 
 def test_the_two_sample_test_is_at_chance_for_one_distribution_and_not_for_two():

@@ -48,7 +48,6 @@ class Settings:
   width: int = 32              # ngf = ndf
   batch: int = 64
   eval_samples: int = 1000
-  seeds: int = 1
   only: tuple[str, ...] = ()   # settings to run; () for all
 
 
