@@ -199,7 +199,8 @@ class TensorBoard(MetricWriter):
     try:
       self.flush()
     finally:
-      self._events.close()
+      with _naming(self._events.path):
+        self._events.close()
 
 
 class ModelWriters(MetricWriter):
