@@ -117,6 +117,7 @@ def test_progress_reports_every_interval_each_minute_and_at_the_last():
 
 
 @pytest.mark.parametrize("seconds,said", [(0.4, "0 s"), (59, "59 s"), (250, "4 min 10 s"),
-                                          (7500, "2 h 05 min"), (3 * 86400 + 7 * 3600, "3 d 07 h")])
+                                          (7500, "2 h 05 min"), (3 * 86400 + 7 * 3600, "3 d 07 h"),
+                                          (float("inf"), "?")])
 def test_durations_read_as_a_person_says_them(seconds, said):
   assert progress.duration(seconds) == said

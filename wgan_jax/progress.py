@@ -1,6 +1,6 @@
 """How far a run is: its rate and the time left, on the console.
 
-`Progress(first, total, every)` is called after each generator iteration with
+`Progress(total, every, writer)` is called after each generator iteration with
 the number done. Every `every` iterations, at least once a minute, and at the
 last one it logs a line ("generator iteration 100 of 200 (50%), 11.3 a second,
 9 s left") and gives the rate to the run's writer as `steps_per_sec`
@@ -10,19 +10,26 @@ call's time includes the compile, so it starts the clock and reports nothing.
 """
 from __future__ import annotations
 
+import math
 import time
-from typing import Callable
+from typing import Any, Callable, Mapping, Protocol
 
 from absl import logging
-
-from wgan_jax import writers
 
 # A run whose log interval is long still says how it goes this often.
 AT_LEAST_EVERY_SECONDS = 60.0
 
 
+class ScalarWriter(Protocol):
+  """Where the rate goes (the run's `writers.MetricWriter`)."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None: ...
+
+
 def duration(seconds: float) -> str:
-  """12 s, 4 min 10 s, 2 h 05 min, 3 d 07 h."""
+  """12 s, 4 min 10 s, 2 h 05 min, 3 d 07 h; "?" when not known (not finite)."""
+  if not math.isfinite(seconds):
+    return "?"
   seconds = max(0, round(seconds))
   if seconds < 60:
     return f"{seconds} s"
@@ -40,7 +47,7 @@ class Progress:
   """Reports after iterations `every`, 2 `every`, ..., the last (`total`), and
   whenever a minute has passed since the last report."""
 
-  def __init__(self, total: int, every: int, writer: writers.MetricWriter,
+  def __init__(self, total: int, every: int, writer: ScalarWriter,
                clock: Callable[[], float] = time.monotonic):
     self.total, self.every, self._writer, self._clock = total, every, writer, clock
     self._since: tuple[int, float] | None = None  # (iterations done, time) of the last report

@@ -17,7 +17,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from wgan_jax import placement
+from wgan_jax import placement, progress
 
 PyTree = Any
 
@@ -40,14 +40,7 @@ class Progress:
       rate = self.done / max(now - self.start, 1e-9)
       eta = (self.total - self.done) / rate if rate > 0 else float("inf")
       print(f"{self.what}: {self.done:,}/{self.total:,} ({100 * self.done / self.total:.1f}%), "
-            f"{rate:,.1f}/s, ETA {_duration(eta)}", file=self.stream, flush=True)
-
-
-def _duration(seconds: float) -> str:
-  if not np.isfinite(seconds):
-    return "?"
-  seconds = int(round(seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+            f"{rate:,.1f}/s, ETA {progress.duration(eta)}", file=self.stream, flush=True)
 
 
 def batches_of(array: np.ndarray, batch: int) -> Iterator[np.ndarray]:
