@@ -7,6 +7,8 @@ import sys
 import tempfile
 
 
+# Not wgan_jax.xla_cpu's reader of the version: importing wgan_jax sets XLA_FLAGS,
+# which this file must set first.
 def _jaxlib_minor() -> tuple[int, int]:
   major, minor = importlib.metadata.version("jaxlib").split(".")[:2]
   return int(major), int(minor)

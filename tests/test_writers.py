@@ -113,7 +113,7 @@ def test_progress_reports_every_interval_each_minute_and_at_the_last():
   assert lines[100] == "generator iteration 100 of 100 (100%), 2 a second"
   assert [s for s, _ in recorder.scalars] == list(lines)
   assert recorder.scalars[0][1] == {"steps_per_sec": pytest.approx(2.0)}
-  assert "steps_per_sec" in writers.PROGRESS_KEYS  # the console leaves it to this line
+  assert progress.RATE_KEY in writers.PROGRESS_KEYS  # the console leaves it to this line
 
 
 @pytest.mark.parametrize("seconds,said", [(0.4, "0 s"), (59, "59 s"), (250, "4 min 10 s"),

@@ -38,14 +38,6 @@ def png(image: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
-def _uint8(images: np.ndarray) -> np.ndarray:
-  """Images in [0, 1] (floats) or uint8, as uint8: tf.summary.image's rule."""
-  images = np.asarray(images)
-  if images.dtype == np.uint8:
-    return images
-  return np.clip(np.round(images.astype(np.float64) * 255), 0, 255).astype(np.uint8)
-
-
 class EventFile:
   """A TensorBoard run in `logdir`: `events.out.tfevents.<time>.<host>.<pid>.<n>.v2`."""
 
@@ -73,11 +65,11 @@ class EventFile:
     self._summary(step, summary)
 
   def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-    """Each [N, H, W, C] (or [H, W, C]) batch as PNGs (`tf.summary.image`): the
-    tensor [width, height, png, ...]."""
+    """Each uint8 [N, H, W, C] (or [H, W, C]) batch as PNGs (`tf.summary.image`):
+    the tensor [width, height, png, ...]."""
     summary = summary_pb2.Summary()
     for tag, batch in images.items():
-      batch = _uint8(batch)
+      batch = np.asarray(batch)
       batch = batch[None] if batch.ndim == 3 else batch
       height, width = batch.shape[1:3]
       encoded = [str(width).encode(), str(height).encode(), *(png(image) for image in batch)]

@@ -18,6 +18,8 @@ from absl import logging
 
 # A run whose log interval is long still says how it goes this often.
 AT_LEAST_EVERY_SECONDS = 60.0
+# The name the rate is written under.
+RATE_KEY = "steps_per_sec"
 
 
 class ScalarWriter(Protocol):
@@ -68,6 +70,6 @@ class Progress:
     if done < self.total:
       line += f", {duration((self.total - done) / rate)} left"
     logging.info("%s", line)
-    self._writer.write_scalars(done, {"steps_per_sec": rate})
+    self._writer.write_scalars(done, {RATE_KEY: rate})
     self._since = (done, now)
     return line

@@ -26,7 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from wgan_jax import configs, event_files, files, sweeps
+from wgan_jax import configs, event_files, files, progress, sweeps
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -129,7 +129,7 @@ class JsonLines(MetricWriter):
 
 # What the progress line (`progress.Progress`) writes each time: the console
 # says it in that line, not in the training means'.
-PROGRESS_KEYS = ("steps_per_sec",)
+PROGRESS_KEYS = (progress.RATE_KEY,)
 
 
 def _console_value(v: Any) -> str:
