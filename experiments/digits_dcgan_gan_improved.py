@@ -10,8 +10,7 @@ from wgan_jax.configs import schema
 
 def get_config() -> ml_collections.ConfigDict:
   c = _images.image_config("digits", 16)
-  c.model.generator.ngf = 32
-  c.model.critic.ndf = 32
+  c = _images.digits_dcgan(c)
   c.model.generator.norm = "virtual"
   c.loss = "non-saturating"
   c.penalty = "none"

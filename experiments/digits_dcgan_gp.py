@@ -7,8 +7,7 @@ from experiments import _images
 
 def get_config() -> ml_collections.ConfigDict:
   c = _images.image_config("digits", 16)
-  c.model.generator.ngf = 32
-  c.model.critic.ndf = 32
+  c = _images.digits_dcgan(c)
   c = _images.wgan_gp_paper(c, lr=2e-4, b1=0.5)
   c.num_generator_steps = 3000
   c.log_every = 50

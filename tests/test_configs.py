@@ -68,6 +68,11 @@ def test_image_experiments_follow_the_papers():
     ([("model.critic.norm", "batch")], r"a gradient penalty \(gp\) forbids batch norm in the critic"),
     ([("data.image_size", "40")], "data.image_size=40 does not suit DCGAN: use a multiple of 16"),
     ([("model.generator.norm", "layer")], "model.generator.norm='layer' is unknown"),
+    ([("model.generator.output", "sigmoid")], "model.generator.output='sigmoid' is unknown"),
+    ([("model.generator.draw_size", "12")],
+     "model.generator.draw_size=12 must be 0 .draw at data.image_size. or a power of two from 8"),
+    ([("model.generator.draw_size", "128")],
+     "model.generator.draw_size=128 is larger than data.image_size=64"),
 ])
 def test_image_settings_that_cannot_train_are_rejected(overrides, message):
   with pytest.raises(configs.ConfigError, match=message):

@@ -50,6 +50,9 @@ def test_digits_training_writes_checkpoints_grids_and_summary(digits_run):
     assert sorted(report["metrics"]) == ["domain_c2st", "domain_classes_covered",
                                          "domain_confidence", "domain_fd", "domain_kl"]
   assert summary["domain_fd"] == report["metrics"]["domain_fd"] > 0
+  # What the recipe is for: samples a linear two-sample test finds hard to tell from
+  # the digits already at 300 iterations (0.69 here; drawn at 16x16 with tanh: 0.98 at 500).
+  assert summary["domain_c2st"] < 0.75, summary
   assert 1 <= summary["domain_classes_covered"] <= 10 and summary["domain_kl"] >= 0
   assert sorted(os.listdir(digits_run / "checkpoints")) == ["150", "300"]
   for name in ("samples_000150.png", "samples_final.png"):

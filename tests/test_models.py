@@ -153,6 +153,46 @@ def test_dcgan_any_multiple_of_16(size, transposed):
   assert "LayerNorm_0" in dv["params"] and "batch_stats" not in dv
 
 
+def test_a_dcgan_drawing_at_8x8_makes_16x16_images_as_the_pipeline_enlarges_8x8_ones():
+  """Its images are bilinear enlargements of 8x8 ones (the digits data are): the
+  least-squares fit through tf.image.resize's 8x8 -> 16x16 map reproduces them."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  g = dcgan.DCGANGenerator(16, channels=1, ngf=8, draw_size=8)
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, 10))
+  gv = g.init(jax.random.PRNGKey(1), z, train=False)
+  x = np.asarray(g.apply(gv, z, train=False)).reshape(4, 256)
+  assert len([k for k in gv["params"] if k.startswith("ConvTranspose")]) == 2  # 1 -> 4 -> 8
+  enlarge = tf.image.resize(np.eye(64, dtype=np.float32).reshape(64, 8, 8, 1), (16, 16),
+                            "bilinear").numpy().reshape(64, 256)
+  small, *_ = np.linalg.lstsq(enlarge.T, x.T, rcond=None)
+  np.testing.assert_allclose(small.T @ enlarge, x, atol=1e-3 * x.std())
+  assert np.abs(x).max() <= 1.0 and x.std() > 0
+  # The same generator drawing at 16x16 makes images off that map.
+  full = dcgan.DCGANGenerator(16, channels=1, ngf=8)
+  y = np.asarray(full.apply(full.init(jax.random.PRNGKey(1), z, train=False), z,
+                            train=False)).reshape(4, 256)
+  small, *_ = np.linalg.lstsq(enlarge.T, y.T, rcond=None)
+  assert np.abs(small.T @ enlarge - y).max() > 0.1 * y.std()
+
+
+def test_a_clipped_output_reaches_black_and_white_exactly_and_passes_gradients_inside():
+  z = jax.random.normal(jax.random.PRNGKey(0), (8, 10))
+  g = dcgan.DCGANGenerator(16, channels=1, ngf=8, output="hardtanh")
+  gv = g.init(jax.random.PRNGKey(1), z, train=False)
+  # The last layer scaled up: pixels of std ~ 4 before the clip.
+  x = np.asarray(g.apply(gv, z, train=False))
+  big = jax.tree_util.tree_map(lambda a: a, gv)
+  big["params"]["ConvTranspose_2"]["kernel"] = gv["params"]["ConvTranspose_2"]["kernel"] * (
+      4.0 / x.std())
+  x = np.asarray(g.apply(big, z, train=False))
+  assert (np.abs(x) <= 1.0).all()
+  assert (x == -1.0).mean() > 0.1 and (x == 1.0).mean() > 0.1
+  assert (np.abs(x) < 1.0).mean() > 0.1
+  # The pixels inside pass gradients back to the noise.
+  grad = jax.grad(lambda z: jnp.sum(g.apply(big, z, train=False)))(z)
+  assert np.abs(np.asarray(grad)).sum() > 0
+
+
 def test_dcgan_rejects_sizes_that_are_not_multiples_of_16():
   with pytest.raises(ValueError, match="multiple of 16"):
     dcgan.DCGANGenerator(40).init(jax.random.PRNGKey(0), jnp.zeros((1, 4)), train=False)

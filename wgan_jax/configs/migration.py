@@ -57,6 +57,8 @@ ADDED_KEYS = (
     ("", None, "acgan", {"critic_weight": 1.0, "generator_weight": 0.1}),
     ("data", "image", "mirror", False),
     ("", None, "ada", schema.ada_section().to_dict()),
+    ("model.generator", "dcgan", "draw_size", 0),
+    ("model.generator", "dcgan", "output", "tanh"),
 )
 RENAMED = {"critic_schedule": "n_critic_schedule", "gp_weight": "penalty_weight"}
 

@@ -3,9 +3,12 @@
 Generator: a 4x4 map of ngf * isize / 8 channels from the noise, then 4x4
 stride-2 transposed convolutions halving the channels and doubling the size,
 batch norm and ReLU, `n_extra_layers` 3x3 convolutions, a last transposed
-convolution to the image channels and tanh. Critic: the mirror image with
-4x4 stride-2 convolutions, LeakyReLU(0.2), normalisation on every layer but
-the first, and a final 4x4 valid convolution to one value (no sigmoid).
+convolution to the image channels and tanh (or a clip to [-1, 1], `output`
+"hardtanh"). With `draw_size` below the image size it draws at that size (isize
+above is then draw_size) and enlarges bilinearly, as the input pipeline enlarges
+small images. Critic: the mirror image with 4x4 stride-2 convolutions,
+LeakyReLU(0.2), normalisation on every layer but the first, and a final 4x4
+valid convolution to one value (no sigmoid).
 No biases; weights ~ N(0, 0.02), normalisation scales ~ N(1, 0.02).
 The generator may use virtual batch norm instead (`norm` "virtual"), the
 critic minibatch discrimination before its final map (models/improved.py) and
@@ -76,11 +79,15 @@ class DCGANGenerator(nn.Module):
   axis_name: str | None = None  # pmap axis for global batch statistics
   convolutions: str = "auto"  # "auto" or one of layers.IMPLS
   vbn_reference_size: int = 64  # R, with norm "virtual"
+  # Draw at this size and resize bilinearly to image_size (0: draw at image_size).
+  draw_size: int = 0
+  output: str = "tanh"  # or "hardtanh"
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
     check_image_size(self.image_size)
-    cngf = self.ngf * self.image_size // 8
+    drawn = self.draw_size or self.image_size
+    cngf = self.ngf * drawn // 8
     reference = (improved.reference_noise(self, self.vbn_reference_size, z.shape[1:])
                  if self.norm == "virtual" else None)
     xs = [y.reshape(y.shape[0], 1, 1, -1) for y in improved.streams(reference, z)]
@@ -91,7 +98,7 @@ class DCGANGenerator(nn.Module):
         cngf, (4, 4), (1, 1), torch_padding(4, 0), use_bias=False, kernel_init=_W_INIT,
         impl=self.convolutions), xs))
     size = 4
-    while size < self.image_size // 2:
+    while size < drawn // 2:
       cngf //= 2
       xs = norm_relu(improved.each(ConvTranspose(
           cngf, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False, kernel_init=_W_INIT,
@@ -102,7 +109,13 @@ class DCGANGenerator(nn.Module):
                                         kernel_init=_W_INIT, impl=self.convolutions), xs))
     x = ConvTranspose(self.channels, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
                       kernel_init=_W_INIT, impl=self.convolutions)(xs[-1])
-    return jnp.tanh(x)
+    x = jnp.tanh(x) if self.output == "tanh" else jnp.clip(x, -1.0, 1.0)
+    if drawn != self.image_size:
+      # As the input pipeline enlarges small images (tf.image.resize, bilinear): a
+      # data set of upscaled images lies in the resize's range, and so do the samples.
+      x = jax.image.resize(x, (x.shape[0], self.image_size, self.image_size, x.shape[3]),
+                           "bilinear")
+    return x
 
 
 class DCGANCritic(nn.Module):
@@ -146,7 +159,8 @@ def generator(cfg, data_shape, *, axis_name=None, convolutions="auto", technique
   height, _, channels = data_shape
   return DCGANGenerator(image_size=height, channels=channels, ngf=cfg.ngf,
                         n_extra_layers=cfg.n_extra_layers, norm=cfg.norm, axis_name=axis_name,
-                        convolutions=convolutions, **improved.generator_settings(techniques))
+                        convolutions=convolutions, draw_size=cfg.draw_size, output=cfg.output,
+                        **improved.generator_settings(techniques))
 
 
 def critic(cfg, data_shape, *, axis_name=None, convolutions="auto", techniques=None):

@@ -42,6 +42,9 @@ MLP_CRITIC_NORMS = ("none", "spectral")
 DCGAN_NORMS = ("batch", "layer", "none")
 DCGAN_GENERATOR_NORMS = ("batch", "none", "virtual")
 DCGAN_CRITIC_NORMS = (*DCGAN_NORMS, "spectral")
+# The generator's last activation: tanh (DCGAN's), or a clip to [-1, 1], whose pixels
+# reach the data's blank -1 exactly (tanh's gradient vanishes on the way there).
+GENERATOR_OUTPUTS = ("tanh", "hardtanh")
 # None, layer norm in every block, or spectral norm on every layer.
 RESNET_CRITIC_NORMS = ("none", "layer", "spectral")
 # A class-conditional critic's head: AC-GAN's classifier, or a projection.
@@ -61,8 +64,15 @@ MLP_GENERATOR_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64
                        "weight_init": choice(*MLP_INITS), "norm": choice(*MLP_GENERATOR_NORMS)}
 MLP_CRITIC_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
                     "weight_init": choice(*MLP_INITS), "norm": choice(*MLP_CRITIC_NORMS)}
+def _draw_size(value) -> str | None:
+  if value == 0 or (isinstance(value, int) and value >= 8 and value & (value - 1) == 0):
+    return None
+  return "must be 0 (draw at data.image_size) or a power of two from 8"
+
+
 DCGAN_GENERATOR_RULES = {"ngf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
-                         "norm": choice(*DCGAN_GENERATOR_NORMS)}
+                         "norm": choice(*DCGAN_GENERATOR_NORMS), "draw_size": _draw_size,
+                         "output": choice(*GENERATOR_OUTPUTS)}
 DCGAN_CRITIC_RULES = {"ndf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
                       "norm": choice(*DCGAN_CRITIC_NORMS)}
 RESNET_GENERATOR_RULES = {"dim": at_least(1, 4096), "multipliers": _multipliers}
@@ -107,6 +117,10 @@ def resnet_critic_size_problem(size: int, multipliers) -> str | None:
 # ---------------------------------------------------------------- checks across the config
 
 def _dcgan_check(config: ml_collections.ConfigDict, role: str) -> str | None:
+  size = config.data.image_size
+  if role == "generator" and config.model.generator.draw_size > size:
+    return (f"model.generator.draw_size={config.model.generator.draw_size} is larger than "
+            f"data.image_size={size}: the generator draws at most at the data's size")
   if role == "critic" and config.model.critic.norm == "batch" and config.penalty != "none":
     return (f"a gradient penalty ({config.penalty}) forbids batch norm in the critic (the "
             "penalty is per example); set --experiment.model.critic.norm=layer, spectral or "
