@@ -213,6 +213,13 @@ def test_a_config_saved_before_keys_were_added_resumes_as_it_was_trained():
   config = configs.from_dict(saved)
   assert (config.data.name, config.data.dir, config.data.dequantize) == ("image_folder", "/x",
                                                                           False)
+  # A digits run saved before its generator drew at 8x8 resumes drawing at 16x16 with tanh.
+  saved = json.loads(configs.load("digits_dcgan_gp").to_json())
+  del saved["model"]["generator"]["draw_size"], saved["model"]["generator"]["output"]
+  saved["model"]["generator"]["ngf"] = 32
+  config = configs.from_dict(saved)
+  assert (config.model.generator.draw_size, config.model.generator.output) == (0, "tanh")
+  assert configs.check_resumable(saved, config, "W", 5) == []
 
 
 # ----------------------------------------------------------------------------
