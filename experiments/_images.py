@@ -22,7 +22,7 @@ def image_config(data: str, image_size: int, batch_size: int = 64) -> ml_collect
   c.model.noise_dim = 100
   c.model.generator = ml_collections.ConfigDict(
       dict(name="dcgan", ngf=64, n_extra_layers=0, norm="batch", draw_size=0,
-           output="tanh"))
+           output_activation="tanh"))
   c.model.critic = ml_collections.ConfigDict(
       dict(name="dcgan", ndf=64, n_extra_layers=0, norm="batch"))
   c.log_every = 100
@@ -42,7 +42,7 @@ def digits_dcgan(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   enlarges the same way, and its clip, unlike tanh, reaches the blank background.
   Either alone leaves the samples easy to tell from real digits; both, not (BUILD.md,
   "The digits recipe against the test")."""
-  c.model.generator.update(ngf=64, draw_size=8, output="hardtanh")
+  c.model.generator.update(ngf=64, draw_size=8, output_activation="hardtanh")
   c.model.critic.ndf = 32
   return c
 

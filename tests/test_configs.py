@@ -68,11 +68,12 @@ def test_image_experiments_follow_the_papers():
     ([("model.critic.norm", "batch")], r"a gradient penalty \(gp\) forbids batch norm in the critic"),
     ([("data.image_size", "40")], "data.image_size=40 does not suit DCGAN: use a multiple of 16"),
     ([("model.generator.norm", "layer")], "model.generator.norm='layer' is unknown"),
-    ([("model.generator.output", "sigmoid")], "model.generator.output='sigmoid' is unknown"),
+    ([("model.generator.output_activation", "sigmoid")],
+     "model.generator.output_activation='sigmoid' is unknown"),
     ([("model.generator.draw_size", "12")],
      "model.generator.draw_size=12 must be 0 .draw at data.image_size. or a power of two from 8"),
     ([("model.generator.draw_size", "128")],
-     "model.generator.draw_size=128 is larger than data.image_size=64"),
+     "model.generator.draw_size=128 is larger than the image size 64"),
 ])
 def test_image_settings_that_cannot_train_are_rejected(overrides, message):
   with pytest.raises(configs.ConfigError, match=message):
@@ -215,10 +216,12 @@ def test_a_config_saved_before_keys_were_added_resumes_as_it_was_trained():
                                                                           False)
   # A digits run saved before its generator drew at 8x8 resumes drawing at 16x16 with tanh.
   saved = json.loads(configs.load("digits_dcgan_gp").to_json())
-  del saved["model"]["generator"]["draw_size"], saved["model"]["generator"]["output"]
-  saved["model"]["generator"]["ngf"] = 32
+  generator = saved["model"]["generator"]
+  del generator["draw_size"], generator["output_activation"]
+  generator["ngf"] = 32
   config = configs.from_dict(saved)
-  assert (config.model.generator.draw_size, config.model.generator.output) == (0, "tanh")
+  assert (config.model.generator.draw_size,
+          config.model.generator.output_activation) == (0, "tanh")
   assert configs.check_resumable(saved, config, "W", 5) == []
 
 

@@ -52,7 +52,7 @@ def test_digits_training_writes_checkpoints_grids_and_summary(digits_run):
   assert summary["domain_fd"] == report["metrics"]["domain_fd"] > 0
   # What the recipe is for: samples a linear two-sample test finds hard to tell from
   # the digits already at 300 iterations (0.69 here; drawn at 16x16 with tanh: 0.98 at 500).
-  assert summary["domain_c2st"] < 0.75, summary
+  assert summary["domain_c2st"] < 0.8, summary
   assert 1 <= summary["domain_classes_covered"] <= 10 and summary["domain_kl"] >= 0
   assert sorted(os.listdir(digits_run / "checkpoints")) == ["150", "300"]
   for name in ("samples_000150.png", "samples_final.png"):

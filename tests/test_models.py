@@ -177,7 +177,7 @@ def test_a_dcgan_drawing_at_8x8_makes_16x16_images_as_the_pipeline_enlarges_8x8_
 
 def test_a_clipped_output_reaches_black_and_white_exactly_and_passes_gradients_inside():
   z = jax.random.normal(jax.random.PRNGKey(0), (8, 10))
-  g = dcgan.DCGANGenerator(16, channels=1, ngf=8, output="hardtanh")
+  g = dcgan.DCGANGenerator(16, channels=1, ngf=8, output_activation="hardtanh")
   gv = g.init(jax.random.PRNGKey(1), z, train=False)
   # The last layer scaled up: pixels of std ~ 4 before the clip.
   x = np.asarray(g.apply(gv, z, train=False))
@@ -196,6 +196,17 @@ def test_a_clipped_output_reaches_black_and_white_exactly_and_passes_gradients_i
 def test_dcgan_rejects_sizes_that_are_not_multiples_of_16():
   with pytest.raises(ValueError, match="multiple of 16"):
     dcgan.DCGANGenerator(40).init(jax.random.PRNGKey(0), jnp.zeros((1, 4)), train=False)
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(draw_size=12), "draw_size=12 must be 0"),
+    (dict(draw_size=32), "draw_size=32 is larger than the image size 16"),
+    (dict(output_activation="sigmoid"), "output_activation='sigmoid' is unknown"),
+])
+def test_a_dcgan_generator_built_directly_checks_its_settings(settings, message):
+  with pytest.raises(ValueError, match=message):
+    dcgan.DCGANGenerator(16, **settings).init(jax.random.PRNGKey(0), jnp.zeros((1, 4)),
+                                              train=False)
 
 
 def test_dcgan_without_batch_norm_has_no_batch_stats():

@@ -58,7 +58,7 @@ ADDED_KEYS = (
     ("data", "image", "mirror", False),
     ("", None, "ada", schema.ada_section().to_dict()),
     ("model.generator", "dcgan", "draw_size", 0),
-    ("model.generator", "dcgan", "output", "tanh"),
+    ("model.generator", "dcgan", "output_activation", "tanh"),
 )
 RENAMED = {"critic_schedule": "n_critic_schedule", "gp_weight": "penalty_weight"}
 

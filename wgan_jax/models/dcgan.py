@@ -3,10 +3,10 @@
 Generator: a 4x4 map of ngf * isize / 8 channels from the noise, then 4x4
 stride-2 transposed convolutions halving the channels and doubling the size,
 batch norm and ReLU, `n_extra_layers` 3x3 convolutions, a last transposed
-convolution to the image channels and tanh (or a clip to [-1, 1], `output`
-"hardtanh"). With `draw_size` below the image size it draws at that size (isize
-above is then draw_size) and enlarges bilinearly, as the input pipeline enlarges
-small images. Critic: the mirror image with 4x4 stride-2 convolutions,
+convolution to the image channels and tanh (or a clip to [-1, 1],
+`output_activation` "hardtanh"). With `draw_size` below the image size it draws
+at that size (isize above is then draw_size) and enlarges bilinearly, as the
+input pipeline enlarges small images. Critic: the mirror image with 4x4 stride-2 convolutions,
 LeakyReLU(0.2), normalisation on every layer but the first, and a final 4x4
 valid convolution to one value (no sigmoid).
 No biases; weights ~ N(0, 0.02), normalisation scales ~ N(1, 0.02).
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from wgan_jax.models import improved, spectral
 from wgan_jax.models.layers import Conv, ConvTranspose, torch_padding
 from wgan_jax.models.registry import DCGAN_NORMS as NORMS
+from wgan_jax.models.registry import dcgan_generator_problem
 from wgan_jax.models.registry import dcgan_image_size_problem as image_size_problem
 _W_INIT = nn.initializers.normal(0.02)
 
@@ -81,11 +82,13 @@ class DCGANGenerator(nn.Module):
   vbn_reference_size: int = 64  # R, with norm "virtual"
   # Draw at this size and resize bilinearly to image_size (0: draw at image_size).
   draw_size: int = 0
-  output: str = "tanh"  # or "hardtanh"
+  output_activation: str = "tanh"  # or "hardtanh", a clip to [-1, 1]
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
-    check_image_size(self.image_size)
+    problem = dcgan_generator_problem(self.image_size, self.draw_size, self.output_activation)
+    if problem:
+      raise ValueError(problem)
     drawn = self.draw_size or self.image_size
     cngf = self.ngf * drawn // 8
     reference = (improved.reference_noise(self, self.vbn_reference_size, z.shape[1:])
@@ -109,7 +112,7 @@ class DCGANGenerator(nn.Module):
                                         kernel_init=_W_INIT, impl=self.convolutions), xs))
     x = ConvTranspose(self.channels, (4, 4), (2, 2), torch_padding(4, 1), use_bias=False,
                       kernel_init=_W_INIT, impl=self.convolutions)(xs[-1])
-    x = jnp.tanh(x) if self.output == "tanh" else jnp.clip(x, -1.0, 1.0)
+    x = jnp.tanh(x) if self.output_activation == "tanh" else jnp.clip(x, -1.0, 1.0)
     if drawn != self.image_size:
       # As the input pipeline enlarges small images (tf.image.resize, bilinear): a
       # data set of upscaled images lies in the resize's range, and so do the samples.
@@ -159,7 +162,8 @@ def generator(cfg, data_shape, *, axis_name=None, convolutions="auto", technique
   height, _, channels = data_shape
   return DCGANGenerator(image_size=height, channels=channels, ngf=cfg.ngf,
                         n_extra_layers=cfg.n_extra_layers, norm=cfg.norm, axis_name=axis_name,
-                        convolutions=convolutions, draw_size=cfg.draw_size, output=cfg.output,
+                        convolutions=convolutions, draw_size=cfg.draw_size,
+                        output_activation=cfg.output_activation,
                         **improved.generator_settings(techniques))
 
 

@@ -42,9 +42,9 @@ MLP_CRITIC_NORMS = ("none", "spectral")
 DCGAN_NORMS = ("batch", "layer", "none")
 DCGAN_GENERATOR_NORMS = ("batch", "none", "virtual")
 DCGAN_CRITIC_NORMS = (*DCGAN_NORMS, "spectral")
-# The generator's last activation: tanh (DCGAN's), or a clip to [-1, 1], whose pixels
-# reach the data's blank -1 exactly (tanh's gradient vanishes on the way there).
-GENERATOR_OUTPUTS = ("tanh", "hardtanh")
+# The DCGAN generator's last activation: tanh (DCGAN's), or a clip to [-1, 1], whose
+# pixels reach the data's blank -1 exactly (tanh's gradient vanishes on the way there).
+DCGAN_OUTPUT_ACTIVATIONS = ("tanh", "hardtanh")
 # None, layer norm in every block, or spectral norm on every layer.
 RESNET_CRITIC_NORMS = ("none", "layer", "spectral")
 # A class-conditional critic's head: AC-GAN's classifier, or a projection.
@@ -72,7 +72,7 @@ def _draw_size(value) -> str | None:
 
 DCGAN_GENERATOR_RULES = {"ngf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
                          "norm": choice(*DCGAN_GENERATOR_NORMS), "draw_size": _draw_size,
-                         "output": choice(*GENERATOR_OUTPUTS)}
+                         "output_activation": choice(*DCGAN_OUTPUT_ACTIVATIONS)}
 DCGAN_CRITIC_RULES = {"ndf": at_least(1, 4096), "n_extra_layers": at_least(0, 16),
                       "norm": choice(*DCGAN_CRITIC_NORMS)}
 RESNET_GENERATOR_RULES = {"dim": at_least(1, 4096), "multipliers": _multipliers}
@@ -116,11 +116,24 @@ def resnet_critic_size_problem(size: int, multipliers) -> str | None:
 
 # ---------------------------------------------------------------- checks across the config
 
+def dcgan_generator_problem(image_size: int, draw_size: int, output_activation: str,
+                            prefix: str = "") -> str | None:
+  """Why a DCGAN generator cannot draw `image_size` images so, or None."""
+  for key, value in (("draw_size", draw_size), ("output_activation", output_activation)):
+    problem = DCGAN_GENERATOR_RULES[key](value)
+    if problem:
+      return f"{prefix}{key}={value!r} {problem}"
+  if draw_size > image_size:
+    return (f"{prefix}draw_size={draw_size} is larger than the image size {image_size}: the "
+            "generator draws at most at the data's size")
+  return dcgan_image_size_problem(image_size)
+
+
 def _dcgan_check(config: ml_collections.ConfigDict, role: str) -> str | None:
-  size = config.data.image_size
-  if role == "generator" and config.model.generator.draw_size > size:
-    return (f"model.generator.draw_size={config.model.generator.draw_size} is larger than "
-            f"data.image_size={size}: the generator draws at most at the data's size")
+  if role == "generator":
+    g = config.model.generator
+    return dcgan_generator_problem(config.data.image_size, g.draw_size, g.output_activation,
+                                   "model.generator.")
   if role == "critic" and config.model.critic.norm == "batch" and config.penalty != "none":
     return (f"a gradient penalty ({config.penalty}) forbids batch norm in the critic (the "
             "penalty is per example); set --experiment.model.critic.norm=layer, spectral or "
