@@ -83,17 +83,13 @@ CASES = {
 }
 
 
-def _is_toy(config) -> bool:
-  return data.get(config.data.name).kind == data.TOY
-
-
 def _spec(config, shape, axis_name=None, bn_axis_name=None) -> updates.GanSpec:
   """The production spec (`builders.make_spec`, batch norm over `bn_axis_name`)
   with the steps under `axis_name`: both None, or both the pmap axis, in a run;
   apart only in the teeth tests. The toy cases' Adam gets eps 1e-6."""
   spec = dataclasses.replace(builders.make_spec(config, shape, bn_axis_name),
                              batch_axis=BatchAxis(axis_name))
-  if _is_toy(config) and config.optimizer.critic.name == "adam":
+  if data.is_toy(config.data) and config.optimizer.critic.name == "adam":
     # Adam with eps 1e-6 (the config has no Adam eps): see the module doc.
     o = config.optimizer.critic
     tx = optax.adam(o.lr, b1=o.b1, b2=o.b2, eps=1e-6)
@@ -113,7 +109,7 @@ def _setup(case: str):
 def _host_batches(config, shape) -> list[np.ndarray | None]:
   """Each iteration's real batches [n_critic, batch, ...] as uint8 pixels, the way
   the input pipeline hands them over (None for toy data, drawn in the program)."""
-  if _is_toy(config):
+  if data.is_toy(config.data):
     return [None] * ITERATIONS
   rng = np.random.default_rng(0)
   return [rng.integers(0, 256, (config.n_critic, config.batch_size, *shape), dtype=np.uint8)
@@ -127,7 +123,7 @@ def _run(case: str, devices: Devices, spec: updates.GanSpec | None = None,
   config, shape, _, state = _setup(case)
   spec = spec or _spec(config, shape, devices.axis_name, devices.axis_name)
   sampler = (toy.get_toy_dataset(config.data.name).sample
-             if _is_toy(config) else None)
+             if data.is_toy(config.data) else None)
   run = iteration.build(config, spec, devices, sampler)
   laid = devices.put_state(jax.tree.map(jnp.copy, state))  # Iterations donate their input.
   history = []

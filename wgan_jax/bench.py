@@ -333,7 +333,7 @@ def main(parsed) -> None:
     return
   if _SWEEP_MODELS.value:
     models = _SWEEP_MODELS.value
-    if (data.get(config.data.name).kind != data.TOY or not 2 <= models <= 4096
+    if (not data.is_toy(config.data) or not 2 <= models <= 4096
         or models % _DEVICES.value):
       usage_error(f"--sweep_models={models} needs a toy experiment and 2 to 4096 models, a "
                   f"multiple of --devices={_DEVICES.value}")

@@ -257,7 +257,7 @@ def evaluate_run(workdir: str, step: int | None, names: tuple[str, ...],
                                                _RAW.value))
 
   found, config, module, generator = checkpointing.newest_readable(workdir, step, load)
-  if data.get(config.data.name).kind == data.TOY:
+  if data.is_toy(config.data):
     raise ValueError(f"{config.data.name} is a toy set of points: use --metrics=critic_w "
                      "(its exact W1 is in the run's summary.json)")
   if _TRUNCATION.value is not None and generators.normalises_each_batch(config):

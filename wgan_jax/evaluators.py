@@ -207,7 +207,7 @@ def make_evaluator(config: ml_collections.ConfigDict, spec: updates.GanSpec,
   sweep's models all scored against the same reference and noise)."""
   key = jax.random.PRNGKey(config.seed + 1)
   sampling = dict(batch_norm=config.sampling_batch_norm, batch_size=config.batch_size)
-  if data.get(config.data.name).kind == data.TOY:
+  if data.is_toy(config.data):
     toy = ToyEvaluator(spec, get_toy_dataset(config.data.name), config.eval_samples, key,
                        **sampling)
     return toy if sweep is None else SweepEvaluator(toy, sweep)

@@ -175,6 +175,6 @@ class SyntheticImages:
 def open_data(config: ml_collections.ConfigDict, devices: Devices, synthetic: bool = False
               ) -> DrawnData | ImageData | SyntheticImages:
   """The real data of `config` for `devices` (a DataError if it is missing)."""
-  if data.get(config.data.name).kind == data.TOY:
+  if data.is_toy(config.data):
     return DrawnData(config)
   return SyntheticImages(config, devices) if synthetic else ImageData(config, devices)

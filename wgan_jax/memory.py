@@ -32,7 +32,7 @@ def _abstract_inputs(config: ml_collections.ConfigDict, per_device: int):
   shape = data.data_shape(config.data)
   spec = builders.make_spec(config, shape)
   state = jax.eval_shape(lambda: builders.init_state(spec, shape, 0))
-  dtype = jnp.float32 if data.get(config.data.name).kind == data.TOY else jnp.uint8
+  dtype = jnp.float32 if data.is_toy(config.data) else jnp.uint8
   real = jax.ShapeDtypeStruct((config.n_critic, per_device, *shape), dtype)
   if spec.num_classes:
     real = (real, jax.ShapeDtypeStruct((config.n_critic, per_device), jnp.int32))

@@ -215,7 +215,7 @@ class Plan:
 
 def _plan(step: int, config: ml_collections.ConfigDict) -> Plan:
   """The checks a run's config allows before its generator is read: one-line errors."""
-  if data.get(config.data.name).kind == data.TOY:
+  if data.is_toy(config.data):
     raise configs.ConfigError(f"this run's data set, {config.data.name}, is a toy set of 2-D "
                               "points: nearest neighbours are for image runs")
   space = choose_space(_SPACE.value, config, _WEIGHTS.value)

@@ -28,7 +28,7 @@ def devices_for(config: ml_collections.ConfigDict) -> Devices:
     raise ConfigError("parallelism='pmap' runs within one process; with several processes use "
                       "parallelism='jit' (the default)")
   sweep = sweeps.from_config(config)
-  if sweep is not None and jax.process_count() > 1 and data.get(config.data.name).kind != data.TOY:
+  if sweep is not None and jax.process_count() > 1 and not data.is_toy(config.data):
     raise ConfigError(f"a sweep on an image set ({config.data.name}) runs in one process: every "
                       "model trains on the whole batch, and a process reads only its share; "
                       "run it on one host, or sweep a toy set")

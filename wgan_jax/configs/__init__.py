@@ -192,7 +192,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.sweep, schema.SWEEP_RULES, "sweep.")
   data.check_config(config.data)
   data.check_eval_samples(config)
-  toy = data.get(config.data.name).kind == data.TOY
+  toy = data.is_toy(config.data)
   for problem in (checks.objective_problem(config), checks.techniques_problem(config),
                   checks.accumulation_problem(config), checks.eval_problem(config, toy),
                   checks.ada_problem(config, toy),

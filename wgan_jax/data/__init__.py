@@ -107,13 +107,17 @@ def check_eval_samples(config: ml_collections.ConfigDict) -> None:
                                           why=EVAL_SAMPLES_WHY[kind])})
 
 
+def is_toy(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether data config `cfg` is a 2-D toy set (points, not images)."""
+  return get(cfg.name).kind == TOY
+
+
 def data_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
   """The shape of one example of data config `cfg`: (2,) for a toy set,
   (image_size, image_size, channels) for images."""
-  entry = get(cfg.name)
-  if entry.kind == TOY:
+  if is_toy(cfg):
     return (2,)
-  return (cfg.image_size, cfg.image_size, entry.channels)
+  return (cfg.image_size, cfg.image_size, get(cfg.name).channels)
 
 
 def open_source(name: str) -> Callable[..., Any]:

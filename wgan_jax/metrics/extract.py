@@ -22,7 +22,7 @@ from wgan_jax import placement, progress
 PyTree = Any
 
 
-class Progress:
+class ExtractionProgress:
   """`what: done/total (share), rate, ETA` on stderr from process 0, at most
   every `every_s` seconds and once at the end."""
 
@@ -78,7 +78,7 @@ class FeaturePass:
     constructor's (new values, same shapes: no recompilation)."""
     if constants is not None:
       self._constants = placement.replicate(constants, self.mesh)
-    progress = Progress(what, total)
+    progress = ExtractionProgress(what, total)
     outputs, pending = [], None
     for batch in batches:
       n = len(batch)
@@ -97,7 +97,7 @@ class FeaturePass:
     return [np.concatenate(parts) for parts in zip(*outputs)]
 
   @staticmethod
-  def _fetch(result, n: int, progress: Progress) -> list[np.ndarray]:
+  def _fetch(result, n: int, progress: ExtractionProgress) -> list[np.ndarray]:
     parts = [_to_host(x)[:n] for x in jax.tree.leaves(result)]
     progress.update(n)
     return parts

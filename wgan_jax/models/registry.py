@@ -221,7 +221,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check(section, arch.generator_rules if role == "generator" else arch.critic_rules,
           f"model.{role}.", owner=f"model.{role}.name={section.name!r}",
           hint=f"start from an experiment that uses {section.name}")
-    if arch.images_only and data.get(config.data.name).kind != data.IMAGE:
+    if arch.images_only and data.is_toy(config.data):
       raise ConfigError(f"model.{role}.name={section.name!r} needs image data, but "
                         f"data.name={config.data.name!r} is 2-D")
     problem = arch.cross_check(config, role) if arch.cross_check else None
