@@ -161,7 +161,7 @@ def test_sample_errors_are_one_line_with_exit_code_2(digits_run, tmp_path):
       ([f"--workdir={digits_run}", "--experiment=digits_dcgan_gp",
         "--experiment.model.generator.ngf=16"],
        "error: the state saved at step 300 does not match the experiment: "
-       "generator/batch_stats/BatchNorm_0/mean has shape (64,) in the checkpoint but (32,) "
+       "generator/batch_stats/BatchNorm_0/mean has shape (64,) in the checkpoint but (16,) "
        "in the model"),
       ([f"--workdir={digits_run}", "--num=0"], "error: --num=0 must be at least 1"),
       ([f"--workdir={digits_run}", "--truncation=-0.5"], "error: --truncation=-0.5 must be > 0"),
