@@ -115,9 +115,10 @@ def is_toy(cfg: ml_collections.ConfigDict) -> bool:
 def data_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
   """The shape of one example of data config `cfg`: (2,) for a toy set,
   (image_size, image_size, channels) for images."""
-  if is_toy(cfg):
+  entry = get(cfg.name)
+  if entry.kind == TOY:
     return (2,)
-  return (cfg.image_size, cfg.image_size, get(cfg.name).channels)
+  return (cfg.image_size, cfg.image_size, entry.channels)
 
 
 def open_source(name: str) -> Callable[..., Any]:

@@ -6,9 +6,9 @@ batch norm and ReLU, `n_extra_layers` 3x3 convolutions, a last transposed
 convolution to the image channels and tanh (or a clip to [-1, 1],
 `output_activation` "hardtanh"). With `draw_size` below the image size it draws
 at that size (isize above is then draw_size) and enlarges bilinearly, as the
-input pipeline enlarges small images. Critic: the mirror image with 4x4 stride-2 convolutions,
-LeakyReLU(0.2), normalisation on every layer but the first, and a final 4x4
-valid convolution to one value (no sigmoid).
+input pipeline enlarges small images. Critic: the mirror image with 4x4 stride-2
+convolutions, LeakyReLU(0.2), normalisation on every layer but the first, and a
+final 4x4 valid convolution to one value (no sigmoid).
 No biases; weights ~ N(0, 0.02), normalisation scales ~ N(1, 0.02).
 The generator may use virtual batch norm instead (`norm` "virtual"), the
 critic minibatch discrimination before its final map (models/improved.py) and

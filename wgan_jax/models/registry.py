@@ -64,6 +64,8 @@ MLP_GENERATOR_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64
                        "weight_init": choice(*MLP_INITS), "norm": choice(*MLP_GENERATOR_NORMS)}
 MLP_CRITIC_RULES = {"features": at_least(1, 1 << 16), "depth": at_least(0, 64),
                     "weight_init": choice(*MLP_INITS), "norm": choice(*MLP_CRITIC_NORMS)}
+
+
 def _draw_size(value) -> str | None:
   if value == 0 or (isinstance(value, int) and value >= 8 and value & (value - 1) == 0):
     return None
